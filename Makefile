@@ -1,0 +1,28 @@
+# go-distributed-lock. `make demo` runs it, `make test` checks it.
+GO ?= go
+
+.PHONY: build demo test vet fuzz diagram clean
+
+build:
+	$(GO) build -o bin/ ./cmd/lockd ./cmd/lockdemo
+
+# exec: lockdemo, not make, receives Ctrl-C and stops its processes in order.
+demo: build
+	exec ./bin/lockdemo
+
+test: vet
+	$(GO) test -race -count=1 -parallel 4 -timeout 8m ./...
+	$(MAKE) fuzz
+
+vet:
+	$(GO) vet ./...
+
+# A few seconds of coverage-guided fuzzing of the input parsing.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime 5s ./internal/lock
+
+diagram:
+	dot -Tpng -Gdpi=110 doc/go-distributed-lock.dot -o doc/go-distributed-lock.png
+
+clean:
+	rm -rf bin

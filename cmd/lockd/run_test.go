@@ -1,0 +1,430 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// logBuffer collects a replica's log output for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor waits until the log matches re and returns the submatches.
+func (b *logBuffer) waitFor(t *testing.T, re string, limit time.Duration) []string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(limit)
+	for {
+		if m := rx.FindStringSubmatch(b.String()); m != nil {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log never matched %s within %v; log:\n%s", re, limit, b.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type replica struct {
+	url  string
+	logs *logBuffer
+	stop func() error
+}
+
+// startLockd runs lockd in-process through run(), on a free port, with env
+// as its whole environment.
+func startLockd(t *testing.T, env map[string]string) *replica {
+	t.Helper()
+	env["PORT"] = "0"
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, nil, func(k string) string { return env[k] }, logs, io.Discard) }()
+	port := logs.waitFor(t, `lockd listening addr=\S*:(\d+)`, 10*time.Second)[1]
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-errc:
+			case <-time.After(20 * time.Second):
+				stopErr = fmt.Errorf("lockd did not stop")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("lockd stop: %v", err)
+		}
+	})
+	return &replica{url: "http://127.0.0.1:" + port, logs: logs, stop: stop}
+}
+
+// dotEnvRedis starts a Redis with the password and database of .env and
+// returns it with the environment a replica needs to use it.
+func dotEnvRedis(t *testing.T) (*redistest.Server, int, map[string]string) {
+	t.Helper()
+	password, db := redistest.DotEnv(t)
+	srv := redistest.Start(t, redistest.Options{Password: password})
+	return srv, db, map[string]string{
+		"REDIS_ADDR": srv.Addr, "REDIS_PASSWORD": password, "REDIS_DB": strconv.Itoa(db),
+	}
+}
+
+func with(base map[string]string, kv ...string) map[string]string {
+	m := map[string]string{}
+	for k, v := range base {
+		m[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+type reply struct {
+	status int
+	body   string
+	took   time.Duration
+}
+
+func get(t *testing.T, url string) reply {
+	t.Helper()
+	start := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Errorf("GET %s: %v", url, err)
+		return reply{}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, string(b), time.Since(start)}
+}
+
+// TestREADMEScenario replays the README: a request on replica 1 takes the
+// lock; the same request on replica 2 fails after redsync's retries with the
+// README's body and log lines; a later request on replica 2 gets the lock
+// once replica 1 has released it.
+func TestREADMEScenario(t *testing.T) {
+	t.Parallel()
+	_, _, env := dotEnvRedis(t)
+	web1 := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "6s"))
+	web2 := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "300ms"))
+	web1.logs.waitFor(t, "Redis ready", 5*time.Second)
+	web2.logs.waitFor(t, "Redis ready", 5*time.Second)
+
+	first := make(chan reply, 1)
+	go func() { first <- get(t, web1.url+"/lock?resource_id=my-key-1") }()
+	web1.logs.waitFor(t, `Lock acquired for resource my-key-1, performing critical operation`, 5*time.Second)
+
+	second := get(t, web2.url+"/lock?resource_id=my-key-1")
+	if want := `{"error":"Failed to acquire lock","details":"lock already taken, locked nodes: [0]"}`; second.status != 500 || second.body != want {
+		t.Fatalf("second request: %d %s, want 500 %s", second.status, second.body, want)
+	}
+	// redsync's defaults: 31 pauses of 50–250 ms between 32 tries.
+	if second.took < 1500*time.Millisecond || second.took > 9*time.Second {
+		t.Errorf("contended request took %v; redsync's default retries take about 4–5 s", second.took)
+	}
+	t.Logf("contended request failed after %v (the README shows 4.7s)", second.took)
+	web2.logs.waitFor(t, `(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d Error: Failed to acquire lock for resource my-key-1: lock already taken, locked nodes: \[0\]$`, time.Second)
+	web2.logs.waitFor(t, `(?m)^\[GIN\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d \| 500 \| [\d.]+m?s \| 127\.0\.0\.1 \| GET "/lock\?resource_id=my-key-1"$`, time.Second)
+
+	// Asked while replica 1 still holds it, this one retries until the
+	// release and then succeeds.
+	third := get(t, web2.url+"/lock?resource_id=my-key-1")
+	if want := `{"message":"Lock acquired and released successfully","resource_id":"my-key-1"}`; third.status != 200 || third.body != want {
+		t.Fatalf("third request: %d %s, want 200 %s", third.status, third.body, want)
+	}
+	r1 := <-first
+	if r1.status != 200 {
+		t.Fatalf("first request: %d %s", r1.status, r1.body)
+	}
+	for _, re := range []string{
+		`(?m)^\S+ \S+ Critical operation completed for resource my-key-1$`,
+		`(?m)^\S+ \S+ Lock released for resource my-key-1$`,
+		`(?m)^\[GIN\] .* \| 200 \| [\d.]+s \| 127\.0\.0\.1 \| GET "/lock\?resource_id=my-key-1"$`,
+	} {
+		web1.logs.waitFor(t, re, time.Second)
+	}
+	// Replica 2 acquired only after replica 1's release was logged.
+	log1, log2 := web1.logs.String(), web2.logs.String()
+	if !strings.Contains(log2, "Lock acquired for resource my-key-1") || !strings.Contains(log1, "Lock released for resource my-key-1") {
+		t.Fatalf("missing hand-off lines:\nweb-1:\n%s\nweb-2:\n%s", log1, log2)
+	}
+}
+
+// TestRedisTrace checks the commands on the wire, as the README's profiler
+// capture shows them, on a freshly started Redis.
+func TestRedisTrace(t *testing.T) {
+	t.Parallel()
+	srv, db, env := dotEnvRedis(t)
+	mon := srv.Monitor(t)
+	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "200ms"))
+	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+
+	if r := get(t, web.url+"/lock?resource_id=my-test-key"); r.status != 200 {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+	lines := mon.WaitFor(t, `"DEL" "lock:my-test-key"`, 5*time.Second)
+	trace := strings.Join(lines, "\n")
+
+	set := regexp.MustCompile(fmt.Sprintf(`(?m)^[\d.]+ \[%d 127\.0\.0\.1:(\d+)\] "set" "lock:my-test-key" "([A-Za-z0-9+/]{22}==)" "ex" "30" "nx"$`, db)).FindStringSubmatch(trace)
+	if set == nil {
+		t.Fatalf("no SET lock:my-test-key <16 random bytes> EX 30 NX on db %d in:\n%s", db, trace)
+	}
+	conn, value := set[1], set[2]
+	for _, re := range []string{
+		fmt.Sprintf(`\[%d 127\.0\.0\.1:\d+\] "evalsha" "e950836ed1e694540c503ef9972b8de518044d3b" "1" "lock:my-test-key" "%s"`, db, regexp.QuoteMeta(value)),
+		fmt.Sprintf(`\[%d lua\] "GET" "lock:my-test-key"`, db),
+		fmt.Sprintf(`\[%d lua\] "DEL" "lock:my-test-key"`, db),
+	} {
+		if !regexp.MustCompile(re).MatchString(trace) {
+			t.Errorf("trace lacks %s:\n%s", re, trace)
+		}
+	}
+	if strings.Contains(trace, `"eval" "`) {
+		t.Errorf("a release fell back to EVAL (the scripts were not loaded at start):\n%s", trace)
+	}
+	// The SET's connection authenticated and selected the database first.
+	auth := regexp.MustCompile(`\[0 127\.0\.0\.1:` + conn + `\] "(?i:hello" "3" "auth|auth)" "\(redacted\)"`)
+	sel := regexp.MustCompile(`\[\d+ 127\.0\.0\.1:` + conn + `\] "select" "` + strconv.Itoa(db) + `"`)
+	if !auth.MatchString(trace) || !sel.MatchString(trace) {
+		t.Errorf("connection %s did not AUTH and SELECT %d before its SET:\n%s", conn, db, trace)
+	}
+}
+
+func TestLeaseKeptAliveDuringOperation(t *testing.T) {
+	t.Parallel()
+	srv, db, env := dotEnvRedis(t)
+	mon := srv.Monitor(t)
+	rdb := srv.Client(t, db)
+	web := startLockd(t, with(env, "LOCK_EXPIRY", "1s", "CRITICAL_SECTION_DURATION", "2500ms"))
+	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+
+	done := make(chan reply, 1)
+	go func() { done <- get(t, web.url+"/lock?resource_id=long-job") }()
+	web.logs.waitFor(t, "Lock acquired for resource long-job", 5*time.Second)
+	token := rdb.Get(context.Background(), "lock:long-job").Val()
+	changed := 0
+	var r reply
+	for r.status == 0 {
+		select {
+		case r = <-done:
+		case <-time.After(50 * time.Millisecond):
+			if v := rdb.Get(context.Background(), "lock:long-job").Val(); v != token && r.status == 0 {
+				changed++
+			}
+		}
+	}
+	if r.status != 200 {
+		t.Fatalf("got %d %s, want 200 after outliving the 1s expiry", r.status, r.body)
+	}
+	if changed > 1 { // the last poll may race the final release
+		t.Fatalf("the key left the holder %d times during the operation", changed)
+	}
+	extends := 0
+	for _, l := range mon.Lines() {
+		if strings.Contains(l, `"evalsha" "d75bb8b5bd13532ddedd17762e772346e39b321e" "1" "lock:long-job"`) {
+			extends++
+		}
+	}
+	if extends < 2 {
+		t.Fatalf("saw %d extensions in MONITOR, want at least 2 for 2.5s under a 1s expiry", extends)
+	}
+}
+
+func TestLostLockCancelsOperation(t *testing.T) {
+	t.Parallel()
+	srv, db, env := dotEnvRedis(t)
+	rdb := srv.Client(t, db)
+	web := startLockd(t, with(env, "LOCK_EXPIRY", "1s", "CRITICAL_SECTION_DURATION", "20s"))
+	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+
+	done := make(chan reply, 1)
+	go func() { done <- get(t, web.url+"/lock?resource_id=fragile") }()
+	web.logs.waitFor(t, "Lock acquired for resource fragile", 5*time.Second)
+	rdb.Del(context.Background(), "lock:fragile")
+	var r reply
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the operation went on after its lock was deleted")
+	}
+	var body struct{ Error, Details string }
+	if err := json.Unmarshal([]byte(r.body), &body); err != nil || r.status != 500 || body.Error != "Lock lost during critical operation" {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+	web.logs.waitFor(t, `Error: Lock lost for resource fragile, critical operation cancelled`, time.Second)
+	if strings.Contains(web.logs.String(), "Critical operation completed for resource fragile") {
+		t.Fatal("log claims the operation completed")
+	}
+}
+
+func TestReleaseFailureIsReported(t *testing.T) {
+	t.Parallel()
+	srv, db, env := dotEnvRedis(t)
+	rdb := srv.Client(t, db)
+	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "1s"))
+	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+
+	done := make(chan reply, 1)
+	go func() { done <- get(t, web.url+"/lock?resource_id=vanishing") }()
+	web.logs.waitFor(t, "Lock acquired for resource vanishing", 5*time.Second)
+	rdb.Del(context.Background(), "lock:vanishing") // before the first extension at 10s
+	r := <-done
+	if want := `{"error":"Failed to release lock","details":"redsync: failed to unlock, lock was already expired"}`; r.status != 500 || r.body != want {
+		t.Fatalf("got %d %s, want 500 %s", r.status, r.body, want)
+	}
+	web.logs.waitFor(t, `Error: Failed to release lock for resource vanishing: redsync: failed to unlock, lock was already expired`, time.Second)
+}
+
+func TestBadResourceIDsChangeNothing(t *testing.T) {
+	t.Parallel()
+	srv, db, env := dotEnvRedis(t)
+	mon := srv.Monitor(t)
+	rdb := srv.Client(t, db)
+	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "100ms"))
+	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+
+	long := strings.Repeat("k", 257)
+	tests := []struct{ query, want string }{
+		{"", `{"error":"resource_id is required"}`},
+		{"?resource_id=", `{"error":"resource_id is required"}`},
+		{"?other=x", `{"error":"resource_id is required"}`},
+		{"?resource_id=" + long, `{"error":"invalid resource_id: name is longer than 256 bytes"}`},
+		{"?resource_id=a%00b", `{"error":"invalid resource_id: name contains a control character"}`},
+		{"?resource_id=line%0Abreak", `{"error":"invalid resource_id: name contains a control character"}`},
+		{"?resource_id=del%7F", `{"error":"invalid resource_id: name contains a control character"}`},
+		{"?resource_id=%FF%FE", `{"error":"invalid resource_id: name is not valid UTF-8"}`},
+	}
+	for _, tt := range tests {
+		r := get(t, web.url+"/lock"+tt.query)
+		if r.status != 400 || r.body != tt.want {
+			t.Errorf("GET /lock%.40s: got %d %s, want 400 %s", tt.query, r.status, r.body, tt.want)
+		}
+	}
+	if n := rdb.DBSize(context.Background()).Val(); n != 0 {
+		t.Errorf("DBSIZE = %d after bad requests, want 0", n)
+	}
+	for _, l := range mon.Lines() {
+		if strings.Contains(l, `"set"`) || strings.Contains(l, `"evalsha"`) {
+			t.Errorf("a bad request reached Redis: %s", l)
+		}
+	}
+	// 256 bytes is still fine.
+	if r := get(t, web.url+"/lock?resource_id="+long[:256]); r.status != 200 {
+		t.Errorf("256-byte id: got %d %s", r.status, r.body)
+	}
+}
+
+func TestUnknownRoutesAnswerJSON(t *testing.T) {
+	t.Parallel()
+	_, _, env := dotEnvRedis(t)
+	web := startLockd(t, env)
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/nope", 404, "not_found"},
+		{"POST", "/lock?resource_id=x", 405, "method_not_allowed"},
+	} {
+		req, _ := http.NewRequest(tt.method, web.url+tt.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error struct{ Code string } }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || body.Error.Code != tt.code {
+			t.Errorf("%s %s: got %d %q, want %d %q", tt.method, tt.path, resp.StatusCode, body.Error.Code, tt.status, tt.code)
+		}
+	}
+}
+
+func TestConfigErrorStopsStart(t *testing.T) {
+	t.Parallel()
+	err := run(context.Background(), nil, func(k string) string {
+		return map[string]string{"LOCK_EXPIRY": "thirty"}[k]
+	}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "LOCK_EXPIRY") {
+		t.Fatalf("got %v, want an error naming LOCK_EXPIRY", err)
+	}
+}
+
+// TestStartsBeforeRedis: lockd comes up while Redis is down, says so, and
+// works once Redis appears, without a restart.
+func TestStartsBeforeRedis(t *testing.T) {
+	t.Parallel()
+	password, db := redistest.DotEnv(t)
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := startLockd(t, map[string]string{
+		"REDIS_ADDR": "127.0.0.1:" + strconv.Itoa(port), "REDIS_PASSWORD": password,
+		"REDIS_DB": strconv.Itoa(db), "CRITICAL_SECTION_DURATION": "100ms",
+	})
+	web.logs.waitFor(t, `Redis not ready, retrying addr=127\.0\.0\.1:\d+ .*err=.*connection refused`, 5*time.Second)
+	redistest.Start(t, redistest.Options{Password: password, Port: port})
+	web.logs.waitFor(t, "Redis ready", 10*time.Second)
+	if r := get(t, web.url+"/lock?resource_id=late"); r.status != 200 {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+}
+
+// TestShutdownReleasesDemoLocks: a critical section that outlives the
+// shutdown timeout is cancelled and its lock released, not left to expire.
+func TestShutdownReleasesDemoLocks(t *testing.T) {
+	t.Parallel()
+	srv, db, env := dotEnvRedis(t)
+	rdb := srv.Client(t, db)
+	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "30s", "SHUTDOWN_TIMEOUT", "200ms"))
+	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+	done := make(chan reply, 1)
+	go func() { done <- get(t, web.url+"/lock?resource_id=interrupted") }()
+	web.logs.waitFor(t, "Lock acquired for resource interrupted", 5*time.Second)
+
+	if err := web.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.status != 503 {
+		t.Errorf("in-flight request: got %d %s, want 503", r.status, r.body)
+	}
+	if n := rdb.Exists(context.Background(), "lock:interrupted").Val(); n != 0 {
+		t.Fatal("the demo lock outlived the shutdown")
+	}
+	web.logs.waitFor(t, "Lock released for resource interrupted", time.Second)
+}

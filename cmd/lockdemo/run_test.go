@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// TestDemoRunsTopologyAndCtrlCStopsAll runs the real lockdemo binary, as
+// `make demo` does, uses the README's curl, then sends SIGINT as a
+// terminal's Ctrl-C would and checks that no process is left.
+func TestDemoRunsTopologyAndCtrlCStopsAll(t *testing.T) {
+	redistest.Require(t)
+	bin := t.TempDir()
+	lockd := build(t, bin, "github.com/go-distributed-lock/go-distributed-lock/cmd/lockd")
+	demo := build(t, bin, "github.com/go-distributed-lock/go-distributed-lock/cmd/lockdemo")
+
+	var ports []int
+	for range 3 {
+		p, err := redistest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, p)
+	}
+	root, err := redistest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(demo, "-lockd", lockd, "-redis-port", strconv.Itoa(ports[0]),
+		"-web-ports", strconv.Itoa(ports[1])+","+strconv.Itoa(ports[2]))
+	cmd.Dir = root // where .env is, as for make demo
+	cmd.Env = append(os.Environ(), "CRITICAL_SECTION_DURATION=100ms")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	waitOut(t, out, `demo \| ready`)
+	for i, port := range ports[1:] {
+		resp, err := http.Get("http://localhost:" + strconv.Itoa(port) + "/lock?resource_id=my-test-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := `{"message":"Lock acquired and released successfully","resource_id":"my-test-key"}`; resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("web-%d: %d %s", i+1, resp.StatusCode, body)
+		}
+		waitOut(t, out, `(?m)^web-`+strconv.Itoa(i+1)+` \| \d{4}/\d\d/\d\d \d\d:\d\d:\d\d Lock released for resource my-test-key$`)
+	}
+	// The replicas really use the demo's password-protected Redis, database 1.
+	waitOut(t, out, `web-1 \| .*Redis ready addr=127\.0\.0\.1:`+strconv.Itoa(ports[0])+` db=1`)
+
+	var pids []int
+	for _, m := range regexp.MustCompile(`\| started \(pid (\d+)\)`).FindAllStringSubmatch(out.String(), -1) {
+		pid, _ := strconv.Atoi(m[1])
+		pids = append(pids, pid)
+	}
+	if len(pids) != 3 {
+		t.Fatalf("want 3 started processes, log:\n%s", out.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("lockdemo exited with %v after Ctrl-C; log:\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("lockdemo did not stop after SIGINT")
+	}
+	for _, pid := range pids {
+		// Children are reaped by lockdemo, so a gone pid answers ESRCH.
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("process %d still running after Ctrl-C", pid)
+		}
+	}
+}
+
+func TestDemoRefusesTakenPort(t *testing.T) {
+	taken, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := netListen(taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	redistest.Require(t)
+	lockd := filepath.Join(t.TempDir(), "lockd")
+	if err := os.WriteFile(lockd, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = run(t.Context(), []string{"-lockd", lockd, "-redis-port", strconv.Itoa(taken)}, func(string) string { return "" }, io.Discard)
+	if err == nil || !regexp.MustCompile(`port \d+ is taken`).MatchString(err.Error()) {
+		t.Fatalf("got %v, want a taken-port error", err)
+	}
+}
+
+func waitOut(t *testing.T, out *syncBuffer, re string) {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(20 * time.Second)
+	for !rx.MatchString(out.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output never matched %s:\n%s", re, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func netListen(port int) (io.Closer, error) {
+	return net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+}

@@ -1,0 +1,4 @@
+// Package deploy holds no code: its tests check the deployment files at the
+// repository root (docker-compose.yml, Dockerfile, .env), which cannot be run
+// where there is no Docker engine, by loading them the way Compose does.
+package deploy

@@ -1,0 +1,151 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-redsync/redsync/v4"
+	redsyncredis "github.com/go-redsync/redsync/v4/redis"
+	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+)
+
+// KeyPrefix is put before a lock's name to form its Redis key.
+const KeyPrefix = "lock:"
+
+// Sentinel errors. Errors returned by this package match one of them with
+// errors.Is while keeping the underlying message (the demo shows redsync's
+// own text, "lock already taken, locked nodes: [0]").
+var (
+	ErrLocked      = errors.New("lock: already held")
+	ErrNotHolder   = errors.New("lock: not the holder")
+	ErrInvalidName = errors.New("lock: invalid name")
+	ErrUnavailable = errors.New("lock: redis unavailable")
+	ErrLost        = errors.New("lock: lease lost")
+)
+
+// Lease is a granted lock. Token is the secret that proves ownership; it
+// must never be logged.
+type Lease struct {
+	Name  string
+	Token string
+	// TTL is the expiry set on the key at each acquire or extend.
+	TTL time.Duration
+	// Until is the end of the lease's validity as redsync computes it: the
+	// expiry minus the time the request took and a clock-drift margin. Work
+	// under the lock must end before it.
+	Until time.Time
+}
+
+// Manager takes locks over a fixed set of Redis nodes; with more than one it
+// needs a quorum of N/2+1. It keeps no per-lock state, so any number of
+// replicas can share the same nodes.
+type Manager struct {
+	clients []redis.UniversalClient
+	rs      *redsync.Redsync
+	scripts []*redsyncredis.Script
+}
+
+// New returns a Manager over the given clients, one per independent Redis
+// node. The clients should have ContextTimeoutEnabled and MaxRetries -1: a
+// retried release can report a false failure.
+func New(clients ...redis.UniversalClient) *Manager {
+	pools := make([]redsyncredis.Pool, len(clients))
+	for i, c := range clients {
+		pools[i] = goredis.NewPool(c)
+	}
+	return &Manager{clients: clients, rs: redsync.New(pools...), scripts: redsyncScripts()}
+}
+
+// Prepare loads redsync's release and extend scripts into every node with
+// SCRIPT LOAD, so that even the first release on a fresh Redis is a plain
+// EVALSHA rather than a NOSCRIPT answer followed by EVAL. It returns
+// ErrUnavailable when a node cannot be reached.
+func (m *Manager) Prepare(ctx context.Context) error {
+	for i, c := range m.clients {
+		for _, s := range m.scripts {
+			sha, err := c.ScriptLoad(ctx, s.Src).Result()
+			if err != nil {
+				return &kindError{ErrUnavailable, fmt.Errorf("node #%d: script load: %w", i, err)}
+			}
+			if sha != s.Hash {
+				return fmt.Errorf("lock: node #%d hashed a script to %s, redsync expects %s", i, sha, s.Hash)
+			}
+		}
+	}
+	return nil
+}
+
+// Acquire takes the lock name for ttl, retrying with redsync's defaults (32
+// tries, 50–250 ms apart, about 4–5 s in all) while another holder has it.
+// It returns ErrInvalidName, ErrLocked when the tries run out, ErrUnavailable
+// when Redis cannot be reached, or ctx's error when ctx ends first.
+func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (Lease, error) {
+	if err := ValidateName(name); err != nil {
+		return Lease{}, err
+	}
+	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(ttl))
+	if err := mu.LockContext(ctx); err != nil {
+		// redsync answers ErrFailed for a done context too, so look first.
+		if ctx.Err() != nil {
+			return Lease{}, ctx.Err()
+		}
+		return Lease{}, translate(err, ErrLocked)
+	}
+	return Lease{Name: name, Token: mu.Value(), TTL: ttl, Until: mu.Until()}, nil
+}
+
+// Extend resets the lease's expiry to its TTL. It returns the lease with its
+// new validity, ErrNotHolder when the key is gone or holds another token (or
+// the validity ran out during the call), or ErrUnavailable.
+func (m *Manager) Extend(ctx context.Context, l Lease) (Lease, error) {
+	mu := m.mutex(l)
+	ok, err := mu.ExtendContext(ctx)
+	if !ok {
+		if err == nil {
+			err = redsync.ErrExtendFailed
+		}
+		return l, translate(err, ErrNotHolder)
+	}
+	l.Until = mu.Until()
+	return l, nil
+}
+
+// Release deletes the lock if it still holds the lease's token. It returns
+// ErrNotHolder when the key is gone or holds another token, or
+// ErrUnavailable.
+func (m *Manager) Release(ctx context.Context, l Lease) error {
+	ok, err := m.mutex(l).UnlockContext(ctx)
+	if !ok {
+		if err == nil {
+			err = redsync.ErrFailed
+		}
+		return translate(err, ErrNotHolder)
+	}
+	return nil
+}
+
+// mutex rebuilds a redsync mutex for an existing lease: redsync mutexes are
+// stateful, so each call gets its own.
+func (m *Manager) mutex(l Lease) *redsync.Mutex {
+	return m.rs.NewMutex(KeyPrefix+l.Name, redsync.WithExpiry(l.TTL), redsync.WithValue(l.Token))
+}
+
+// translate turns a redsync failure into one of our kinds. A Redis error
+// anywhere in it means we could not learn the answer, which is not the same
+// as being refused.
+func translate(err error, refused error) error {
+	var re *redsync.RedisError
+	if errors.As(err, &re) {
+		return &kindError{ErrUnavailable, err}
+	}
+	return &kindError{refused, err}
+}
+
+// kindError matches kind with errors.Is but prints cause's message.
+type kindError struct{ kind, cause error }
+
+func (e *kindError) Error() string   { return e.cause.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.cause} }

@@ -1,0 +1,143 @@
+// Package logging builds lockd's slog logger. The "json" format is slog's
+// JSON handler, for machines. The "text" format keeps the look of the
+// project's README, which people compare their terminal against: the
+// standard library's "2006/01/02 15:04:05 message" lines, and Gin's
+// "[GIN] ... | 200 | 1.2s | ip | GET "/path"" access lines.
+package logging
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// AccessMessage is the message of a per-request access record; the text
+// format prints such records in Gin's layout.
+const AccessMessage = "http request"
+
+// Attribute keys of an access record.
+const (
+	KeyStatus   = "status"
+	KeySeconds  = "duration_seconds"
+	KeyClientIP = "client_ip"
+	KeyMethod   = "method"
+	KeyPath     = "path"
+)
+
+// New returns a logger writing format ("text" or "json") to w.
+func New(w io.Writer, format string) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(&textHandler{out: &lockedWriter{w: w}})
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) write(b []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, _ = l.w.Write(b)
+}
+
+// textHandler prints records as the README shows them. Levels are not
+// printed: messages that report a failure say so themselves ("Error: ...").
+type textHandler struct {
+	out    *lockedWriter
+	attrs  []slog.Attr
+	prefix string // group prefix for attribute keys
+}
+
+func (h *textHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *textHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(append([]slog.Attr(nil), h.attrs...), qualify(h.prefix, as)...)
+	return &c
+}
+
+func (h *textHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	c.prefix = h.prefix + name + "."
+	return &c
+}
+
+func qualify(prefix string, as []slog.Attr) []slog.Attr {
+	if prefix == "" {
+		return as
+	}
+	out := make([]slog.Attr, len(as))
+	for i, a := range as {
+		out[i] = slog.Attr{Key: prefix + a.Key, Value: a.Value}
+	}
+	return out
+}
+
+func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
+	attrs := append([]slog.Attr(nil), h.attrs...)
+	r.Attrs(func(a slog.Attr) bool {
+		attrs = append(attrs, qualify(h.prefix, []slog.Attr{a})...)
+		return true
+	})
+	var b strings.Builder
+	if r.Message == AccessMessage {
+		writeAccess(&b, r.Time, attrs)
+	} else {
+		b.WriteString(r.Time.Format("2006/01/02 15:04:05 "))
+		b.WriteString(r.Message)
+		for _, a := range attrs {
+			writeAttr(&b, a)
+		}
+	}
+	b.WriteByte('\n')
+	h.out.write([]byte(b.String()))
+	return nil
+}
+
+// writeAccess prints Gin's access layout, then any attributes it has no
+// column for (a request id, say).
+func writeAccess(b *strings.Builder, t time.Time, attrs []slog.Attr) {
+	col := map[string]slog.Value{}
+	var rest []slog.Attr
+	for _, a := range attrs {
+		switch a.Key {
+		case KeyStatus, KeySeconds, KeyClientIP, KeyMethod, KeyPath:
+			col[a.Key] = a.Value.Resolve()
+		default:
+			rest = append(rest, a)
+		}
+	}
+	latency := time.Duration(col[KeySeconds].Float64() * float64(time.Second))
+	fmt.Fprintf(b, "[GIN] %s | %d | %v | %s | %s %q",
+		t.Format("2006/01/02 - 15:04:05"), col[KeyStatus].Int64(), latency,
+		col[KeyClientIP].String(), col[KeyMethod].String(), col[KeyPath].String())
+	for _, a := range rest {
+		writeAttr(b, a)
+	}
+}
+
+func writeAttr(b *strings.Builder, a slog.Attr) {
+	v := a.Value.Resolve()
+	if v.Kind() == slog.KindGroup {
+		for _, g := range v.Group() {
+			writeAttr(b, slog.Attr{Key: a.Key + "." + g.Key, Value: g.Value})
+		}
+		return
+	}
+	if a.Key == "" {
+		return
+	}
+	s := v.String()
+	if s == "" || strings.ContainsAny(s, " \t\n\"=") || !strconv.CanBackquote(s) {
+		s = strconv.Quote(s)
+	}
+	b.WriteString(" " + a.Key + "=" + s)
+}
