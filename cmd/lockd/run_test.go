@@ -91,6 +91,24 @@ func startLockd(t *testing.T, env map[string]string) *replica {
 	return &replica{url: "http://127.0.0.1:" + port, logs: logs, stop: stop}
 }
 
+// startReady starts lockd and waits until it has prepared Redis.
+func startReady(t *testing.T, env map[string]string) *replica {
+	t.Helper()
+	r := startLockd(t, env)
+	r.logs.waitFor(t, "Redis ready", 5*time.Second)
+	return r
+}
+
+// inFlight sends GET /lock for id and returns once the lock is taken; the
+// reply arrives on the channel when the critical operation ends.
+func inFlight(t *testing.T, web *replica, id string) <-chan reply {
+	t.Helper()
+	done := make(chan reply, 1)
+	go func() { done <- get(t, web.url+"/lock?resource_id="+id) }()
+	web.logs.waitFor(t, "Lock acquired for resource "+id+",", 5*time.Second)
+	return done
+}
+
 // dotEnvRedis starts a Redis with the password and database of .env and
 // returns it with the environment a replica needs to use it.
 func dotEnvRedis(t *testing.T) (*redistest.Server, int, map[string]string) {
@@ -190,8 +208,7 @@ func TestRedisTrace(t *testing.T) {
 	t.Parallel()
 	srv, db, env := dotEnvRedis(t)
 	mon := srv.Monitor(t)
-	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "200ms"))
-	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+	web := startReady(t, with(env, "CRITICAL_SECTION_DURATION", "200ms"))
 
 	if r := get(t, web.url+"/lock?resource_id=my-test-key"); r.status != 200 {
 		t.Fatalf("got %d %s", r.status, r.body)
@@ -229,12 +246,9 @@ func TestLeaseKeptAliveDuringOperation(t *testing.T) {
 	srv, db, env := dotEnvRedis(t)
 	mon := srv.Monitor(t)
 	rdb := srv.Client(t, db)
-	web := startLockd(t, with(env, "LOCK_EXPIRY", "1s", "CRITICAL_SECTION_DURATION", "2500ms"))
-	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+	web := startReady(t, with(env, "LOCK_EXPIRY", "1s", "CRITICAL_SECTION_DURATION", "2500ms"))
 
-	done := make(chan reply, 1)
-	go func() { done <- get(t, web.url+"/lock?resource_id=long-job") }()
-	web.logs.waitFor(t, "Lock acquired for resource long-job", 5*time.Second)
+	done := inFlight(t, web, "long-job")
 	token := rdb.Get(context.Background(), "lock:long-job").Val()
 	changed := 0
 	var r reply
@@ -268,12 +282,9 @@ func TestLostLockCancelsOperation(t *testing.T) {
 	t.Parallel()
 	srv, db, env := dotEnvRedis(t)
 	rdb := srv.Client(t, db)
-	web := startLockd(t, with(env, "LOCK_EXPIRY", "1s", "CRITICAL_SECTION_DURATION", "20s"))
-	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+	web := startReady(t, with(env, "LOCK_EXPIRY", "1s", "CRITICAL_SECTION_DURATION", "20s"))
 
-	done := make(chan reply, 1)
-	go func() { done <- get(t, web.url+"/lock?resource_id=fragile") }()
-	web.logs.waitFor(t, "Lock acquired for resource fragile", 5*time.Second)
+	done := inFlight(t, web, "fragile")
 	rdb.Del(context.Background(), "lock:fragile")
 	var r reply
 	select {
@@ -295,12 +306,9 @@ func TestReleaseFailureIsReported(t *testing.T) {
 	t.Parallel()
 	srv, db, env := dotEnvRedis(t)
 	rdb := srv.Client(t, db)
-	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "1s"))
-	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+	web := startReady(t, with(env, "CRITICAL_SECTION_DURATION", "1s"))
 
-	done := make(chan reply, 1)
-	go func() { done <- get(t, web.url+"/lock?resource_id=vanishing") }()
-	web.logs.waitFor(t, "Lock acquired for resource vanishing", 5*time.Second)
+	done := inFlight(t, web, "vanishing")
 	rdb.Del(context.Background(), "lock:vanishing") // before the first extension at 10s
 	r := <-done
 	if want := `{"error":"Failed to release lock","details":"redsync: failed to unlock, lock was already expired"}`; r.status != 500 || r.body != want {
@@ -314,8 +322,7 @@ func TestBadResourceIDsChangeNothing(t *testing.T) {
 	srv, db, env := dotEnvRedis(t)
 	mon := srv.Monitor(t)
 	rdb := srv.Client(t, db)
-	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "100ms"))
-	web.logs.waitFor(t, "Redis ready", 5*time.Second)
+	web := startReady(t, with(env, "CRITICAL_SECTION_DURATION", "100ms"))
 
 	long := strings.Repeat("k", 257)
 	tests := []struct{ query, want string }{
@@ -411,11 +418,8 @@ func TestShutdownReleasesDemoLocks(t *testing.T) {
 	t.Parallel()
 	srv, db, env := dotEnvRedis(t)
 	rdb := srv.Client(t, db)
-	web := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "30s", "SHUTDOWN_TIMEOUT", "200ms"))
-	web.logs.waitFor(t, "Redis ready", 5*time.Second)
-	done := make(chan reply, 1)
-	go func() { done <- get(t, web.url+"/lock?resource_id=interrupted") }()
-	web.logs.waitFor(t, "Lock acquired for resource interrupted", 5*time.Second)
+	web := startReady(t, with(env, "CRITICAL_SECTION_DURATION", "30s", "SHUTDOWN_TIMEOUT", "200ms"))
+	done := inFlight(t, web, "interrupted")
 
 	if err := web.stop(); err != nil {
 		t.Fatal(err)
