@@ -158,3 +158,11 @@ func waitOut(t *testing.T, out *syncBuffer, re string) {
 func netListen(port int) (io.Closer, error) {
 	return net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 }
+
+func TestDemoSaysHowToInstallRedis(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no redis-server anywhere
+	err := run(t.Context(), nil, func(string) string { return "" }, io.Discard)
+	if err == nil || err.Error() != redisHint {
+		t.Fatalf("got %v, want the install hint", err)
+	}
+}
