@@ -37,6 +37,10 @@ type Lease struct {
 	// expiry minus the time the request took and a clock-drift margin. Work
 	// under the lock must end before it.
 	Until time.Time
+	// Fence and Owner are set on leases granted by TryAcquire: Fence is
+	// strictly increasing per name across grants.
+	Fence int64
+	Owner string
 }
 
 // Manager takes locks over a fixed set of Redis nodes; with more than one it

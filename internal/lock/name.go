@@ -1,7 +1,9 @@
 package lock
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -33,4 +35,24 @@ func ValidateName(name string) error {
 		return nil
 	}
 	return &kindError{ErrInvalidName, fmt.Errorf("%s", why)}
+}
+
+// ValidateStrictName checks a name for the service API: ValidateName's rules
+// and, in addition, only the characters A-Z a-z 0-9 . _ : @ + -, starting
+// with a letter or digit, so names are safe in URLs, logs and shells.
+func ValidateStrictName(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i == 0 && !alnum {
+			return &kindError{ErrInvalidName, errors.New("name must start with a letter or digit")}
+		}
+		if !alnum && !strings.ContainsRune("._:@+-", rune(c)) {
+			return &kindError{ErrInvalidName, fmt.Errorf("name contains %q; allowed are letters, digits and . _ : @ + -", c)}
+		}
+	}
+	return nil
 }
