@@ -173,3 +173,20 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 func (m *Manager) keys(name string) []string {
 	return []string{KeyPrefix + name, metaPrefix + name, fencePrefix + name}
 }
+
+// ReleaseToken releases name for the holder of token, from any replica, and
+// announces the release on ReleasedChannel so that waiters on every replica
+// wake at once. It returns ErrNotHolder or ErrUnavailable. (The demo's
+// Release does not announce: its Redis trace is the README's.)
+func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
+	if err := ValidateStrictName(name); err != nil {
+		return err
+	}
+	if err := m.Release(ctx, Lease{Name: name, Token: token}); err != nil {
+		return err
+	}
+	// Best effort: a lost message only delays waiters until their timer
+	// for the holder's TTL.
+	_ = m.clients[0].Publish(ctx, ReleasedChannel, name).Err()
+	return nil
+}

@@ -50,6 +50,7 @@ type Manager struct {
 	clients []redis.UniversalClient
 	rs      *redsync.Redsync
 	scripts []*redsyncredis.Script
+	waiters waitlist
 }
 
 // New returns a Manager over the given clients, one per independent Redis

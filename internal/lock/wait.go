@@ -1,0 +1,136 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ReleasedChannel is the Redis pub/sub channel on which every release is
+// announced, with the lock's name as the message. A message is only a hint
+// that a lock may be free: the SET NX that follows decides.
+const ReleasedChannel = "lockd:released"
+
+// Listen holds this Manager's one subscription to ReleasedChannel and wakes
+// local waiters when a lock they want is released on any replica, until ctx
+// ends. go-redis re-subscribes after a lost connection; a release missed
+// meanwhile delays waiters only until the holder's lease would have ended.
+func (m *Manager) Listen(ctx context.Context) error {
+	ps := m.clients[0].Subscribe(ctx, ReleasedChannel)
+	defer ps.Close()
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			m.waiters.wakeOne(msg.Payload)
+		}
+	}
+}
+
+// AcquireWait is TryAcquire that, while the lock is held, waits up to wait
+// for it: it is woken by a release (see Listen) or exactly when the holder's
+// lease runs out, never by polling, and makes one last attempt when wait runs
+// out. It returns the lease and how long it waited, or TryAcquire's errors,
+// or ctx's error when ctx ends first (the caller went away).
+func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (Lease, time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(wait)
+	for {
+		// Register before the attempt, so a release between a refused
+		// attempt and the wait is not missed.
+		w := m.waiters.add(name)
+		l, err := m.TryAcquire(ctx, name, g)
+		var le *LockedError
+		if !errors.As(err, &le) || !time.Now().Before(deadline) {
+			m.waiters.remove(name, w)
+			return l, time.Since(start), err
+		}
+		// The holder's TTL can be 0 when the lock was freed in between:
+		// then try again at once.
+		timer := time.NewTimer(min(le.Holder.TTL, time.Until(deadline)))
+		select {
+		case <-w:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			m.waiters.remove(name, w)
+			return Lease{}, time.Since(start), ctx.Err()
+		}
+		timer.Stop()
+		m.waiters.remove(name, w)
+	}
+}
+
+// waitlist keeps this replica's waiters per lock name, oldest first. A
+// release wakes only the oldest: the others would only find the lock taken
+// again, so one attempt per replica per release instead of one per waiter.
+type waitlist struct {
+	mu     sync.Mutex
+	byName map[string][]chan struct{}
+}
+
+func (wl *waitlist) add(name string) chan struct{} {
+	w := make(chan struct{}, 1)
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	if wl.byName == nil {
+		wl.byName = map[string][]chan struct{}{}
+	}
+	wl.byName[name] = append(wl.byName[name], w)
+	return w
+}
+
+// remove drops w. If w was woken but its owner is leaving without using the
+// wake-up, it passes the wake-up on to the next waiter.
+func (wl *waitlist) remove(name string, w chan struct{}) {
+	wl.mu.Lock()
+	list := wl.byName[name]
+	for i, c := range list {
+		if c == w {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(wl.byName, name)
+	} else {
+		wl.byName[name] = list
+	}
+	wl.mu.Unlock()
+	select {
+	case <-w:
+		// It had been woken; whether it used that or not, the lock may be
+		// free for the next one, which will find out with one attempt.
+		wl.wakeOne(name)
+	default:
+	}
+}
+
+func (wl *waitlist) wakeOne(name string) {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	for _, w := range wl.byName[name] {
+		select {
+		case w <- struct{}{}:
+			return
+		default: // already woken and not yet gone: try the next
+		}
+	}
+}
+
+// Waiting reports how many requests wait on this Manager, over all names.
+func (m *Manager) Waiting() int {
+	m.waiters.mu.Lock()
+	defer m.waiters.mu.Unlock()
+	n := 0
+	for _, l := range m.waiters.byName {
+		n += len(l)
+	}
+	return n
+}

@@ -1,0 +1,185 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// listen runs m.Listen for the test and waits until its subscription is on.
+func listen(t *testing.T, m *Manager) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Listen(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for {
+		n, err := m.clients[0].PubSubNumSub(context.Background(), ReleasedChannel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n[ReleasedChannel] > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestWaiterWokenByReleaseOnAnotherReplica: a waiter on replica B gets the
+// lock as soon as replica A releases it, long before the holder's 30s TTL.
+func TestWaiterWokenByReleaseOnAnotherReplica(t *testing.T) {
+	t.Parallel()
+	a, _, srv := setup(t)
+	c := newClient(srv.Addr, "pw")
+	defer c.Close()
+	b := New(c)
+	listen(t, b)
+	ctx := context.Background()
+
+	held, err := a.TryAcquire(ctx, "handoff", Grant{TTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		l      Lease
+		waited time.Duration
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		l, waited, err := b.AcquireWait(ctx, "handoff", Grant{TTL: time.Second}, 20*time.Second)
+		got <- result{l, waited, err}
+	}()
+	for b.Waiting() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := a.ReleaseToken(ctx, "handoff", held.Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil || r.l.Fence != held.Fence+1 {
+			t.Fatalf("waiter got %+v, %v", r.l, r.err)
+		}
+		t.Logf("waited %v", r.waited)
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter was not woken by the release (it would have waited for the 30s TTL)")
+	}
+	if b.Waiting() != 0 {
+		t.Fatalf("%d waiters left registered", b.Waiting())
+	}
+}
+
+// TestWaiterTakesOverAtExpiry: without any release, the waiter tries again
+// when the holder's lease runs out.
+func TestWaiterTakesOverAtExpiry(t *testing.T) {
+	t.Parallel()
+	m, _, _ := setup(t)
+	ctx := context.Background()
+	held, err := m.TryAcquire(ctx, "abandoned", Grant{TTL: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, waited, err := m.AcquireWait(ctx, "abandoned", Grant{TTL: time.Second}, 10*time.Second)
+	if err != nil || l.Fence != held.Fence+1 {
+		t.Fatalf("got %+v %v", l, err)
+	}
+	if waited < 300*time.Millisecond {
+		t.Fatalf("granted after %v, before the holder's lease ended", waited)
+	}
+}
+
+func TestWaitRunsOut(t *testing.T) {
+	t.Parallel()
+	m, _, _ := setup(t)
+	ctx := context.Background()
+	if _, err := m.TryAcquire(ctx, "long", Grant{TTL: 30 * time.Second, Owner: "holder"}); err != nil {
+		t.Fatal(err)
+	}
+	_, waited, err := m.AcquireWait(ctx, "long", Grant{TTL: time.Second}, 300*time.Millisecond)
+	var le *LockedError
+	if !errors.As(err, &le) || le.Holder.Owner != "holder" {
+		t.Fatalf("got %v, want *LockedError naming the holder", err)
+	}
+	if waited < 300*time.Millisecond {
+		t.Fatalf("gave up after %v, before the wait ran out", waited)
+	}
+	if m.Waiting() != 0 {
+		t.Fatal("waiter left registered")
+	}
+}
+
+func TestWaiterLeavesWhenCallerGoes(t *testing.T) {
+	t.Parallel()
+	m, rdb, _ := setup(t)
+	if _, err := m.TryAcquire(context.Background(), "gone", Grant{TTL: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := m.AcquireWait(ctx, "gone", Grant{TTL: time.Second}, time.Minute)
+		errc <- err
+	}()
+	for m.Waiting() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	time.Sleep(2500 * time.Millisecond) // past the holder's TTL
+	if n := rdb.Exists(context.Background(), "lock:gone").Val(); n != 0 {
+		t.Fatal("a waiter that left took the lock anyway")
+	}
+}
+
+// TestManyWaitersTakeTurns: a release wakes one waiter of the replica, which
+// releases in turn; all get the lock long before the 30s TTLs.
+func TestManyWaitersTakeTurns(t *testing.T) {
+	t.Parallel()
+	m, _, _ := setup(t)
+	listen(t, m)
+	ctx := context.Background()
+	first, err := m.TryAcquire(ctx, "queue", Grant{TTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var fences []int64
+	for range n {
+		wg.Go(func() {
+			l, _, err := m.AcquireWait(ctx, "queue", Grant{TTL: 30 * time.Second}, 20*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			fences = append(fences, l.Fence)
+			mu.Unlock()
+			if err := m.ReleaseToken(ctx, "queue", l.Token); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for m.Waiting() < n {
+		time.Sleep(time.Millisecond)
+	}
+	if err := m.ReleaseToken(ctx, "queue", first.Token); err != nil {
+		t.Fatal(err)
+	}
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(15 * time.Second): // without wake-ups: 30s per hand-off
+		t.Fatal("waiters were not handed the lock on release")
+	}
+	if len(fences) != n {
+		t.Fatalf("%d of %d waiters got the lock", len(fences), n)
+	}
+}
