@@ -147,9 +147,7 @@ func TestRenewByToken(t *testing.T) {
 func TestFencedContention(t *testing.T) {
 	t.Parallel()
 	a, _, srv := setup(t)
-	c := newClient(srv.Addr, "pw")
-	defer c.Close()
-	b := New(c)
+	b := replica(t, srv)
 	ctx := context.Background()
 
 	var mu sync.Mutex

@@ -32,6 +32,15 @@ func setup(t *testing.T) (*Manager, *redis.Client, *redistest.Server) {
 	return m, srv.Client(t, 0), srv
 }
 
+// replica returns a second Manager over srv, with its own connections, as
+// another lockd process would have.
+func replica(t *testing.T, srv *redistest.Server) *Manager {
+	t.Helper()
+	c := newClient(srv.Addr, "pw")
+	t.Cleanup(func() { _ = c.Close() })
+	return New(c)
+}
+
 func newClient(addr, password string) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr: addr, Password: password, ContextTimeoutEnabled: true, MaxRetries: -1,

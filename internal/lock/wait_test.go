@@ -32,9 +32,7 @@ func listen(t *testing.T, m *Manager) {
 func TestWaiterWokenByReleaseOnAnotherReplica(t *testing.T) {
 	t.Parallel()
 	a, _, srv := setup(t)
-	c := newClient(srv.Addr, "pw")
-	defer c.Close()
-	b := New(c)
+	b := replica(t, srv)
 	listen(t, b)
 	ctx := context.Background()
 
