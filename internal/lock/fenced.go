@@ -39,9 +39,9 @@ return fence
 var grantScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) ~= ARGV[1] then return false end
 local m = redis.call("HMGET", KEYS[2], "token", "owner", "fence", "ttl_ms")
-if m[1] ~= ARGV[1] then return {"", "0", "0"} end
+if m[1] ~= ARGV[1] then return {"", 0, 0} end
 redis.call("PEXPIRE", KEYS[2], ARGV[2])
-return {m[2], m[3], m[4]}
+return {m[2], tonumber(m[3]), tonumber(m[4])}
 `)
 
 // inspectScript reads a lock in one step: whether it is held, by which grant
@@ -151,23 +151,23 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 	if err := ValidateStrictName(name); err != nil {
 		return Lease{}, err
 	}
-	res, err := grantScript.Run(ctx, m.clients[0], m.keys(name)[:2], token, metaTTL.Milliseconds()).StringSlice()
+	res, err := grantScript.Run(ctx, m.clients[0], m.keys(name)[:2], token, metaTTL.Milliseconds()).Slice()
 	if errors.Is(err, redis.Nil) {
 		return Lease{}, &kindError{ErrNotHolder, errors.New("lock: token does not hold the lock")}
 	}
 	if err != nil || len(res) != 3 {
-		return Lease{}, &kindError{ErrUnavailable, fmt.Errorf("lock: read grant: %w", err)}
+		return Lease{}, &kindError{ErrUnavailable, fmt.Errorf("lock: read grant: %w (reply %v)", err, res)}
 	}
-	var fence, ttlMS int64
-	_, _ = fmt.Sscan(res[1], &fence)
-	_, _ = fmt.Sscan(res[2], &ttlMS)
+	owner, _ := res[0].(string)
+	fence, _ := res[1].(int64)
+	ttlMS, _ := res[2].(int64)
 	if ttl == 0 {
 		ttl = time.Duration(ttlMS) * time.Millisecond
 	}
 	if ttl <= 0 {
 		return Lease{}, &kindError{ErrNotHolder, errors.New("lock: held without a grant; use the API that took it")}
 	}
-	return m.Extend(ctx, Lease{Name: name, Token: token, TTL: ttl, Owner: res[0], Fence: fence})
+	return m.Extend(ctx, Lease{Name: name, Token: token, TTL: ttl, Owner: owner, Fence: fence})
 }
 
 func (m *Manager) keys(name string) []string {
