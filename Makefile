@@ -20,6 +20,7 @@ vet:
 # A few seconds of coverage-guided fuzzing of the input parsing.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime 5s ./internal/lock
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime 5s ./internal/httpapi
 
 diagram:
 	dot -Tpng -Gdpi=110 doc/go-distributed-lock.dot -o doc/go-distributed-lock.png

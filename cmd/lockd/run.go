@@ -71,6 +71,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		prepare(ctx, log, locks, cfg)
 	}()
 	defer func() { <-prepared }()
+	// One subscription per replica wakes this replica's /v1 waiters when a
+	// lock is released anywhere.
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		_ = locks.Listen(ctx)
+	}()
+	defer func() { <-listening }()
 
 	log.Info("lockd listening", "addr", ln.Addr().String(), "redis", cfg.RedisAddr, "db", cfg.RedisDB)
 	served := make(chan error, 1)

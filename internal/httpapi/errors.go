@@ -1,16 +1,28 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
 
 // errorBody is the one error shape of the service outside the README's demo
 // endpoint, whose shape the README fixes: {"error":{"code","message"}}.
-// Codes are stable; messages are for people.
+// Codes are stable; messages are for people. A refused acquire also says
+// who holds the lock, and a failed fence check the current fence.
 type errorBody struct {
-	Error errorDetail `json:"error"`
+	Error        errorDetail `json:"error"`
+	Holder       *holderJSON `json:"holder,omitempty"`
+	CurrentFence *int64      `json:"current_fence,omitempty"`
 }
 
 type errorDetail struct {
@@ -18,8 +30,93 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
+type holderJSON struct {
+	Owner string `json:"owner"`
+	Fence int64  `json:"fence"`
+	TTLMS int64  `json:"ttl_ms"`
+}
+
+// errorKinds is the one table from errors to answers. The first kind that
+// matches with errors.Is wins; anything else is a 500 whose cause is logged
+// but not shown.
+var errorKinds = []struct {
+	kind   error
+	status int
+	code   string
+}{
+	{lock.ErrInvalidName, http.StatusBadRequest, "invalid_argument"},
+	{lock.ErrInvalidArgument, http.StatusBadRequest, "invalid_argument"},
+	{errBadInput, http.StatusBadRequest, "invalid_argument"},
+	{errTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large"},
+	{lock.ErrLocked, http.StatusConflict, "locked"},
+	{lock.ErrNotHolder, http.StatusConflict, "not_holder"},
+	{lock.ErrStaleFence, http.StatusConflict, "stale_fence"},
+	{lock.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	// The request's context ends when the client goes away (nobody reads
+	// the answer) or when shutdown cancels it: either way, try again.
+	{context.Canceled, http.StatusServiceUnavailable, "unavailable"},
+}
+
+// mapErrors answers the last error a handler recorded with c.Error, when
+// the handler has not answered itself.
+func mapErrors(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		if len(c.Errors) == 0 || c.Writer.Written() {
+			return
+		}
+		err := c.Errors.Last().Err
+		for _, k := range errorKinds {
+			if errors.Is(err, k.kind) {
+				writeKnownError(c, err, k.status, k.code)
+				return
+			}
+		}
+		log.ErrorContext(c.Request.Context(), "Error: request failed", "path", c.FullPath(), "err", err)
+		writeError(c, http.StatusInternalServerError, "internal", "internal error")
+	}
+}
+
+func writeKnownError(c *gin.Context, err error, status int, code string) {
+	body := errorBody{Error: errorDetail{Code: code, Message: message(err)}}
+	var locked *lock.LockedError
+	var stale *lock.StaleFenceError
+	switch {
+	case errors.As(err, &locked):
+		h := locked.Holder
+		body.Holder = &holderJSON{Owner: h.Owner, Fence: h.Fence, TTLMS: h.TTL.Milliseconds()}
+		c.Header("Retry-After", retryAfter(h.TTL))
+	case errors.As(err, &stale):
+		body.CurrentFence = &stale.Current
+	case status == http.StatusServiceUnavailable:
+		// Redis's own error can name hosts; the operator finds it in the log.
+		body.Error.Message = "the lock store cannot be reached; try again shortly"
+		c.Header("Retry-After", "1")
+	}
+	c.AbortWithStatusJSON(status, body)
+}
+
+// message is err's text for a caller, without the package prefixes that
+// only help in logs.
+func message(err error) string {
+	s := err.Error()
+	for _, p := range []string{"lock: ", errBadInput.Error() + ": "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	if errors.Is(err, lock.ErrInvalidName) {
+		s = "invalid lock name: " + s
+	}
+	return s
+}
+
+// retryAfter is a holder's remaining time in whole seconds, rounded up and
+// at least 1, as the Retry-After header wants it.
+func retryAfter(ttl time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(ttl.Seconds()))))
+}
+
 func writeError(c *gin.Context, status int, code, msg string) {
-	c.AbortWithStatusJSON(status, errorBody{errorDetail{Code: code, Message: msg}})
+	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: msg}})
 }
 
 func notFound(c *gin.Context) {

@@ -8,6 +8,19 @@ func (s *server) routes(r *gin.Engine) {
 	// release. Kept exactly as documented, GET and all.
 	r.GET("/lock", s.demoLock)
 
+	// The lock service (doc/openapi.yaml). It shares the demo's lock
+	// namespace: lock:NAME.
+	v1 := r.Group("/v1", mapErrors(s.log))
+	v1.GET("/locks", s.listLocks)
+	v1.GET("/locks/:name", s.getLock)
+	v1.POST("/locks/:name/acquire", s.acquire)
+	v1.POST("/locks/:name/extend", s.extend)
+	v1.POST("/locks/:name/release", s.release)
+	v1.POST("/locks/:name/check", s.check)
+
+	// An API answers the path it was asked; a redirect from /v1/locks/ to
+	// /v1/locks would surprise clients that do not follow it for POST.
+	r.RedirectTrailingSlash = false
 	r.HandleMethodNotAllowed = true
 	r.NoRoute(notFound)
 	r.NoMethod(methodNotAllowed)

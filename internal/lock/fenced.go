@@ -68,7 +68,7 @@ type Holder struct {
 type LockedError struct{ Holder Holder }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("lock: already held (owner %q, fence %d, %v left)", e.Holder.Owner, e.Holder.Fence, e.Holder.TTL)
+	return fmt.Sprintf("lock: already held (owner %q, fence %d, %v left)", e.Holder.Owner, e.Holder.Fence, e.Holder.TTL.Round(100*time.Millisecond))
 }
 
 // Is makes errors.Is(err, ErrLocked) true.
@@ -80,15 +80,28 @@ type Grant struct {
 	Owner string // free text shown to others; not a secret
 }
 
+func (g Grant) validate() error {
+	if err := validateTTL(g.TTL); err != nil {
+		return err
+	}
+	return validateOwner(g.Owner)
+}
+
 // TryAcquire makes one attempt at name, which must pass ValidateStrictName.
 // On success the lease carries a fence, strictly greater than every fence
-// granted for name before. It returns ErrInvalidName, a *LockedError, or
+// granted for name before, and a token of 144 random bits in URL-safe
+// base64. It returns ErrInvalidName, ErrInvalidArgument (a TTL outside
+// MinTTL–MaxTTL, an owner too long or unprintable), a *LockedError, or
 // ErrUnavailable.
 func (m *Manager) TryAcquire(ctx context.Context, name string, g Grant) (Lease, error) {
 	if err := ValidateStrictName(name); err != nil {
 		return Lease{}, err
 	}
-	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(g.TTL), redsync.WithTries(1))
+	if err := g.validate(); err != nil {
+		return Lease{}, err
+	}
+	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(g.TTL), redsync.WithTries(1),
+		redsync.WithGenValueFunc(newToken))
 	if err := mu.TryLockContext(ctx); err != nil {
 		if ctx.Err() != nil {
 			return Lease{}, ctx.Err()
@@ -128,12 +141,21 @@ func (m *Manager) locked(ctx context.Context, name string) error {
 }
 
 // Inspect reports whether name is held and by whom. It returns
-// ErrUnavailable when Redis cannot be reached.
+// ErrInvalidName, or ErrUnavailable when Redis cannot be reached.
 func (m *Manager) Inspect(ctx context.Context, name string) (Holder, bool, error) {
+	if err := ValidateStrictName(name); err != nil {
+		return Holder{}, false, err
+	}
 	res, err := inspectScript.Run(ctx, m.clients[0], m.keys(name)[:2]).Slice()
 	if err != nil {
 		return Holder{}, false, &kindError{ErrUnavailable, fmt.Errorf("lock: inspect: %w", err)}
 	}
+	return holderFrom(res)
+}
+
+// holderFrom reads inspectScript's reply. A key without an expiry (written
+// by something else) shows a TTL of 0.
+func holderFrom(res []any) (Holder, bool, error) {
 	if len(res) != 4 {
 		return Holder{}, false, fmt.Errorf("lock: inspect: unexpected reply %v", res)
 	}
@@ -146,10 +168,19 @@ func (m *Manager) Inspect(ctx context.Context, name string) (Holder, bool, error
 
 // Renew extends a fenced lease from its token alone, as a client that kept
 // only the token can: ttl 0 means the TTL given at acquire. It returns the
-// lease with its new validity, ErrNotHolder, or ErrUnavailable.
+// lease with its new validity, ErrInvalidName, ErrInvalidArgument,
+// ErrNotHolder, or ErrUnavailable.
 func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Duration) (Lease, error) {
 	if err := ValidateStrictName(name); err != nil {
 		return Lease{}, err
+	}
+	if err := validateToken(token); err != nil {
+		return Lease{}, err
+	}
+	if ttl != 0 {
+		if err := validateTTL(ttl); err != nil {
+			return Lease{}, err
+		}
 	}
 	res, err := grantScript.Run(ctx, m.clients[0], m.keys(name)[:2], token, metaTTL.Milliseconds()).Slice()
 	if errors.Is(err, redis.Nil) {
@@ -176,10 +207,14 @@ func (m *Manager) keys(name string) []string {
 
 // ReleaseToken releases name for the holder of token, from any replica, and
 // announces the release on ReleasedChannel so that waiters on every replica
-// wake at once. It returns ErrNotHolder or ErrUnavailable. (The demo's
-// Release does not announce: its Redis trace is the README's.)
+// wake at once. It returns ErrInvalidName, ErrInvalidArgument,
+// ErrNotHolder or ErrUnavailable. (The demo's Release does not announce: its
+// Redis trace is the README's.)
 func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
 	if err := ValidateStrictName(name); err != nil {
+		return err
+	}
+	if err := validateToken(token); err != nil {
 		return err
 	}
 	if err := m.Release(ctx, Lease{Name: name, Token: token}); err != nil {
@@ -189,4 +224,41 @@ func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
 	// for the holder's TTL.
 	_ = m.clients[0].Publish(ctx, ReleasedChannel, name).Err()
 	return nil
+}
+
+// StaleFenceError answers a fence check that failed. It matches
+// ErrStaleFence with errors.Is and carries the live holder's fence: 0 when
+// the lock is free or held without a fence.
+type StaleFenceError struct{ Current int64 }
+
+func (e *StaleFenceError) Error() string {
+	return fmt.Sprintf("lock: fence is not the live holder's (current fence %d)", e.Current)
+}
+
+// Is makes errors.Is(err, ErrStaleFence) true.
+func (e *StaleFenceError) Is(target error) bool { return target == ErrStaleFence }
+
+// Check says whether fence belongs to the live holder of name, for a
+// resource that cannot keep the highest fence itself. The answer is only
+// true at the moment Redis gives it. It returns nil when fence is current,
+// a *StaleFenceError, ErrInvalidName, ErrInvalidArgument (fence below 1) or
+// ErrUnavailable.
+func (m *Manager) Check(ctx context.Context, name string, fence int64) error {
+	if err := ValidateStrictName(name); err != nil {
+		return err
+	}
+	if fence < 1 {
+		return invalid("fence %d is not a granted fence; fences start at 1", fence)
+	}
+	h, held, err := m.Inspect(ctx, name)
+	if err != nil {
+		return err
+	}
+	if held && h.Fence == fence {
+		return nil
+	}
+	if !held {
+		h.Fence = 0
+	}
+	return &StaleFenceError{Current: h.Fence}
 }

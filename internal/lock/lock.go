@@ -22,8 +22,11 @@ var (
 	ErrLocked      = errors.New("lock: already held")
 	ErrNotHolder   = errors.New("lock: not the holder")
 	ErrInvalidName = errors.New("lock: invalid name")
-	ErrUnavailable = errors.New("lock: redis unavailable")
-	ErrLost        = errors.New("lock: lease lost")
+	// ErrInvalidArgument is a TTL, wait, owner, token or fence out of bounds.
+	ErrInvalidArgument = errors.New("lock: invalid argument")
+	ErrStaleFence      = errors.New("lock: stale fence")
+	ErrUnavailable     = errors.New("lock: redis unavailable")
+	ErrLost            = errors.New("lock: lease lost")
 )
 
 // Lease is a granted lock. Token is the secret that proves ownership; it

@@ -36,9 +36,13 @@ func (m *Manager) Listen(ctx context.Context) error {
 // AcquireWait is TryAcquire that, while the lock is held, waits up to wait
 // for it: it is woken by a release (see Listen) or exactly when the holder's
 // lease runs out, never by polling, and makes one last attempt when wait runs
-// out. It returns the lease and how long it waited, or TryAcquire's errors,
-// or ctx's error when ctx ends first (the caller went away).
+// out. wait must be 0–MaxWait. It returns the lease and how long it waited,
+// or TryAcquire's errors, or ctx's error when ctx ends first (the caller
+// went away): then it holds nothing, even if the grant came just before.
 func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (Lease, time.Duration, error) {
+	if err := validateWait(wait); err != nil {
+		return Lease{}, 0, err
+	}
 	start := time.Now()
 	deadline := start.Add(wait)
 	for {
@@ -49,6 +53,11 @@ func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait ti
 		var le *LockedError
 		if !errors.As(err, &le) || !time.Now().Before(deadline) {
 			m.waiters.remove(name, w)
+			if err == nil && ctx.Err() != nil {
+				// Nobody is left to use or release this lease.
+				_ = m.ReleaseToken(context.WithoutCancel(ctx), name, l.Token)
+				return Lease{}, time.Since(start), ctx.Err()
+			}
 			return l, time.Since(start), err
 		}
 		// The holder's TTL can be 0 when the lock was freed in between:

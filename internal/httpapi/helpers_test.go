@@ -1,0 +1,180 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.TestMode)
+	goleak.VerifyTestMain(m)
+}
+
+// cluster is one Redis with lockd replicas in front of it, each with its own
+// connections and its own release subscription, as separate processes have.
+type cluster struct {
+	replicas []*replica
+	rdb      *redis.Client // for looking behind the service's back
+	srv      *redistest.Server
+}
+
+type replica struct {
+	url   string
+	locks *lock.Manager
+}
+
+func startCluster(t testing.TB, n int, opts Options) *cluster {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{Password: "pw"})
+	c := &cluster{rdb: srv.Client(t, 0), srv: srv}
+	for range n {
+		c.replicas = append(c.replicas, startReplica(t, srv.Addr, opts))
+	}
+	return c
+}
+
+func startReplica(t testing.TB, addr string, opts Options) *replica {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{
+		Addr: addr, Password: "pw", ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	m := lock.New(rdb)
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan struct{})
+	go func() { defer close(listening); _ = m.Listen(ctx) }()
+	if opts.LockExpiry == 0 {
+		opts = Options{LockExpiry: 30 * time.Second, CriticalSection: 30 * time.Second}
+	}
+	hs := httptest.NewServer(NewHandler(slog.New(slog.DiscardHandler), m, opts))
+	t.Cleanup(func() {
+		hs.Close()
+		cancel()
+		<-listening
+		_ = rdb.Close()
+	})
+	waitSubscribed(t, rdb)
+	return &replica{url: hs.URL, locks: m}
+}
+
+// waitSubscribed returns once a release subscription is on, so a test's
+// first release is not announced to nobody.
+func waitSubscribed(t testing.TB, rdb *redis.Client) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		n, err := rdb.PubSubNumSub(context.Background(), lock.ReleasedChannel).Result()
+		if err == nil && n[lock.ReleasedChannel] > 0 {
+			return
+		}
+	}
+	t.Fatal("release subscription never started")
+}
+
+// response is a finished HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// json decodes the body into v, failing the test when it does not fit.
+func (r response) json(t testing.TB, v any) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("body %s: %v", r.body, err)
+	}
+}
+
+// errorCode is the stable code of an error answer, "" for any other body.
+func (r response) errorCode() string {
+	var e struct{ Error struct{ Code string } }
+	_ = json.Unmarshal(r.body, &e)
+	return e.Error.Code
+}
+
+// call sends one request through the OpenAPI-validating client. It does
+// not fail the test on a transport error (it may run in a goroutine); the
+// status is then 0.
+func call(t testing.TB, ctx context.Context, method, url, body string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = bytes.NewBufferString(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return response{}
+	}
+	resp, err := apiClient(t).Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.Errorf("%s %s: %v", method, url, err)
+		}
+		return response{}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("%s %s: reading body: %v", method, url, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func post(t testing.TB, url, body string) response {
+	t.Helper()
+	return call(t, context.Background(), http.MethodPost, url, body)
+}
+
+func get(t testing.TB, url string) response {
+	t.Helper()
+	return call(t, context.Background(), http.MethodGet, url, "")
+}
+
+// acquire takes name on r and fails the test unless it is granted.
+func (r *replica) acquire(t testing.TB, name, body string) leaseJSON {
+	t.Helper()
+	resp := post(t, r.url+"/v1/locks/"+name+"/acquire", body)
+	if resp.status != http.StatusOK {
+		t.Fatalf("acquire %s: %d %s", name, resp.status, resp.body)
+	}
+	var l leaseJSON
+	resp.json(t, &l)
+	return l
+}
+
+// inspect is GET /v1/locks/{name} on r.
+func (r *replica) inspect(t testing.TB, name string) lockJSON {
+	t.Helper()
+	resp := get(t, r.url+"/v1/locks/"+name)
+	if resp.status != http.StatusOK {
+		t.Fatalf("get %s: %d %s", name, resp.status, resp.body)
+	}
+	var l lockJSON
+	resp.json(t, &l)
+	return l
+}
+
+func tokenBody(token string) string {
+	b, _ := json.Marshal(map[string]string{"token": token})
+	return string(b)
+}

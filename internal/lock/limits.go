@@ -1,0 +1,81 @@
+package lock
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits of the fenced API (TryAcquire, AcquireWait, Renew). The longest TTL
+// also bounds how long a restarted Redis node must stay out of quorums, so
+// it is kept modest.
+const (
+	MinTTL      = 100 * time.Millisecond
+	MaxTTL      = time.Hour
+	DefaultTTL  = 30 * time.Second
+	MaxWait     = 5 * time.Minute
+	MaxOwnerLen = 256 // bytes
+	MaxTokenLen = 256 // bytes; real tokens are 24
+)
+
+func invalid(format string, args ...any) error {
+	return &kindError{ErrInvalidArgument, fmt.Errorf(format, args...)}
+}
+
+func validateTTL(ttl time.Duration) error {
+	if ttl < MinTTL || ttl > MaxTTL {
+		return invalid("ttl %v is outside %v to %v", ttl, MinTTL, MaxTTL)
+	}
+	return nil
+}
+
+func validateWait(wait time.Duration) error {
+	if wait < 0 || wait > MaxWait {
+		return invalid("wait %v is outside 0s to %v", wait, MaxWait)
+	}
+	return nil
+}
+
+// validateOwner keeps owners printable: they are shown to other callers and
+// written to logs.
+func validateOwner(owner string) error {
+	if len(owner) > MaxOwnerLen {
+		return invalid("owner is longer than %d bytes", MaxOwnerLen)
+	}
+	if !utf8.ValidString(owner) {
+		return invalid("owner is not valid UTF-8")
+	}
+	for _, r := range owner {
+		if unicode.IsControl(r) {
+			return invalid("owner contains a control character")
+		}
+	}
+	return nil
+}
+
+// validateToken rejects what cannot be a token before it reaches Redis. Any
+// other wrong token is simply not the holder.
+func validateToken(token string) error {
+	switch {
+	case token == "":
+		return invalid("token is required")
+	case len(token) > MaxTokenLen:
+		return invalid("token is longer than %d bytes", MaxTokenLen)
+	}
+	return nil
+}
+
+// newToken returns 144 random bits in URL-safe base64, so a token can travel
+// in JSON, URLs and shell variables unescaped. (redsync's default value uses
+// standard base64, with + / and =.)
+func newToken() (string, error) {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", errors.Join(errors.New("lock: no randomness for a token"), err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
