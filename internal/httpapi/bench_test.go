@@ -78,8 +78,9 @@ func BenchmarkHandoffAcrossReplicas(b *testing.B) {
 		var next string
 		go func() {
 			body := benchPost(b, hc, w.url+"/v1/locks/hot/acquire", `{"ttl":"30s","wait":"10s"}`, http.StatusOK)
-			granted <- time.Now()
+			at := time.Now()
 			next = benchToken(b, body)
+			granted <- at
 		}()
 		for w.locks.Waiting() == 0 {
 			time.Sleep(50 * time.Microsecond)
