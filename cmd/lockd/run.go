@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/go-distributed-lock/go-distributed-lock/internal/config"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/httpapi"
@@ -32,22 +31,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	slog.SetDefault(log)
 	gin.SetMode(gin.ReleaseMode)
 
-	rdb := redis.NewClient(&redis.Options{
-		Addr:     cfg.RedisAddr,
-		Password: cfg.RedisPassword,
-		DB:       cfg.RedisDB,
-		// Context deadlines reach the socket, so redsync's per-try bound
-		// holds even when Redis stops answering.
-		ContextTimeoutEnabled: true,
-		// No automatic retries: a retried release whose first try worked
-		// would report that the lock was already gone.
-		MaxRetries:   -1,
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-	})
-	defer rdb.Close()
-	locks := lock.New(rdb)
+	for _, o := range cfg.Redis {
+		// Bounded dials and reads: a dead node costs at most this, and in
+		// quorum mode the others answer meanwhile.
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	}
+	locks := lock.New(lock.Config{Nodes: cfg.Redis, MaxTTL: cfg.MaxTTL, Logger: log})
+	defer locks.Close()
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
@@ -76,11 +66,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	listening := make(chan struct{})
 	go func() {
 		defer close(listening)
-		_ = locks.Listen(ctx)
+		locks.Run(ctx)
 	}()
 	defer func() { <-listening }()
 
-	log.Info("lockd listening", "addr", ln.Addr().String(), "redis", cfg.RedisAddr, "db", cfg.RedisDB)
+	log.Info("lockd listening", "addr", ln.Addr().String(), "redis", cfg.Addrs(), "db", cfg.Redis[0].DB)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -118,13 +108,13 @@ func prepare(ctx context.Context, log *slog.Logger, locks *lock.Manager, cfg con
 	for {
 		err := locks.Prepare(ctx)
 		if err == nil {
-			log.Info("Redis ready", "addr", cfg.RedisAddr, "db", cfg.RedisDB)
+			log.Info("Redis ready", "addr", cfg.Addrs(), "db", cfg.Redis[0].DB)
 			return
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		log.Error("Redis not ready, retrying", "addr", cfg.RedisAddr, "retry_in", delay.String(), "err", err)
+		log.Error("Redis not ready, retrying", "addr", cfg.Addrs(), "retry_in", delay.String(), "err", err)
 		select {
 		case <-ctx.Done():
 			return

@@ -5,9 +5,12 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Config holds every setting lockd reads. The zero value is not useful:
@@ -15,12 +18,16 @@ import (
 type Config struct {
 	// Port is the HTTP port (PORT, default 8080; 0 picks a free port).
 	Port int
-	// RedisAddr is host:port of the Redis server (REDIS_ADDR, default localhost:6379).
-	RedisAddr string
-	// RedisPassword authenticates to Redis (REDIS_PASSWORD, default none).
-	RedisPassword string
-	// RedisDB selects the logical database (REDIS_DB, default 0).
-	RedisDB int
+	// Redis has one entry per independent Redis master: from REDIS_ADDR
+	// (one node, default localhost:6379), REDIS_ADDRS (host:port,... for
+	// quorum mode) or REDIS_URLS (redis:// or rediss:// URLs, one per
+	// node). REDIS_PASSWORD and REDIS_DB apply to addresses, and to URLs
+	// that do not set their own.
+	Redis []*redis.Options
+	// MaxTTL is the longest lease the service grants; in quorum mode also
+	// how long a restarted Redis node stays out of quorums (MAX_TTL,
+	// default 1h, at most 1h).
+	MaxTTL time.Duration
 	// LockExpiry is the TTL of a demo lock (LOCK_EXPIRY, default 30s).
 	LockExpiry time.Duration
 	// CriticalSection is how long the demo's simulated operation runs
@@ -47,9 +54,9 @@ func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 
 	cfg.Port = p.intRange("PORT", 8080, 0, 65535)
-	cfg.RedisAddr = p.str("REDIS_ADDR", "localhost:6379")
-	cfg.RedisPassword = getenv("REDIS_PASSWORD")
-	cfg.RedisDB = p.intRange("REDIS_DB", 0, 0, 1<<20)
+	password := getenv("REDIS_PASSWORD")
+	db := p.intRange("REDIS_DB", 0, 0, 1<<20)
+	cfg.MaxTTL = p.duration("MAX_TTL", time.Hour, time.Second, time.Hour)
 	cfg.LockExpiry = p.duration("LOCK_EXPIRY", 30*time.Second, minLockExpiry, maxDuration)
 	cfg.CriticalSection = p.duration("CRITICAL_SECTION_DURATION", 30*time.Second, 0, maxDuration)
 	cfg.LogFormat = p.oneOf("LOG_FORMAT", "text", "text", "json")
@@ -57,10 +64,86 @@ func Load(getenv func(string) string) (Config, error) {
 	if p.err != nil {
 		return Config{}, p.err
 	}
-	if err := checkAddr(cfg.RedisAddr); err != nil {
-		return Config{}, fmt.Errorf("config: REDIS_ADDR: %w", err)
+	if cfg.LockExpiry > cfg.MaxTTL {
+		return Config{}, fmt.Errorf("config: LOCK_EXPIRY: %v is longer than MAX_TTL (%v)", cfg.LockExpiry, cfg.MaxTTL)
+	}
+	var err error
+	cfg.Redis, err = redisNodes(getenv, password, db)
+	if err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// maxNodes bounds quorum mode; Redlock's own advice is 5.
+const maxNodes = 9
+
+// redisNodes reads the one variable of REDIS_ADDR, REDIS_ADDRS and
+// REDIS_URLS that is set. Errors never repeat a URL: it may hold a
+// password.
+func redisNodes(getenv func(string) string, password string, db int) ([]*redis.Options, error) {
+	var set []string
+	for _, name := range []string{"REDIS_ADDR", "REDIS_ADDRS", "REDIS_URLS"} {
+		if strings.TrimSpace(getenv(name)) != "" {
+			set = append(set, name)
+		}
+	}
+	if len(set) > 1 {
+		return nil, fmt.Errorf("config: %s: set only one of them", strings.Join(set, ", "))
+	}
+	name := "REDIS_ADDR"
+	if len(set) == 1 {
+		name = set[0]
+	}
+	raw := strings.TrimSpace(getenv(name))
+	if raw == "" {
+		raw = "localhost:6379"
+	}
+	entries := strings.Split(raw, ",")
+	if name == "REDIS_ADDR" && len(entries) > 1 {
+		return nil, fmt.Errorf("config: REDIS_ADDR: one host:port; use REDIS_ADDRS for several nodes")
+	}
+	if len(entries) > maxNodes {
+		return nil, fmt.Errorf("config: %s: %d nodes, at most %d", name, len(entries), maxNodes)
+	}
+	var nodes []*redis.Options
+	seen := map[string]bool{}
+	for i, e := range entries {
+		e = strings.TrimSpace(e)
+		var o *redis.Options
+		if name == "REDIS_URLS" {
+			var err error
+			if o, err = redis.ParseURL(e); err != nil {
+				return nil, fmt.Errorf("config: REDIS_URLS: entry %d is not a valid redis:// or rediss:// URL", i+1)
+			}
+			if o.Password == "" {
+				o.Password = password
+			}
+			if u, _ := url.Parse(e); u.Path == "" || u.Path == "/" {
+				o.DB = db // the URL names no database
+			}
+		} else {
+			if err := checkAddr(e); err != nil {
+				return nil, fmt.Errorf("config: %s: entry %d: %w", name, i+1, err)
+			}
+			o = &redis.Options{Addr: e, Password: password, DB: db}
+		}
+		if seen[o.Addr] {
+			return nil, fmt.Errorf("config: %s: %s is listed twice; quorum mode needs independent nodes", name, o.Addr)
+		}
+		seen[o.Addr] = true
+		nodes = append(nodes, o)
+	}
+	return nodes, nil
+}
+
+// Addrs lists the nodes' host:port, for logs (never credentials).
+func (c Config) Addrs() string {
+	addrs := make([]string, len(c.Redis))
+	for i, o := range c.Redis {
+		addrs[i] = o.Addr
+	}
+	return strings.Join(addrs, ",")
 }
 
 // parser keeps the first error so Load reads as a flat list of variables.
@@ -73,13 +156,6 @@ func (p *parser) fail(name, raw, why string) {
 	if p.err == nil {
 		p.err = fmt.Errorf("config: %s: %q %s", name, raw, why)
 	}
-}
-
-func (p *parser) str(name, def string) string {
-	if v := strings.TrimSpace(p.getenv(name)); v != "" {
-		return v
-	}
-	return def
 }
 
 func (p *parser) intRange(name string, def, lo, hi int) int {

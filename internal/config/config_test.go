@@ -1,9 +1,12 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func env(m map[string]string) func(string) string {
@@ -16,11 +19,11 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Port: 8080, RedisAddr: "localhost:6379", RedisDB: 0,
+		Port: 8080, Redis: []*redis.Options{{Addr: "localhost:6379"}}, MaxTTL: time.Hour,
 		LockExpiry: 30 * time.Second, CriticalSection: 30 * time.Second,
 		LogFormat: "text", ShutdownTimeout: 10 * time.Second,
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 }
@@ -29,17 +32,17 @@ func TestLoadValues(t *testing.T) {
 	got, err := Load(env(map[string]string{
 		"PORT": "8081", "REDIS_ADDR": "redis:6379", "REDIS_PASSWORD": "password",
 		"REDIS_DB": "1", "LOCK_EXPIRY": "2s", "CRITICAL_SECTION_DURATION": "250ms",
-		"LOG_FORMAT": "JSON", "SHUTDOWN_TIMEOUT": "3s",
+		"LOG_FORMAT": "JSON", "SHUTDOWN_TIMEOUT": "3s", "MAX_TTL": "10m",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{
-		Port: 8081, RedisAddr: "redis:6379", RedisPassword: "password", RedisDB: 1,
+		Port: 8081, Redis: []*redis.Options{{Addr: "redis:6379", Password: "password", DB: 1}}, MaxTTL: 10 * time.Minute,
 		LockExpiry: 2 * time.Second, CriticalSection: 250 * time.Millisecond,
 		LogFormat: "json", ShutdownTimeout: 3 * time.Second,
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 }
@@ -61,6 +64,14 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"CRITICAL_SECTION_DURATION", "forever"},
 		{"LOG_FORMAT", "xml"},
 		{"SHUTDOWN_TIMEOUT", "10"},
+		{"MAX_TTL", "2h"},
+		{"MAX_TTL", "10ms"},
+		{"REDIS_ADDRS", "a:1,b"},
+		{"REDIS_ADDRS", "a:1,a:1,b:2"},
+		{"REDIS_ADDRS", strings.Repeat("a:1,", 9) + "z:2"},
+		{"REDIS_URLS", "http://a:1"},
+		{"REDIS_URLS", "redis://a:1,redis://a:1"},
+		{"LOCK_EXPIRY", "2h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -80,5 +91,45 @@ func TestLoadNeverEchoesThePassword(t *testing.T) {
 	_, err := Load(env(map[string]string{"REDIS_PASSWORD": "s3cret", "PORT": "x"}))
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestLoadQuorumNodes(t *testing.T) {
+	got, err := Load(env(map[string]string{
+		"REDIS_ADDRS": "r1:6379, r2:6379,r3:6380", "REDIS_PASSWORD": "pw", "REDIS_DB": "2",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*redis.Options{
+		{Addr: "r1:6379", Password: "pw", DB: 2}, {Addr: "r2:6379", Password: "pw", DB: 2}, {Addr: "r3:6380", Password: "pw", DB: 2},
+	}
+	if !reflect.DeepEqual(got.Redis, want) || got.Addrs() != "r1:6379,r2:6379,r3:6380" {
+		t.Fatalf("got %+v (%s)", got.Redis, got.Addrs())
+	}
+
+	got, err = Load(env(map[string]string{
+		"REDIS_URLS": "redis://u:secret@r1:6379/3,rediss://r2:6380", "REDIS_PASSWORD": "pw", "REDIS_DB": "1",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := got.Redis; len(n) != 2 || n[0].Username != "u" || n[0].Password != "secret" || n[0].DB != 3 ||
+		n[1].Password != "pw" || n[1].DB != 1 || n[1].TLSConfig == nil || n[0].TLSConfig != nil {
+		t.Fatalf("URLs gave %+v %+v", n[0], n[1])
+	}
+	if strings.Contains(got.Addrs(), "secret") {
+		t.Fatalf("Addrs shows a password: %s", got.Addrs())
+	}
+}
+
+func TestLoadRefusesTwoWaysToNameRedis(t *testing.T) {
+	_, err := Load(env(map[string]string{"REDIS_ADDR": "a:1", "REDIS_ADDRS": "a:1,b:1,c:1"}))
+	if err == nil || !strings.Contains(err.Error(), "REDIS_ADDR, REDIS_ADDRS") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = Load(env(map[string]string{"REDIS_URLS": "redis://u:s3cret@host:notaport"}))
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a bad URL's error must not repeat it: %v", err)
 	}
 }

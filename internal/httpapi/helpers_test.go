@@ -49,17 +49,15 @@ func startCluster(t testing.TB, n int, opts Options) *cluster {
 
 func startReplica(t testing.TB, addr string, opts Options) *replica {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{
-		Addr: addr, Password: "pw", ContextTimeoutEnabled: true, MaxRetries: -1,
-		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-	})
-	m := lock.New(rdb)
+	m := lock.New(lock.Config{Nodes: []*redis.Options{{
+		Addr: addr, Password: "pw", DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	}}})
 	if err := m.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan struct{})
-	go func() { defer close(listening); _ = m.Listen(ctx) }()
+	go func() { defer close(listening); m.Run(ctx) }()
 	if opts.LockExpiry == 0 {
 		opts = Options{LockExpiry: 30 * time.Second, CriticalSection: 30 * time.Second}
 	}
@@ -68,16 +66,18 @@ func startReplica(t testing.TB, addr string, opts Options) *replica {
 		hs.Close()
 		cancel()
 		<-listening
-		_ = rdb.Close()
+		_ = m.Close()
 	})
-	waitSubscribed(t, rdb)
+	waitSubscribed(t, addr)
 	return &replica{url: hs.URL, locks: m}
 }
 
 // waitSubscribed returns once a release subscription is on, so a test's
 // first release is not announced to nobody.
-func waitSubscribed(t testing.TB, rdb *redis.Client) {
+func waitSubscribed(t testing.TB, addr string) {
 	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, Password: "pw"})
+	defer rdb.Close()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 		n, err := rdb.PubSubNumSub(context.Background(), lock.ReleasedChannel).Result()
 		if err == nil && n[lock.ReleasedChannel] > 0 {

@@ -25,11 +25,10 @@ func exampleRedis() (addr string, stop func()) {
 func ExampleManager_Acquire() {
 	addr, stop := exampleRedis()
 	defer stop()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
-	defer rdb.Close()
+	locks := lock.New(lock.Config{Nodes: []*redis.Options{{Addr: addr}}})
+	defer locks.Close()
 
 	ctx := context.Background()
-	locks := lock.New(rdb)
 	lease, err := locks.Acquire(ctx, "nightly-report", 30*time.Second)
 	if err != nil {
 		fmt.Println("not acquired:", err)
@@ -52,11 +51,10 @@ func ExampleManager_Acquire() {
 func ExampleManager_Hold() {
 	addr, stop := exampleRedis()
 	defer stop()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
-	defer rdb.Close()
+	locks := lock.New(lock.Config{Nodes: []*redis.Options{{Addr: addr}}})
+	defer locks.Close()
 
 	ctx := context.Background()
-	locks := lock.New(rdb)
 	lease, err := locks.Acquire(ctx, "migration", time.Second)
 	if err != nil {
 		panic(err)

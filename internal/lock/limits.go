@@ -11,8 +11,8 @@ import (
 )
 
 // Limits of the fenced API (TryAcquire, AcquireWait, Renew). The longest TTL
-// also bounds how long a restarted Redis node must stay out of quorums, so
-// it is kept modest.
+// (Config.MaxTTL, at most MaxTTL) also bounds how long a restarted Redis
+// node must stay out of quorums, so it is kept modest.
 const (
 	MinTTL      = 100 * time.Millisecond
 	MaxTTL      = time.Hour
@@ -26,9 +26,9 @@ func invalid(format string, args ...any) error {
 	return &kindError{ErrInvalidArgument, fmt.Errorf(format, args...)}
 }
 
-func validateTTL(ttl time.Duration) error {
-	if ttl < MinTTL || ttl > MaxTTL {
-		return invalid("ttl %v is outside %v to %v", ttl, MinTTL, MaxTTL)
+func (m *Manager) validateTTL(ttl time.Duration) error {
+	if ttl < MinTTL || ttl > m.maxTTL {
+		return invalid("ttl %v is outside %v to %v", ttl, MinTTL, m.maxTTL)
 	}
 	return nil
 }

@@ -66,9 +66,15 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 		}
 		cur.Pending = cur.Pending[1:]
 	}
+	// In quorum mode a listing walks the keyspace of one node in quorums:
+	// a lock that node missed is not listed.
+	n := m.listNode()
+	if n == nil {
+		return nil, "", &kindError{ErrUnavailable, errNodeOut}
+	}
 	match := KeyPrefix + globEscape(prefix) + "*"
 	for scans := 0; !cur.Done && len(names) < limit && scans < maxScans; scans++ {
-		keys, next, err := m.clients[0].Scan(ctx, cur.Scan, match, int64(limit-len(names))).Result()
+		keys, next, err := n.client.Scan(ctx, cur.Scan, match, int64(limit-len(names))).Result()
 		if err != nil {
 			return nil, "", &kindError{ErrUnavailable, fmt.Errorf("lock: list: %w", err)}
 		}
@@ -83,7 +89,7 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 		}
 	}
 
-	entries, err := m.inspectAll(ctx, names)
+	entries, err := inspectAll(ctx, n, names)
 	if err != nil {
 		return nil, "", err
 	}
@@ -95,14 +101,14 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 
 // inspectAll reads many locks in one round trip, dropping those that were
 // released since they were found.
-func (m *Manager) inspectAll(ctx context.Context, names []string) ([]Entry, error) {
+func inspectAll(ctx context.Context, n *node, names []string) ([]Entry, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	pipe := m.clients[0].Pipeline()
+	pipe := n.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(names))
-	for i, n := range names {
-		cmds[i] = inspectScript.Eval(ctx, pipe, m.keys(n)[:2])
+	for i, name := range names {
+		cmds[i] = inspectScript.Eval(ctx, pipe, []string{KeyPrefix + name, metaPrefix + name})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, &kindError{ErrUnavailable, fmt.Errorf("lock: list: %w", err)}
@@ -110,12 +116,12 @@ func (m *Manager) inspectAll(ctx context.Context, names []string) ([]Entry, erro
 	entries := make([]Entry, 0, len(names))
 	for i, c := range cmds {
 		res, _ := c.Slice()
-		h, held, err := holderFrom(res)
+		in, err := inspectedFrom(res)
 		if err != nil {
 			return nil, err
 		}
-		if held {
-			entries = append(entries, Entry{Name: names[i], Holder: h})
+		if in.value != "" {
+			entries = append(entries, Entry{Name: names[i], Holder: in.h})
 		}
 	}
 	return entries, nil
@@ -157,4 +163,14 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// listNode is the first node in quorums, or nil.
+func (m *Manager) listNode() *node {
+	for _, n := range m.nodes {
+		if !n.isOut() {
+			return n
+		}
+	}
+	return nil
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
 	redsyncredis "github.com/go-redsync/redsync/v4/redis"
-	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -50,37 +50,94 @@ type Lease struct {
 // needs a quorum of N/2+1. It keeps no per-lock state, so any number of
 // replicas can share the same nodes.
 type Manager struct {
-	clients []redis.UniversalClient
+	nodes   []*node
 	rs      *redsync.Redsync
 	scripts []*redsyncredis.Script
 	waiters waitlist
+	maxTTL  time.Duration
+	delay   time.Duration // how long a restarted node stays out of quorums
+	log     *slog.Logger
 }
 
-// New returns a Manager over the given clients, one per independent Redis
-// node. The clients should have ContextTimeoutEnabled and MaxRetries -1: a
-// retried release can report a false failure.
-func New(clients ...redis.UniversalClient) *Manager {
-	pools := make([]redsyncredis.Pool, len(clients))
-	for i, c := range clients {
-		pools[i] = goredis.NewPool(c)
+// Config describes a Manager's nodes and limits.
+type Config struct {
+	// Nodes are the independent Redis masters, one each. New sets what the
+	// lock needs on top (context deadlines on sockets, no retries).
+	Nodes []*redis.Options
+	// MaxTTL is the longest lease TryAcquire grants (default and ceiling:
+	// MaxTTL). In quorum mode it is also how long a node that restarted
+	// without appendfsync always stays out of quorums, so every demo lease
+	// must be shorter too.
+	MaxTTL time.Duration
+	// Logger receives node events (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// New returns a Manager over cfg.Nodes. Close it when done.
+func New(cfg Config) *Manager {
+	m := &Manager{scripts: redsyncScripts(), maxTTL: cfg.MaxTTL, log: cfg.Logger}
+	if m.maxTTL <= 0 || m.maxTTL > MaxTTL {
+		m.maxTTL = MaxTTL
 	}
-	return &Manager{clients: clients, rs: redsync.New(pools...), scripts: redsyncScripts()}
+	// The delay covers the longest lease plus redsync's drift margin.
+	m.delay = m.maxTTL + m.maxTTL/100 + time.Second
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	for i, o := range cfg.Nodes {
+		n := newNode(i, o)
+		if len(cfg.Nodes) > 1 {
+			n.client.Options().OnConnect = m.onConnect(n)
+		}
+		m.nodes = append(m.nodes, n)
+	}
+	m.rs = redsync.New(newPools(m.nodes)...)
+	return m
+}
+
+// Close closes the connections to every node.
+func (m *Manager) Close() error {
+	var err error
+	for _, n := range m.nodes {
+		err = errors.Join(err, n.client.Close())
+	}
+	return err
 }
 
 // Prepare loads redsync's release and extend scripts into every node with
 // SCRIPT LOAD, so that even the first release on a fresh Redis is a plain
-// EVALSHA rather than a NOSCRIPT answer followed by EVAL. It returns
-// ErrUnavailable when a node cannot be reached.
+// EVALSHA rather than a NOSCRIPT answer followed by EVAL, and in quorum mode
+// decides which nodes may vote. It returns ErrUnavailable when fewer than a
+// quorum of nodes can be reached.
 func (m *Manager) Prepare(ctx context.Context) error {
-	for i, c := range m.clients {
-		for _, s := range m.scripts {
-			sha, err := c.ScriptLoad(ctx, s.Src).Result()
-			if err != nil {
-				return &kindError{ErrUnavailable, fmt.Errorf("node #%d: script load: %w", i, err)}
-			}
-			if sha != s.Hash {
-				return fmt.Errorf("lock: node #%d hashed a script to %s, redsync expects %s", i, sha, s.Hash)
-			}
+	m.maintain(ctx)
+	ctx = context.WithValue(ctx, maintenanceKey{}, true)
+	var errs error
+	ready := 0
+	for _, n := range m.nodes {
+		err := m.loadScripts(ctx, n)
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		if err == nil {
+			ready++
+		}
+		errs = errors.Join(errs, err)
+	}
+	if ready < m.quorum() {
+		return errs
+	}
+	return nil
+}
+
+func (m *Manager) loadScripts(ctx context.Context, n *node) error {
+	for _, s := range m.scripts {
+		sha, err := n.client.ScriptLoad(ctx, s.Src).Result()
+		if err != nil {
+			return &kindError{ErrUnavailable, fmt.Errorf("node #%d: script load: %w", n.index, err)}
+		}
+		if sha != s.Hash {
+			return fmt.Errorf("lock: node #%d hashed a script to %s, redsync expects %s", n.index, sha, s.Hash)
 		}
 	}
 	return nil
@@ -94,7 +151,7 @@ func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (
 	if err := ValidateName(name); err != nil {
 		return Lease{}, err
 	}
-	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(ttl))
+	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(ttl), redsync.WithFailFast(true))
 	if err := mu.LockContext(ctx); err != nil {
 		// redsync answers ErrFailed for a done context too, so look first.
 		if ctx.Err() != nil {
@@ -109,6 +166,8 @@ func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (
 // new validity, ErrNotHolder when the key is gone or holds another token (or
 // the validity ran out during the call), or ErrUnavailable.
 func (m *Manager) Extend(ctx context.Context, l Lease) (Lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, nodeTimeout(l.TTL))
+	defer cancel()
 	mu := m.mutex(l)
 	ok, err := mu.ExtendContext(ctx)
 	if !ok {
@@ -125,6 +184,8 @@ func (m *Manager) Extend(ctx context.Context, l Lease) (Lease, error) {
 // ErrNotHolder when the key is gone or holds another token, or
 // ErrUnavailable.
 func (m *Manager) Release(ctx context.Context, l Lease) error {
+	ctx, cancel := context.WithTimeout(ctx, nodeTimeout(l.TTL))
+	defer cancel()
 	ok, err := m.mutex(l).UnlockContext(ctx)
 	if !ok {
 		if err == nil {
@@ -138,7 +199,7 @@ func (m *Manager) Release(ctx context.Context, l Lease) error {
 // mutex rebuilds a redsync mutex for an existing lease: redsync mutexes are
 // stateful, so each call gets its own.
 func (m *Manager) mutex(l Lease) *redsync.Mutex {
-	return m.rs.NewMutex(KeyPrefix+l.Name, redsync.WithExpiry(l.TTL), redsync.WithValue(l.Token))
+	return m.rs.NewMutex(KeyPrefix+l.Name, redsync.WithExpiry(l.TTL), redsync.WithValue(l.Token), redsync.WithFailFast(true))
 }
 
 // translate turns a redsync failure into one of our kinds. A Redis error

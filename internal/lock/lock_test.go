@@ -23,9 +23,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func setup(t *testing.T) (*Manager, *redis.Client, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t, redistest.Options{Password: "pw"})
-	c := newClient(srv.Addr, "pw")
-	t.Cleanup(func() { _ = c.Close() })
-	m := New(c)
+	m := replica(t, srv)
 	if err := m.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -34,18 +32,19 @@ func setup(t *testing.T) (*Manager, *redis.Client, *redistest.Server) {
 
 // replica returns a second Manager over srv, with its own connections, as
 // another lockd process would have.
-func replica(t *testing.T, srv *redistest.Server) *Manager {
+func replica(t *testing.T, srvs ...*redistest.Server) *Manager {
 	t.Helper()
-	c := newClient(srv.Addr, "pw")
-	t.Cleanup(func() { _ = c.Close() })
-	return New(c)
+	var nodes []*redis.Options
+	for _, s := range srvs {
+		nodes = append(nodes, nodeOptions(s.Addr, "pw"))
+	}
+	m := New(Config{Nodes: nodes})
+	t.Cleanup(func() { _ = m.Close() })
+	return m
 }
 
-func newClient(addr, password string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr: addr, Password: password, ContextTimeoutEnabled: true, MaxRetries: -1,
-		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-	})
+func nodeOptions(addr, password string) *redis.Options {
+	return &redis.Options{Addr: addr, Password: password, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second}
 }
 
 func TestRedsyncScriptsAreTheOnesItSends(t *testing.T) {

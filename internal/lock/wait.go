@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -12,21 +13,46 @@ import (
 // that a lock may be free: the SET NX that follows decides.
 const ReleasedChannel = "lockd:released"
 
-// Listen holds this Manager's one subscription to ReleasedChannel and wakes
-// local waiters when a lock they want is released on any replica, until ctx
-// ends. go-redis re-subscribes after a lost connection; a release missed
+// Run does this Manager's background work until ctx ends: it holds one
+// subscription to ReleasedChannel per node and wakes local waiters when a
+// lock they want is released on any replica, and in quorum mode it checks
+// every second whether a node kept out after a restart may vote again.
+// go-redis re-subscribes after a lost connection; a release missed
 // meanwhile delays waiters only until the holder's lease would have ended.
-func (m *Manager) Listen(ctx context.Context) error {
-	ps := m.clients[0].Subscribe(ctx, ReleasedChannel)
+func (m *Manager) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, n := range m.nodes {
+		wg.Go(func() { m.listen(ctx, n) })
+	}
+	if len(m.nodes) > 1 {
+		wg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					m.maintain(ctx)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (m *Manager) listen(ctx context.Context, n *node) {
+	// A maintenance context: a node kept out still delivers wake-ups.
+	ps := n.client.Subscribe(context.WithValue(ctx, maintenanceKey{}, true), ReleasedChannel)
 	defer ps.Close()
 	ch := ps.Channel()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case msg, ok := <-ch:
 			if !ok {
-				return nil
+				return
 			}
 			m.waiters.wakeOne(msg.Payload)
 		}
@@ -60,9 +86,14 @@ func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait ti
 			}
 			return l, time.Since(start), err
 		}
-		// The holder's TTL can be 0 when the lock was freed in between:
-		// then try again at once.
-		timer := time.NewTimer(min(le.Holder.TTL, time.Until(deadline)))
+		// The holder's TTL is 0 when the lock was freed in between, or
+		// when no grant holds a quorum (attempts split the votes): then try
+		// again after a short random pause, so racing waiters fall apart.
+		pause := le.Holder.TTL
+		if pause == 0 {
+			pause = time.Duration(1+rand.IntN(5)) * time.Millisecond
+		}
+		timer := time.NewTimer(min(pause, time.Until(deadline)))
 		select {
 		case <-w:
 		case <-timer.C:

@@ -8,22 +8,24 @@ import (
 	"time"
 )
 
-// listen runs m.Listen for the test and waits until its subscription is on.
+// listen runs m.Run for the test and waits until its subscriptions are on.
 func listen(t *testing.T, m *Manager) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = m.Listen(ctx) }()
+	go func() { defer close(done); m.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	for {
-		n, err := m.clients[0].PubSubNumSub(context.Background(), ReleasedChannel).Result()
-		if err != nil {
-			t.Fatal(err)
+	for _, n := range m.nodes {
+		for {
+			subs, err := n.client.PubSubNumSub(context.Background(), ReleasedChannel).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if subs[ReleasedChannel] > 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		if n[ReleasedChannel] > 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -146,6 +146,12 @@ func (s *Server) Stop() {
 	<-s.done
 }
 
+// Signal sends sig to the server process, for tests that pause it with
+// SIGSTOP and resume it with SIGCONT.
+func (s *Server) Signal(sig os.Signal) error {
+	return s.cmd.Process.Signal(sig)
+}
+
 // Client returns a go-redis client for database db, closed in t.Cleanup.
 func (s *Server) Client(t testing.TB, db int) *redis.Client {
 	t.Helper()

@@ -1,0 +1,316 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	redsyncredis "github.com/go-redsync/redsync/v4/redis"
+	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+)
+
+// markerKey holds, on each node, the Redis run id under which lockd last
+// found the node's data whole. A node whose run id no longer matches has
+// restarted since, and may have lost lock keys and fence counters.
+const markerKey = "lockd:node"
+
+// errNodeOut refuses work on a node kept out of quorums.
+var errNodeOut = errors.New("lock: redis node is kept out of quorums after a restart")
+
+// node is one independent Redis master. In quorum mode a node that
+// restarted without appendfsync always is kept out of quorums until every
+// lease it may have forgotten has expired (Redlock's delayed restart), and
+// until its fence counters are raised to the majority's.
+type node struct {
+	index  int
+	addr   string // for logs: host:port, never credentials
+	client *redis.Client
+
+	mu       sync.Mutex
+	out      bool
+	outUntil time.Time // when the delay ends; re-sync follows
+}
+
+func (n *node) isOut() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.out
+}
+
+// pool is the node's redsync pool: it refuses while the node is out, so
+// redsync counts the node as failed and needs a quorum of the others.
+type pool struct {
+	n     *node
+	inner redsyncredis.Pool
+}
+
+func (p pool) Get(ctx context.Context) (redsyncredis.Conn, error) {
+	if p.n.isOut() {
+		return nil, errNodeOut
+	}
+	return p.inner.Get(ctx)
+}
+
+func newNode(i int, opt *redis.Options) *node {
+	o := *opt
+	// Context deadlines reach the socket, so a per-node bound holds even
+	// when a node stops answering; no automatic retries, because a retried
+	// release whose first try worked reports the lock already gone.
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1
+	return &node{index: i, addr: o.Addr, client: redis.NewClient(&o)}
+}
+
+// maintenanceKey marks contexts of the checks that may use a node while it
+// is out.
+type maintenanceKey struct{}
+
+func isMaintenance(ctx context.Context) bool { return ctx.Value(maintenanceKey{}) != nil }
+
+// onConnect runs on every new connection to a node in quorum mode. A
+// restarted node drops every connection, so the first command after a
+// restart always comes here first: the node is judged before it can vote.
+func (m *Manager) onConnect(n *node) func(context.Context, *redis.Conn) error {
+	return func(ctx context.Context, cn *redis.Conn) error {
+		if isMaintenance(ctx) {
+			return nil
+		}
+		st, err := readNodeState(ctx, cn)
+		if err != nil {
+			return err
+		}
+		if m.judge(n, st) {
+			return errNodeOut
+		}
+		return nil
+	}
+}
+
+// nodeState is what decides whether a node may vote.
+type nodeState struct {
+	runID   string
+	marker  string
+	uptime  time.Duration
+	durable bool // appendonly yes + appendfsync always: a restart loses nothing
+	empty   bool // no lockd key at all (and no marker)
+}
+
+type cmdable interface {
+	redis.Cmdable
+}
+
+func readNodeState(ctx context.Context, c cmdable) (nodeState, error) {
+	var st nodeState
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return st, err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "run_id":
+			st.runID = v
+		case "uptime_in_seconds":
+			s, _ := strconv.Atoi(v)
+			st.uptime = time.Duration(s) * time.Second
+		}
+	}
+	st.marker, err = c.Get(ctx, markerKey).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return st, err
+	}
+	// CONFIG may be forbidden to lockd's user: then the node is not known
+	// to be durable, which only costs availability.
+	if cfg, err := c.ConfigGet(ctx, "append*").Result(); err == nil {
+		st.durable = cfg["appendonly"] == "yes" && cfg["appendfsync"] == "always"
+	}
+	if st.marker == "" {
+		keys, _, err := c.Scan(ctx, 0, "lock*", 1000).Result()
+		if err != nil {
+			return st, err
+		}
+		st.empty = len(keys) == 0
+	}
+	return st, nil
+}
+
+// judge decides from st whether n may vote, records the decision, and
+// returns true when n is (now) out.
+func (m *Manager) judge(n *node, st nodeState) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case st.marker == st.runID:
+		n.out = false
+		return false
+	case n.out:
+		return true // already waiting; maintenance decides when it ends
+	}
+	n.out = true
+	n.outUntil = time.Now().Add(max(0, m.delay-st.uptime))
+	m.log.Warn("Redis node kept out of quorums after a restart", "node", n.index, "addr", n.addr,
+		"until", n.outUntil.Format(time.RFC3339), "durable", st.durable, "empty", st.empty)
+	return true
+}
+
+// maintain looks at every node that is out: it lets one back in when
+// another replica already has, when it turns out durable, when the whole
+// cluster is new, or when its delay has passed and its fence counters are
+// re-synced from a majority.
+func (m *Manager) maintain(ctx context.Context) {
+	if len(m.nodes) == 1 {
+		return
+	}
+	ctx = context.WithValue(ctx, maintenanceKey{}, true)
+	states := make([]*nodeState, len(m.nodes))
+	for i, n := range m.nodes {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := readNodeState(cctx, n.client)
+		cancel()
+		if err == nil {
+			states[i] = &st
+			m.judge(n, st)
+		}
+	}
+	fresh := true // every node reachable, empty and unmarked: a new cluster
+	for _, st := range states {
+		if st == nil || st.marker != "" || !st.empty {
+			fresh = false
+		}
+	}
+	for i, n := range m.nodes {
+		st := states[i]
+		if st == nil || !n.isOut() {
+			continue
+		}
+		n.mu.Lock()
+		due := !time.Now().Before(n.outUntil)
+		n.mu.Unlock()
+		switch {
+		case fresh, st.durable:
+		case due:
+			if err := m.resync(ctx, n); err != nil {
+				m.log.Warn("Redis node not re-synced yet", "node", n.index, "addr", n.addr, "err", err)
+				continue
+			}
+		default:
+			continue
+		}
+		if err := n.client.Set(ctx, markerKey, st.runID, 0).Err(); err != nil {
+			continue
+		}
+		n.mu.Lock()
+		n.out = false
+		n.mu.Unlock()
+		m.log.Info("Redis node back in quorums", "node", n.index, "addr", n.addr)
+	}
+}
+
+// raiseScript sets a fence counter to at least ARGV[1].
+var raiseScript = redis.NewScript(`
+local c = tonumber(redis.call("GET", KEYS[1]) or "0")
+if c < tonumber(ARGV[1]) then redis.call("SET", KEYS[1], ARGV[1]) end
+return 1
+`)
+
+// resync raises n's fence counters to the highest value on the nodes in
+// quorums. It needs a majority of all nodes to copy from: every fence ever
+// answered was written to a majority, and any majority shares a node with
+// it.
+func (m *Manager) resync(ctx context.Context, n *node) error {
+	var sources []*node
+	for _, o := range m.nodes {
+		if o != n && !o.isOut() {
+			sources = append(sources, o)
+		}
+	}
+	if len(sources) < m.quorum() {
+		return fmt.Errorf("only %d nodes to copy fences from, need %d", len(sources), m.quorum())
+	}
+	for _, src := range sources {
+		iter := src.client.Scan(ctx, 0, fencePrefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			k := iter.Val()
+			v, err := src.client.Get(ctx, k).Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := raiseScript.Run(ctx, n.client, []string{k}, v).Err(); err != nil {
+				return err
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Manager) quorum() int { return len(m.nodes)/2 + 1 }
+
+// reply is one node's answer in fanOut.
+type reply[T any] struct {
+	node int
+	val  T
+	err  error
+}
+
+// fanOut runs fn on every node in quorums at once, each bounded by
+// timeout, and returns the answers gathered when enough says they suffice
+// or when every node has answered. A node that is out or fails is left out
+// of the answers but counted in errs, so one dead node never stalls a call
+// that a quorum can answer.
+func fanOut[T any](ctx context.Context, m *Manager, timeout time.Duration,
+	fn func(context.Context, *node) (T, error), enough func([]reply[T]) bool) (got []reply[T], errs error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ch := make(chan reply[T], len(m.nodes))
+	for _, n := range m.nodes {
+		go func() {
+			if n.isOut() {
+				ch <- reply[T]{node: n.index, err: errNodeOut}
+				return
+			}
+			v, err := fn(ctx, n)
+			ch <- reply[T]{node: n.index, val: v, err: err}
+		}()
+	}
+	for range m.nodes {
+		r := <-ch
+		if r.err != nil {
+			errs = errors.Join(errs, fmt.Errorf("node #%d: %w", r.node, r.err))
+			continue
+		}
+		got = append(got, r)
+		if enough(got) {
+			return got, errs
+		}
+	}
+	return got, errs
+}
+
+// nodeTimeout bounds one call to one node: 5% of the TTL, as redsync bounds
+// its own, at least 50 ms and at most a second (also when the TTL is not
+// known, 0).
+func nodeTimeout(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return time.Second
+	}
+	return min(max(ttl/20, 50*time.Millisecond), time.Second)
+}
+
+func newPools(nodes []*node) []redsyncredis.Pool {
+	pools := make([]redsyncredis.Pool, len(nodes))
+	for i, n := range nodes {
+		pools[i] = pool{n: n, inner: goredis.NewPool(n.client)}
+	}
+	return pools
+}

@@ -1,0 +1,299 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+)
+
+// three starts three independent Redis masters.
+func three(t *testing.T, args ...string) []*redistest.Server {
+	t.Helper()
+	var s []*redistest.Server
+	for range 3 {
+		s = append(s, redistest.Start(t, redistest.Options{Password: "pw", Args: args}))
+	}
+	return s
+}
+
+// quorumManager returns a prepared, running Manager over srvs.
+func quorumManager(t *testing.T, maxTTL time.Duration, srvs ...*redistest.Server) *Manager {
+	t.Helper()
+	var nodes []*redis.Options
+	for _, s := range srvs {
+		nodes = append(nodes, nodeOptions(s.Addr, "pw"))
+	}
+	m := New(Config{Nodes: nodes, MaxTTL: maxTTL})
+	t.Cleanup(func() { _ = m.Close() })
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	listen(t, m)
+	return m
+}
+
+// restartEmpty kills s and starts a new redis-server on its port with no
+// data, as a node without persistence comes back after a crash.
+func restartEmpty(t *testing.T, s *redistest.Server) *redistest.Server {
+	t.Helper()
+	s.Stop()
+	n, err := redistest.Run(t.TempDir(), redistest.Options{Password: "pw", Port: s.Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	return n
+}
+
+func cycle(t *testing.T, m *Manager, name string) Lease {
+	t.Helper()
+	l, err := m.TryAcquire(context.Background(), name, Grant{TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReleaseToken(context.Background(), name, l.Token); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestQuorumGrantsOnEveryNode(t *testing.T) {
+	t.Parallel()
+	srvs := three(t)
+	m := quorumManager(t, time.Minute, srvs...)
+	ctx := context.Background()
+	for _, n := range m.nodes {
+		if n.isOut() {
+			t.Fatalf("node %d of a new cluster is out", n.index)
+		}
+	}
+	l, err := m.TryAcquire(ctx, "q", Grant{TTL: 10 * time.Second, Owner: "o"})
+	if err != nil || l.Fence != 1 {
+		t.Fatalf("lease %+v, err %v", l, err)
+	}
+	withFence := 0
+	for _, s := range srvs {
+		c := s.Client(t, 0)
+		if v, _ := c.Get(ctx, "lock:q").Result(); v != l.Token {
+			t.Errorf("node %s holds %q", s.Addr, v)
+		}
+		if f, _ := c.Get(ctx, "lockfence:q").Int64(); f == 1 {
+			withFence++
+		}
+		if marker, _ := c.Get(ctx, markerKey).Result(); marker == "" {
+			t.Errorf("node %s has no marker", s.Addr)
+		}
+	}
+	if withFence < 2 {
+		t.Errorf("fence written on %d nodes, want a majority", withFence)
+	}
+	if h, held, err := m.Inspect(ctx, "q"); err != nil || !held || h.Fence != 1 || h.Owner != "o" {
+		t.Fatalf("inspect: %+v %v %v", h, held, err)
+	}
+	if _, err := m.Renew(ctx, "q", l.Token, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReleaseToken(ctx, "q", l.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, held, _ := m.Inspect(ctx, "q"); held {
+		t.Fatal("held after release")
+	}
+}
+
+// TestQuorumSurvivesOneDeadNode: with one node killed, every call still
+// works on the other two, and fences keep rising.
+func TestQuorumSurvivesOneDeadNode(t *testing.T) {
+	t.Parallel()
+	srvs := three(t)
+	m := quorumManager(t, time.Minute, srvs...)
+	ctx := context.Background()
+	last := cycle(t, m, "d").Fence
+	srvs[2].Stop()
+	for range 3 {
+		l, err := m.TryAcquire(ctx, "d", Grant{TTL: 5 * time.Second})
+		if err != nil || l.Fence <= last {
+			t.Fatalf("with a node down: %+v, %v (last fence %d)", l, err, last)
+		}
+		last = l.Fence
+		if _, held, err := m.Inspect(ctx, "d"); err != nil || !held {
+			t.Fatalf("inspect with a node down: %v %v", held, err)
+		}
+		if _, err := m.Renew(ctx, "d", l.Token, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.ReleaseToken(ctx, "d", l.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRestartedNodeIsKeptOutThenResynced builds the case where a naive
+// quorum would hand out a lower fence: the highest fence lives on nodes A
+// and B only; A restarts empty and B stops answering. Trusting A at once
+// would grant from {A, C} with fence max(0, old C)+1. Instead A stays out
+// (no quorum: unavailable) until its delay passes and its counters are
+// copied from a majority; after that {A, C} grants the next fence.
+func TestRestartedNodeIsKeptOutThenResynced(t *testing.T) {
+	t.Parallel()
+	srvs := three(t)
+	a, b, c := srvs[0], srvs[1], srvs[2]
+	m := quorumManager(t, time.Second, srvs...)
+	ctx := context.Background()
+	for range 3 {
+		cycle(t, m, "r")
+	}
+	pause(t, c)
+	var high int64
+	for range 2 {
+		high = cycle(t, m, "r").Fence // written to A and B only
+	}
+	resume(t, c)
+
+	a = restartEmpty(t, a)
+	pause(t, b)
+	// Several tries: the first may only find A's old connections broken.
+	for range 3 {
+		l, err := m.TryAcquire(ctx, "r", Grant{TTL: time.Second})
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("with A just restarted empty and B paused: got %+v %v, want ErrUnavailable (no safe quorum; highest fence %d)", l, err, high)
+		}
+	}
+	if !m.nodes[0].isOut() {
+		t.Fatal("the restarted node is not out")
+	}
+	resume(t, b)
+
+	// The delay is MaxTTL plus margins (about 2s here); then the next
+	// maintenance pass re-syncs A from B and C.
+	deadline := time.Now().Add(10 * time.Second)
+	for m.nodes[0].isOut() {
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted node never came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f, _ := a.Client(t, 0).Get(ctx, "lockfence:r").Int64(); f < high {
+		t.Fatalf("re-synced counter %d, want at least %d", f, high)
+	}
+	pause(t, b)
+	defer resume(t, b)
+	l, err := m.TryAcquire(ctx, "r", Grant{TTL: time.Second})
+	if err != nil || l.Fence <= high {
+		t.Fatalf("from {A, C} after the re-sync: %+v %v, want a fence above %d", l, err, high)
+	}
+}
+
+// TestDurableNodeRestartStaysIn: a node with appendfsync always loses
+// nothing in a restart, so it may vote again at once.
+func TestDurableNodeRestartStaysIn(t *testing.T) {
+	t.Parallel()
+	srvs := three(t, "--appendonly", "yes", "--appendfsync", "always")
+	m := quorumManager(t, time.Hour, srvs...)
+	cycle(t, m, "durable")
+	a := srvs[0]
+	a.Stop()
+	again, err := redistest.Run(a.Dir, redistest.Options{Password: "pw", Port: a.Port, Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Stop)
+	m.maintain(context.Background())
+	if m.nodes[0].isOut() {
+		t.Fatal("a durable node was kept out after a restart")
+	}
+	cycle(t, m, "durable")
+}
+
+func pause(t *testing.T, s *redistest.Server) {
+	t.Helper()
+	if err := s.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func resume(t *testing.T, s *redistest.Server) {
+	t.Helper()
+	if err := s.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// blackhole accepts connections and never answers, like a node behind a
+// dropped network path.
+func blackhole(tb testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// BenchmarkQuorumCycle: a fenced acquire and release over three nodes,
+// healthy and with one node blackholed (connections accepted, nothing
+// answered), to show what a dead node adds.
+//
+//	go test -run '^$' -bench QuorumCycle ./internal/lock
+func BenchmarkQuorumCycle(b *testing.B) {
+	for _, dead := range []bool{false, true} {
+		name := map[bool]string{false: "healthy", true: "one-blackholed"}[dead]
+		b.Run(name, func(b *testing.B) {
+			var nodes []*redis.Options
+			for range 2 {
+				s := redistest.Start(b, redistest.Options{Password: "pw"})
+				nodes = append(nodes, nodeOptions(s.Addr, "pw"))
+			}
+			third := redistest.Start(b, redistest.Options{Password: "pw"})
+			nodes = append(nodes, nodeOptions(third.Addr, "pw"))
+			m := New(Config{Nodes: nodes, MaxTTL: time.Minute})
+			b.Cleanup(func() { _ = m.Close() })
+			if err := m.Prepare(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			if dead {
+				// Swap the third node's address for a blackhole after the
+				// cluster was set up, as a network path that died.
+				m.nodes[2].client.Options().Addr = blackhole(b)
+				m.nodes[2].client.Options().OnConnect = nil
+				third.Stop()
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for b.Loop() {
+				l, err := m.TryAcquire(ctx, "bench", Grant{TTL: 10 * time.Second})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := m.ReleaseToken(ctx, "bench", l.Token); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
