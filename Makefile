@@ -7,8 +7,10 @@ build:
 	$(GO) build -o bin/ ./cmd/lockd ./cmd/lockdemo
 
 # exec: lockdemo, not make, receives Ctrl-C and stops its processes in order.
+# make demo REDIS_NODES=3 runs quorum mode over three redis-server processes.
+REDIS_NODES ?= 1
 demo: build
-	exec ./bin/lockdemo
+	exec ./bin/lockdemo -redis-nodes $(REDIS_NODES)
 
 test: vet
 	$(GO) test -race -count=1 -parallel 4 -timeout 8m ./...

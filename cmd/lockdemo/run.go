@@ -28,8 +28,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	lockd := fs.String("lockd", "bin/lockd", "path to the lockd binary")
 	redisPort := fs.Int("redis-port", 6380, "port of the demo's redis-server (6379 is left to any Redis you already run)")
 	webPorts := fs.String("web-ports", "8081,8082", "ports of the two lockd replicas")
+	nodes := fs.Int("redis-nodes", 1, "independent redis-server masters, on -redis-port and the ports after it; 3 runs quorum mode (Redlock)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *nodes < 1 || *nodes > 9 {
+		return fmt.Errorf("-redis-nodes wants 1 to 9, got %d", *nodes)
+	}
+	redisPorts := make([]string, *nodes)
+	for i := range redisPorts {
+		redisPorts[i] = strconv.Itoa(*redisPort + i)
 	}
 	ports := strings.Split(*webPorts, ",")
 	if len(ports) != 2 {
@@ -41,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if _, err := os.Stat(*lockd); err != nil {
 		return fmt.Errorf("lockd binary: %w (build it with: make build)", err)
 	}
-	for _, p := range append([]string{strconv.Itoa(*redisPort)}, ports...) {
+	for _, p := range append(redisPorts, ports...) {
 		if err := portFree(p); err != nil {
 			return err
 		}
@@ -61,25 +69,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	password, db := setting("REDIS_PASSWORD"), setting("REDIS_DB")
 
 	out := &prefixer{w: stdout}
-	dir, err := os.MkdirTemp("", "lockdemo-redis")
-	if err != nil {
-		return err
+	var redisProcs []*proc
+	var addrs []string
+	defer func() {
+		for _, r := range redisProcs {
+			r.stop()
+		}
+	}()
+	for i, port := range redisPorts {
+		dir, err := os.MkdirTemp("", "lockdemo-redis")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		rargs := []string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
+			"--save", "", "--appendonly", "no", "--loglevel", "warning"}
+		if password != "" {
+			rargs = append(rargs, "--requirepass", password)
+		}
+		name := "redis"
+		if i > 0 {
+			name = fmt.Sprintf("redis-%d", i+1)
+		}
+		r, err := start(out, name, nil, "redis-server", rargs...)
+		if err != nil {
+			return err
+		}
+		redisProcs = append(redisProcs, r)
+		addrs = append(addrs, "127.0.0.1:"+port)
+		if err := waitRedis(ctx, addrs[i], password); err != nil {
+			return err
+		}
 	}
-	defer os.RemoveAll(dir)
-
-	redisAddr := "127.0.0.1:" + strconv.Itoa(*redisPort)
-	rargs := []string{"--port", strconv.Itoa(*redisPort), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--loglevel", "warning"}
-	if password != "" {
-		rargs = append(rargs, "--requirepass", password)
-	}
-	redisProc, err := start(out, "redis", nil, "redis-server", rargs...)
-	if err != nil {
-		return err
-	}
-	defer redisProc.stop()
-	if err := waitRedis(ctx, redisAddr, password); err != nil {
-		return err
+	// One node: REDIS_ADDR, as compose sets it. Several: quorum mode.
+	redisEnv := []string{"REDIS_ADDR=" + addrs[0], "REDIS_ADDRS="}
+	if len(addrs) > 1 {
+		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(addrs, ",")}
 	}
 
 	var webs []*proc
@@ -93,7 +118,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 	for i, port := range ports {
-		env := append(os.Environ(), "PORT="+port, "REDIS_ADDR="+redisAddr, "REDIS_PASSWORD="+password, "REDIS_DB="+db)
+		env := append(os.Environ(), "PORT="+port, "REDIS_PASSWORD="+password, "REDIS_DB="+db, "REDIS_URLS=")
+		env = append(env, redisEnv...)
 		w, err := start(out, fmt.Sprintf("web-%d", i+1), env, *lockd)
 		if err != nil {
 			return err
@@ -106,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 	}
-	out.line("demo", fmt.Sprintf("ready: redis on %s (db %s), web-1 on :%s, web-2 on :%s", redisAddr, db, ports[0], ports[1]))
+	out.line("demo", fmt.Sprintf("ready: redis on %s (db %s), web-1 on :%s, web-2 on :%s", strings.Join(addrs, ","), db, ports[0], ports[1]))
 	out.line("demo", fmt.Sprintf("try:   curl --location 'http://localhost:%s/lock?resource_id=my-test-key'", ports[0]))
 	out.line("demo", fmt.Sprintf("watch: REDISCLI_AUTH=%s redis-cli -p %d monitor", password, *redisPort))
 	out.line("demo", "Ctrl-C stops everything")
@@ -115,8 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case <-ctx.Done():
 		out.line("demo", "stopping")
 		return nil
-	case <-redisProc.done:
-		return errors.New("redis-server exited")
+	case <-anyDone(redisProcs):
+		return errors.New("a redis-server exited")
 	case <-webs[0].done:
 		return errors.New("web-1 exited")
 	case <-webs[1].done:
@@ -239,4 +265,17 @@ func (p *prefixer) copy(name string, r io.Reader) {
 	for sc.Scan() {
 		p.line(name, sc.Text())
 	}
+}
+
+// anyDone is closed when the first of procs exits.
+func anyDone(procs []*proc) <-chan struct{} {
+	c := make(chan struct{})
+	var once sync.Once
+	for _, p := range procs {
+		go func() {
+			<-p.done
+			once.Do(func() { close(c) })
+		}()
+	}
+	return c
 }

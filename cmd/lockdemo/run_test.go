@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,10 +11,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
@@ -47,15 +51,47 @@ func build(t *testing.T, dir, pkg string) string {
 
 // TestDemoRunsTopologyAndCtrlCStopsAll runs the real lockdemo binary, as
 // `make demo` does, uses the README's curl, then sends SIGINT as a
-// terminal's Ctrl-C would and checks that no process is left.
+// terminal's Ctrl-C would and checks that no process is left; once with
+// one Redis and once in quorum mode over three.
 func TestDemoRunsTopologyAndCtrlCStopsAll(t *testing.T) {
 	redistest.Require(t)
 	bin := t.TempDir()
 	lockd := build(t, bin, "github.com/go-distributed-lock/go-distributed-lock/cmd/lockd")
 	demo := build(t, bin, "github.com/go-distributed-lock/go-distributed-lock/cmd/lockdemo")
+	for _, nodes := range []int{1, 3} {
+		t.Run(strconv.Itoa(nodes)+" redis", func(t *testing.T) { runDemo(t, lockd, demo, nodes) })
+	}
+}
 
+// freeRun finds n consecutive free loopback ports.
+func freeRun(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		p, err := redistest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := true
+		for i := range n {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			_ = l.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
+func runDemo(t *testing.T, lockd, demo string, nodes int) {
+	redisPort := freeRun(t, nodes)
 	var ports []int
-	for range 3 {
+	for range 2 {
 		p, err := redistest.FreePort()
 		if err != nil {
 			t.Fatal(err)
@@ -66,8 +102,8 @@ func TestDemoRunsTopologyAndCtrlCStopsAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(demo, "-lockd", lockd, "-redis-port", strconv.Itoa(ports[0]),
-		"-web-ports", strconv.Itoa(ports[1])+","+strconv.Itoa(ports[2]))
+	cmd := exec.Command(demo, "-lockd", lockd, "-redis-port", strconv.Itoa(redisPort), "-redis-nodes", strconv.Itoa(nodes),
+		"-web-ports", strconv.Itoa(ports[0])+","+strconv.Itoa(ports[1]))
 	cmd.Dir = root // where .env is, as for make demo
 	cmd.Env = append(os.Environ(), "CRITICAL_SECTION_DURATION=100ms")
 	out := &syncBuffer{}
@@ -80,7 +116,7 @@ func TestDemoRunsTopologyAndCtrlCStopsAll(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 	waitOut(t, out, `demo \| ready`)
-	for i, port := range ports[1:] {
+	for i, port := range ports {
 		resp, err := http.Get("http://localhost:" + strconv.Itoa(port) + "/lock?resource_id=my-test-key")
 		if err != nil {
 			t.Fatal(err)
@@ -92,16 +128,38 @@ func TestDemoRunsTopologyAndCtrlCStopsAll(t *testing.T) {
 		}
 		waitOut(t, out, `(?m)^web-`+strconv.Itoa(i+1)+` \| \d{4}/\d\d/\d\d \d\d:\d\d:\d\d Lock released for resource my-test-key$`)
 	}
-	// The replicas really use the demo's password-protected Redis, database 1.
-	waitOut(t, out, `web-1 \| .*Redis ready addr=127\.0\.0\.1:`+strconv.Itoa(ports[0])+` db=1`)
+	// The replicas really use the demo's password-protected Redis nodes,
+	// database 1.
+	addrs := make([]string, nodes)
+	for i := range addrs {
+		addrs[i] = `127\.0\.0\.1:` + strconv.Itoa(redisPort+i)
+	}
+	waitOut(t, out, `web-1 \| .*Redis ready addr=`+strings.Join(addrs, ",")+` db=1`)
+	if nodes > 1 {
+		// A /v1 lease lands on every node.
+		resp, err := http.Post("http://localhost:"+strconv.Itoa(ports[0])+"/v1/locks/quorum-demo/acquire", "", nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("acquire in quorum mode: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		password, db := redistest.DotEnv(t)
+		for i := range nodes {
+			c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(redisPort+i), Password: password, DB: db})
+			n, err := c.Exists(context.Background(), "lock:quorum-demo").Result()
+			c.Close()
+			if err != nil || n != 1 {
+				t.Errorf("node %d: lock key exists %d (%v)", i+1, n, err)
+			}
+		}
+	}
 
 	var pids []int
 	for _, m := range regexp.MustCompile(`\| started \(pid (\d+)\)`).FindAllStringSubmatch(out.String(), -1) {
 		pid, _ := strconv.Atoi(m[1])
 		pids = append(pids, pid)
 	}
-	if len(pids) != 3 {
-		t.Fatalf("want 3 started processes, log:\n%s", out.String())
+	if len(pids) != nodes+2 {
+		t.Fatalf("want %d started processes, log:\n%s", nodes+2, out.String())
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

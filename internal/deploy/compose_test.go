@@ -15,6 +15,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/config"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
@@ -30,11 +31,15 @@ func root(t *testing.T) string {
 // loadProject loads docker-compose.yml as `docker compose up` would, with
 // the project's .env for interpolation and env_file, and nothing from the
 // test's own environment.
-func loadProject(t *testing.T) *types.Project {
+func loadProject(t *testing.T, files ...string) *types.Project {
 	t.Helper()
 	dir := root(t)
+	paths := []string{filepath.Join(dir, "docker-compose.yml")}
+	for _, f := range files {
+		paths = append(paths, filepath.Join(dir, f))
+	}
 	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(dir, "docker-compose.yml")},
+		paths,
 		cli.WithWorkingDirectory(dir),
 		cli.WithEnvFiles(filepath.Join(dir, ".env")),
 		cli.WithDotEnv,
@@ -227,5 +232,63 @@ func TestDockerfile(t *testing.T) {
 	ignore, err := os.ReadFile(filepath.Join(dir, ".dockerignore"))
 	if err != nil || !regexp.MustCompile(`(?m)^\.env$`).Match(ignore) {
 		t.Errorf(".dockerignore must keep .env out of the image (err %v)", err)
+	}
+}
+
+// TestComposeRedlock loads the quorum override on top of the compose file,
+// as `docker compose -f docker-compose.yml -f docker-compose.redlock.yml up`
+// does, and checks that both replicas lock over three independent,
+// password-protected, fsync-always masters, and that lockd accepts the
+// environment it gets.
+func TestComposeRedlock(t *testing.T) {
+	p := loadProject(t, "docker-compose.redlock.yml")
+	got := p.ServiceNames()
+	slices.Sort(got)
+	if want := []string{"redis", "redis-2", "redis-3", "redis-insight", "web-1", "web-2"}; !slices.Equal(got, want) {
+		t.Fatalf("services %v, want %v", got, want)
+	}
+	nodes := []string{"redis", "redis-2", "redis-3"}
+	volumes := map[string]bool{}
+	for _, name := range nodes {
+		r := service(t, p, name)
+		cmd := strings.Join(r.Command, " ")
+		for _, want := range []string{"--requirepass password", "--appendfsync always", "--maxmemory-policy noeviction"} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("%s command %q lacks %s", name, cmd, want)
+			}
+		}
+		if r.HealthCheck == nil || len(r.HealthCheck.Test) != 2 {
+			t.Fatalf("%s healthcheck %+v", name, r.HealthCheck)
+		}
+		checkHealthcheckRejectsNOAUTH(t, r.HealthCheck.Test[1])
+		for _, v := range r.Volumes {
+			if v.Target == "/data" {
+				volumes[v.Source] = true
+			}
+		}
+	}
+	if len(volumes) != 3 {
+		t.Errorf("data volumes %v, want one per node", volumes)
+	}
+	for name, port := range map[string]string{"web-1": "8081", "web-2": "8082"} {
+		s := service(t, p, name)
+		if len(s.Ports) != 1 || s.Ports[0].Published != port {
+			t.Errorf("%s ports %+v", name, s.Ports)
+		}
+		for _, n := range nodes {
+			if dep, ok := s.DependsOn[n]; !ok || dep.Condition != types.ServiceConditionHealthy {
+				t.Errorf("%s does not wait for %s to be healthy: %+v", name, n, s.DependsOn)
+			}
+		}
+		cfg, err := config.Load(func(k string) string { return env(s, k) })
+		if err != nil {
+			t.Fatalf("%s: lockd refuses its environment: %v", name, err)
+		}
+		if got := cfg.Addrs(); got != "redis:6379,redis-2:6379,redis-3:6379" {
+			t.Errorf("%s locks over %s", name, got)
+		}
+		if cfg.Redis[0].Password != "password" || cfg.Redis[0].DB != 1 {
+			t.Errorf("%s node options %+v", name, cfg.Redis[0])
+		}
 	}
 }
