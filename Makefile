@@ -1,7 +1,7 @@
 # go-distributed-lock. `make demo` runs it, `make test` checks it.
 GO ?= go
 
-.PHONY: build demo test vet fuzz diagram clean
+.PHONY: build demo test vet fuzz safety diagram clean
 
 build:
 	$(GO) build -o bin/ ./cmd/lockd ./cmd/lockdemo
@@ -12,6 +12,8 @@ REDIS_NODES ?= 1
 demo: build
 	exec ./bin/lockdemo -redis-nodes $(REDIS_NODES)
 
+# ./... includes internal/safety, which runs its short fault-injection
+# subset here; make safety runs every scenario.
 test: vet
 	$(GO) test -race -count=1 -parallel 4 -timeout 8m ./...
 	$(MAKE) fuzz
@@ -23,6 +25,15 @@ vet:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime 5s ./internal/lock
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime 5s ./internal/httpapi
+
+# The whole fault-injection suite (minutes): real redis-server and lockd
+# processes, toxiproxy, and the checkers of internal/safety/check. It prints
+# the summary table and leaves it in $(SAFETY_REPORT) to paste.
+SAFETY_REPORT ?= bin/safety-report.md
+safety:
+	mkdir -p $(dir $(SAFETY_REPORT))
+	SAFETY_REPORT=$(abspath $(SAFETY_REPORT)) $(GO) test -count=1 -timeout 30m -run '^TestSafety$$' ./internal/safety -safety.full
+	cat $(SAFETY_REPORT)
 
 diagram:
 	dot -Tpng -Gdpi=110 doc/go-distributed-lock.dot -o doc/go-distributed-lock.png

@@ -53,8 +53,22 @@ func (p pool) Get(ctx context.Context) (redsyncredis.Conn, error) {
 	if p.n.isOut() {
 		return nil, errNodeOut
 	}
-	return p.inner.Get(ctx)
+	return p.inner.Get(detached{Context: context.WithoutCancel(ctx), ctx: ctx})
 }
+
+// detached keeps a context's deadline but not its cancellation. With
+// fail-fast, redsync cancels its context as soon as a quorum has answered;
+// a SET NX still on its way to the last node would then be abandoned, and
+// the lease would live on a bare majority, where one node losing its key
+// (a restart, a clock jump) loses the lock. Detached, the command completes
+// in the background, bounded by the deadline, as Redlock intends: the lock
+// is taken on every node that answers in time.
+type detached struct {
+	context.Context
+	ctx context.Context
+}
+
+func (d detached) Deadline() (time.Time, bool) { return d.ctx.Deadline() }
 
 func newNode(i int, opt *redis.Options) *node {
 	o := *opt

@@ -1,0 +1,93 @@
+package check
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Fences checks the fencing tokens of OK acquires and extends, per lock:
+//
+//   - no two grants share a fence ("fence-duplicate");
+//   - a grant ordered after another has a higher fence ("fence-regression");
+//   - an OK extend reports its grant's fence ("extend-fence"), and there is
+//     a grant for it at all ("extend-without-grant").
+//
+// Grants are ordered by interval start (see grants), but only where that
+// order is certain. A before B is certain when A returned before B was
+// sent, or when B's interval is not empty: B's lease then lasted past B's
+// start, so it could not have been granted before A without overlapping A's
+// lease on the server. When B's interval is empty (its validity ran out
+// while the answer was under way, as under heavy latency), B may have been
+// granted long before A returned, and a lower fence proves nothing.
+func Fences(ops []Op) []Violation {
+	all, byKey := grants(ops)
+	ends := make(map[int]time.Duration, len(all))
+	for _, g := range all {
+		ends[g.at] = g.end
+	}
+	type acquire struct {
+		at         int
+		op         Op
+		start, end time.Duration
+	}
+	byLock := make(map[string][]acquire)
+	var out []Violation
+	for i, op := range ops {
+		switch {
+		case op.Kind == KindAcquire && op.Outcome == OK:
+			end, ok := ends[i]
+			if !ok { // a reused token: judge it by its own answer
+				end = op.Call + op.Waited + op.Validity
+			}
+			byLock[op.Lock] = append(byLock[op.Lock], acquire{at: i, op: op, start: op.Return, end: end})
+		case op.Kind == KindExtend && op.Outcome == OK:
+			g := byKey[grantKey{op.Lock, op.Token}]
+			switch {
+			case g == nil:
+				out = append(out, Violation{Checker: CheckerFences, Kind: "extend-without-grant", Lock: op.Lock,
+					Detail: fmt.Sprintf("%s extended a token no OK acquire of this lock returned", describeOp(i, op))})
+			case op.Fence != g.op.Fence:
+				out = append(out, Violation{Checker: CheckerFences, Kind: "extend-fence", Lock: op.Lock,
+					Detail: fmt.Sprintf("%s reports fence %d, its grant %s has %d", describeOp(i, op), op.Fence, describeOp(g.at, g.op), g.op.Fence)})
+			}
+		}
+	}
+
+	for _, lock := range slices.Sorted(maps.Keys(byLock)) {
+		as := byLock[lock]
+		slices.SortStableFunc(as, func(a, b acquire) int { return cmp.Compare(a.start, b.start) })
+		first := make(map[int64]acquire)
+		// best[k] is the position of the highest fence among as[:k+1].
+		best := make([]int, len(as))
+		for k, b := range as {
+			if a, ok := first[b.op.Fence]; ok {
+				out = append(out, Violation{Checker: CheckerFences, Kind: "fence-duplicate", Lock: lock,
+					Detail: fmt.Sprintf("%s and %s got the same fence %d", describeOp(a.at, a.op), describeOp(b.at, b.op), b.op.Fence)})
+			} else {
+				first[b.op.Fence] = b
+			}
+
+			before := k // how many acquires certainly precede b
+			if b.end <= b.start {
+				before = sort.Search(k, func(j int) bool { return as[j].start >= b.op.Call })
+			}
+			if before > 0 {
+				if a := as[best[before-1]]; a.op.Fence > b.op.Fence {
+					out = append(out, Violation{Checker: CheckerFences, Kind: "fence-regression", Lock: lock,
+						Detail: fmt.Sprintf("%s (valid from %v) precedes %s (valid from %v) but has the higher fence",
+							describeOp(a.at, a.op), a.start, describeOp(b.at, b.op), b.start)})
+				}
+			}
+
+			best[k] = k
+			if k > 0 && as[best[k-1]].op.Fence >= b.op.Fence {
+				best[k] = best[k-1]
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,61 @@
+package safety
+
+import (
+	"slices"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/safety/check"
+)
+
+// checkers lists every checker in the order of the summary's columns.
+var checkers = []string{
+	check.CheckerMutualExclusion, check.CheckerFences, check.CheckerStore,
+	check.CheckerCounter, check.CheckerLinearizable,
+}
+
+// linearizeBudget bounds porcupine's search per run.
+const linearizeBudget = 30 * time.Second
+
+// runCheckers applies internal/safety/check to the run and compares the
+// verdicts with sc.Expect and sc.Allow: an expected checker must find
+// something, an allowed one may, every other must find nothing. It returns the violations per checker, with -1
+// for a linearizability check that ran out of time.
+func (h *Harness) runCheckers(ops []check.Op, sc Scenario) map[string]int {
+	t := h.T
+	rep := check.Run(ops, h.Store.Log(), h.Store.Counters(), check.Config{
+		// No overlap is tolerated: lockd's ttl_ms already has the drift
+		// allowance taken off.
+		Slack: 0,
+		// The drift lockd assumes (redsync's 1%), and room for a busy
+		// 2-core machine between a client's clock reads and the wire.
+		Model:   check.LeaseModelParams{Rho: 0.01, Eps: 50 * time.Millisecond},
+		Timeout: linearizeBudget,
+	})
+	got := map[string]int{}
+	for _, s := range rep.Checks {
+		got[s.Checker] = len(s.Violations)
+	}
+	if rep.Linearizability == porcupine.Unknown {
+		got[check.CheckerLinearizable] = -1
+	}
+	for _, name := range checkers {
+		n := got[name]
+		switch {
+		case slices.Contains(sc.Expect, name) && n <= 0:
+			t.Errorf("checker %s found no violation (-1: no verdict in time); this scenario must produce some", name)
+		case n < 0:
+			// Porcupine's search grows with the ops of unknown outcome;
+			// running out of time proves nothing either way, so it is
+			// reported in the table, not failed.
+			t.Logf("checker %s: no verdict within %v", name, linearizeBudget)
+		case !slices.Contains(sc.Expect, name) && !slices.Contains(sc.Allow, name) && n > 0:
+			t.Errorf("checker %s: %d violations", name, n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("checkers:\n%s", rep)
+	}
+	return got
+}

@@ -1,0 +1,147 @@
+package safety
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// The faults. Each injects one thing, holds it, heals it, and marks the
+// start and the end; the scenario table combines them with topologies.
+
+// KillRedis kills node 0 with SIGKILL and restarts it on the same port and
+// directory after down (0: at once). What survives depends on the node's
+// persistence arguments.
+func KillRedis(down time.Duration) *Fault {
+	name := "kill -9 redis0, restart at once"
+	if down > 0 {
+		name = fmt.Sprintf("kill -9 redis0, restart after %v", down)
+	}
+	return &Fault{Name: name, Run: func(h *Harness) error {
+		h.FaultStart(name)
+		h.Nodes[0].Kill()
+		time.Sleep(down)
+		err := h.Nodes[0].Restart()
+		h.FaultEnd("redis0 restarted")
+		return err
+	}}
+}
+
+// PauseRedis stops node 0 with SIGSTOP for d: its sockets stay open and
+// nothing answers, the worst case for timeouts.
+func PauseRedis(d time.Duration) *Fault {
+	name := fmt.Sprintf("SIGSTOP redis0 for %v", d)
+	return &Fault{Name: name, Run: func(h *Harness) error {
+		h.FaultStart(name)
+		if err := h.pauseNode(0); err != nil {
+			return err
+		}
+		time.Sleep(d)
+		err := h.resumeNode(0)
+		h.FaultEnd("redis0 resumed")
+		return err
+	}}
+}
+
+// Toxic puts one toxiproxy toxic on the links to node 0 for d: on both
+// instances' links, or only on lockd0's when asymmetric.
+func Toxic(typ, stream, attrs string, d time.Duration, asymmetric bool) *Fault {
+	who := "both lockd"
+	if asymmetric {
+		who = "lockd0"
+	}
+	name := fmt.Sprintf("%s %s %s on %s→redis0 for %v", typ, stream, attrs, who, d)
+	return &Fault{Name: name, Run: func(h *Harness) error {
+		h.FaultStart(name)
+		var errs []error
+		for i := range h.Lockds {
+			if asymmetric && i > 0 {
+				break
+			}
+			errs = append(errs, h.Proxies.Toxic(proxyName(i, 0), typ+"-"+stream, typ, stream, attrs))
+		}
+		time.Sleep(d)
+		h.Proxies.Clear()
+		h.FaultEnd("toxics removed")
+		return errors.Join(errs...)
+	}}
+}
+
+// KillLockd kills lockd0 with SIGKILL while clients have requests in flight
+// on it, and starts it again on the same port after down.
+func KillLockd(down time.Duration) *Fault {
+	name := fmt.Sprintf("kill -9 lockd0, restart after %v", down)
+	return &Fault{Name: name, Run: func(h *Harness) error {
+		h.FaultStart(name)
+		h.Lockds[0].Kill()
+		time.Sleep(down)
+		err := h.Lockds[0].Start()
+		h.FaultEnd("lockd0 restarted")
+		return err
+	}}
+}
+
+// PauseHolder waits until the client process announces a lease it is about
+// to write with, stops the process with SIGSTOP for d (longer than the
+// lease), then lets it go on and write with its old fence.
+func PauseHolder(d time.Duration) *Fault {
+	name := fmt.Sprintf("SIGSTOP the holder process for %v", d)
+	return &Fault{Name: name, Run: func(h *Harness) error {
+		// Announcements from before now are stale: the lease may be over.
+		for len(h.child.holds) > 0 {
+			<-h.child.holds
+		}
+		// Only a contended lock is taken over while the holder sleeps; on
+		// its private lock nobody gets a higher fence, so a late write
+		// there cannot be told from a timely one.
+		var got hold
+		for timeout := time.After(20 * time.Second); !slices.Contains(Hot, got.lock); {
+			select {
+			case got = <-h.child.holds:
+			case <-timeout:
+				return errors.New("the client process announced no lease on a hot lock within 20s")
+			}
+		}
+		if err := h.child.signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+		h.FaultStart(fmt.Sprintf("%s (holds %s fence %d)", name, got.lock, got.fence))
+		time.Sleep(d)
+		err := h.child.signal(syscall.SIGCONT)
+		h.FaultEnd("holder resumed")
+		return err
+	}}
+}
+
+// DeleteKeys deletes every lock:* key on node 0 behind the service's back,
+// every 100ms for d: what an early expiry there (a clock jump) would do.
+// One node of three is within the quorum's tolerance; a single node is not.
+func DeleteKeys(d time.Duration) *Fault {
+	name := fmt.Sprintf("DEL lock:* on redis0 every 100ms for %v", d)
+	return &Fault{Name: name, Run: func(h *Harness) error {
+		c := h.Nodes[0].Client()
+		defer c.Close()
+		ctx := context.Background()
+		h.FaultStart(name)
+		deleted := 0
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			keys, err := c.Keys(ctx, "lock:*").Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) == 0 {
+				continue
+			}
+			n, err := c.Del(ctx, keys...).Result()
+			if err != nil {
+				return err
+			}
+			deleted += int(n)
+		}
+		h.FaultEnd(fmt.Sprintf("deleted %d keys", deleted))
+		return nil
+	}}
+}

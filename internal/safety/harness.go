@@ -1,0 +1,426 @@
+package safety
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/safety/check"
+)
+
+// Mode is the Redis topology behind the lockd instances.
+type Mode string
+
+// The topologies: one Redis node, or three independent masters with a
+// quorum of two.
+const (
+	S1 Mode = "S1"
+	R3 Mode = "R3"
+)
+
+// Scenario is one run: a topology, a fault, and what the checkers must say.
+type Scenario struct {
+	Name  string
+	Mode  Mode
+	Redis []string // extra redis-server arguments for every node
+	Fault *Fault   // nil: no fault (a baseline)
+	// Unfenced turns the store's fencing off.
+	Unfenced bool
+	// Expect names the checkers (check.Checker...) that must find
+	// violations; Allow those that may; every other checker must find
+	// none.
+	Expect []string
+	Allow  []string
+	// Short scenarios also run in make test.
+	Short bool
+}
+
+// Fault is something done to the system while the clients run. Run injects
+// it, keeps it for its duration, heals it, and marks both moments with
+// h.FaultStart and h.FaultEnd.
+type Fault struct {
+	Name string
+	Run  func(h *Harness) error
+}
+
+// Settings shared by every scenario. TTL 2s leaves the scheduler noise of a
+// busy 2-core machine far below the lease; MaxTTL is what lockd is told is
+// the longest lease it grants, which bounds how long a restarted Redis node
+// stays out of quorums.
+const (
+	TTL          = 2 * time.Second
+	Wait         = time.Second
+	MaxTTL       = 3 * time.Second
+	inProcess    = 7
+	globalPace   = 25 * time.Millisecond // 40 cycles/s over the in-process clients
+	processPace  = 150 * time.Millisecond
+	probeClients = 1000 // client ids of the liveness probes start here
+)
+
+// Hot are the locks every client contends for.
+var Hot = []string{"hot-0", "hot-1", "hot-2"}
+
+// Timing sets how long the phases around a fault last.
+type Timing struct {
+	Warmup   time.Duration // traffic before the fault
+	Recovery time.Duration // traffic after the fault ends
+}
+
+// Harness is one scenario's running system: Redis nodes, the proxies, two
+// lockd instances, the fenced store and the clients.
+type Harness struct {
+	T       *testing.T
+	Clock   Clock
+	Nodes   []*Node
+	Proxies *Proxies
+	Lockds  []*Lockd
+	Store   *Store
+
+	child *clientProcess
+	dir   string
+
+	mu         sync.Mutex
+	ops        []check.Op
+	timeline   []string
+	faultStart time.Duration
+	faultEnd   time.Duration
+}
+
+// Mark adds a line to the fault timeline with the current time.
+func (h *Harness) Mark(what string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.timeline = append(h.timeline, fmt.Sprintf("%8.3fs %s", h.Clock.Now().Seconds(), what))
+}
+
+// FaultStart records that the fault is now in effect.
+func (h *Harness) FaultStart(what string) {
+	h.Mark("fault start: " + what)
+	h.mu.Lock()
+	h.faultStart = h.Clock.Now()
+	h.mu.Unlock()
+}
+
+// FaultEnd records that the fault has been healed.
+func (h *Harness) FaultEnd(what string) {
+	h.Mark("fault end: " + what)
+	h.mu.Lock()
+	h.faultEnd = h.Clock.Now()
+	h.mu.Unlock()
+}
+
+func (h *Harness) record(op check.Op) {
+	h.mu.Lock()
+	h.ops = append(h.ops, op)
+	h.mu.Unlock()
+}
+
+// start brings up the system for sc: nodes, proxies, lockd instances and the
+// store. Everything stops in t.Cleanup.
+func start(t *testing.T, sc Scenario, lockdBin string) *Harness {
+	t.Helper()
+	h := &Harness{T: t, Clock: NewClock(), Proxies: newProxies(), dir: t.TempDir()}
+	t.Cleanup(h.Proxies.Close)
+	n := 1
+	if sc.Mode == R3 {
+		n = 3
+	}
+	for j := range n {
+		h.Nodes = append(h.Nodes, startNode(t, fmt.Sprintf("redis%d", j), sc.Redis))
+	}
+	h.Store = NewStore(h.Clock, !sc.Unfenced)
+	t.Cleanup(h.Store.Close)
+	for i := range 2 {
+		var addrs []string
+		for j, node := range h.Nodes {
+			addr, err := h.Proxies.Add(proxyName(i, j), node.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs = append(addrs, addr)
+		}
+		env := []string{
+			"PATH=" + os.Getenv("PATH"),
+			"LOG_FORMAT=json",
+			"REDIS_DB=0",
+			"SHUTDOWN_TIMEOUT=2s",
+			"MAX_TTL=" + MaxTTL.String(),
+			// The demo endpoint's lease must fit under MAX_TTL too.
+			"LOCK_EXPIRY=" + MaxTTL.String(),
+		}
+		if len(addrs) == 1 {
+			env = append(env, "REDIS_ADDR="+addrs[0])
+		} else {
+			env = append(env, "REDIS_ADDRS="+strings.Join(addrs, ","))
+		}
+		l := &Lockd{Name: fmt.Sprintf("lockd%d", i), bin: lockdBin, env: env,
+			logPath: filepath.Join(h.dir, fmt.Sprintf("lockd%d.log", i))}
+		if err := l.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.Kill)
+		h.Lockds = append(h.Lockds, l)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			h.report()
+		}
+	})
+	return h
+}
+
+// report logs what a failed run needs to be understood: the fault timeline,
+// the tails of every log, and where the full history was saved.
+func (h *Harness) report() {
+	t := h.T
+	h.mu.Lock()
+	t.Logf("fault timeline:\n%s", strings.Join(h.timeline, "\n"))
+	ops := append([]check.Op(nil), h.ops...)
+	h.mu.Unlock()
+	for _, l := range h.Lockds {
+		t.Logf("%s log (end):\n%s", l.Name, l.LogTail())
+	}
+	for _, n := range h.Nodes {
+		t.Logf("%s log (end):\n%s", n.Name, n.LogTail())
+	}
+	t.Logf("client process stderr (end):\n%s", tail(filepath.Join(h.dir, "client.log"), 20))
+	// t.TempDir goes away with the test: keep the history elsewhere.
+	f, err := os.CreateTemp("", "safety-"+strings.ReplaceAll(t.Name(), "/", "_")+"-*.jsonl")
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer f.Close()
+	enc := json.NewEncoder(f)
+	for _, op := range ops {
+		_ = enc.Encode(map[string]any{"op": op})
+	}
+	for _, w := range h.Store.Log() {
+		_ = enc.Encode(map[string]any{"write": w})
+	}
+	t.Logf("history (ops and store writes, JSON lines): %s", f.Name())
+}
+
+// locksOf lists the locks client id picks from: the hot ones and its own.
+func locksOf(id int) []string { return append(slices.Clone(Hot), fmt.Sprintf("own-%d", id)) }
+
+// allLocks lists every lock the clients use.
+func allLocks() []string {
+	locks := slices.Clone(Hot)
+	for id := range inProcess + 1 {
+		locks = append(locks, fmt.Sprintf("own-%d", id))
+	}
+	return locks
+}
+
+// clientConfig makes the config of client id. Most clients stay on one
+// instance; every third alternates, so a lease taken on one instance is
+// extended and released on the other.
+func (h *Harness) clientConfig(id int) ClientConfig {
+	pin := id % 2
+	if id%3 == 2 {
+		pin = -1
+	}
+	var urls []string
+	for _, l := range h.Lockds {
+		urls = append(urls, l.URL())
+	}
+	return ClientConfig{ID: id, Lockds: urls, Pin: pin, Store: h.Store.URL(), Locks: locksOf(id),
+		TTL: TTL, Wait: Wait, Base: h.Clock.Base, Seed: uint64(time.Now().UnixNano())}
+}
+
+// Row is one line of the summary table.
+type Row struct {
+	Scenario   string
+	Mode       Mode
+	Ops        int
+	Grants     int
+	Unknown    int
+	Rejected   int // store accesses refused for a stale fence
+	Faults     string
+	Violations map[string]int // by checker; -1: the checker could not decide
+	Recovery   time.Duration  // fault end to every hot lock granted again; -1 if never
+	Seconds    float64        // wall time of the scenario
+	Result     string
+}
+
+// Run runs scenario sc and checks the history. It fails t when a checker
+// disagrees with sc.Expect or a liveness or hygiene check fails.
+func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
+	began := time.Now()
+	h := start(t, sc, lockdBin)
+	ctx := context.Background()
+	for _, n := range h.Nodes {
+		if keys, err := lockKeys(ctx, n); err != nil || len(keys) > 0 {
+			t.Fatalf("%s not empty at start: %v %v", n.Name, keys, err)
+		}
+	}
+
+	// Clients: in-process ones share one pace, so the total rate stays
+	// fixed; one more runs in its own process, where it can be paused.
+	trafficCtx, stopTraffic := context.WithCancel(ctx)
+	pace := time.NewTicker(globalPace)
+	defer pace.Stop()
+	var wg sync.WaitGroup
+	for id := range inProcess {
+		c := NewClient(h.clientConfig(id), h.record)
+		wg.Go(func() {
+			defer c.Close()
+			c.Run(trafficCtx, pace.C)
+		})
+	}
+	childCfg := h.clientConfig(inProcess)
+	childCfg.Careless = true
+	child, err := startClientProcess(childCfg, processPace, filepath.Join(h.dir, "client.log"))
+	if err != nil {
+		stopTraffic()
+		wg.Wait()
+		t.Fatal(err)
+	}
+	h.child = child
+	h.Mark("traffic started")
+
+	time.Sleep(timing.Warmup)
+	faults := "none"
+	if sc.Fault != nil {
+		faults = sc.Fault.Name
+		if err := sc.Fault.Run(h); err != nil {
+			t.Errorf("fault %s: %v", sc.Fault.Name, err)
+		}
+	} else {
+		h.FaultStart("none")
+		h.FaultEnd("none")
+	}
+	time.Sleep(timing.Recovery)
+
+	stopTraffic()
+	wg.Wait()
+	for _, op := range child.stop(10 * time.Second) {
+		h.record(op)
+	}
+	h.Mark("traffic stopped")
+
+	h.probe()
+	// Once the last lease has run out no lock key may be left on any node.
+	time.Sleep(TTL + 500*time.Millisecond)
+	for _, n := range h.Nodes {
+		keys, err := lockKeys(ctx, n)
+		if err != nil {
+			t.Errorf("%s: scan lock keys: %v", n.Name, err)
+		} else if len(keys) > 0 {
+			t.Errorf("%s: lock keys left %v after traffic stopped and the TTL passed", n.Name, keys)
+		}
+	}
+	h.checkConnections()
+
+	h.mu.Lock()
+	ops := slices.Clone(h.ops)
+	faultEnd := h.faultEnd
+	h.mu.Unlock()
+	row := Row{Scenario: sc.Name, Mode: sc.Mode, Ops: len(ops), Faults: faults}
+	for _, op := range ops {
+		if op.Kind == check.KindAcquire && op.Outcome == check.OK {
+			row.Grants++
+		}
+		if op.Outcome == check.Unknown {
+			row.Unknown++
+		}
+	}
+	for _, w := range h.Store.Log() {
+		if !w.Accepted {
+			row.Rejected++
+		}
+	}
+	row.Recovery = recovery(ops, faultEnd)
+	if row.Recovery < 0 || row.Recovery > TTL+time.Second {
+		t.Errorf("liveness: hot locks granted again %v after the fault ended; want within TTL + 1s", row.Recovery)
+	}
+	row.Violations = h.runCheckers(ops, sc)
+	row.Seconds = time.Since(began).Seconds()
+	row.Result = "PASS"
+	if t.Failed() {
+		row.Result = "FAIL"
+	}
+	return row
+}
+
+// probe asks for every lock once, through both instances in turn, waiting up
+// to one TTL plus a second: any lease left by the traffic ends by then, so a
+// refusal means the lock is stuck. The probes go into the history too.
+func (h *Harness) probe() {
+	for k, lock := range allLocks() {
+		cfg := h.clientConfig(probeClients + k)
+		cfg.Pin = k % 2
+		c := NewClient(cfg, h.record)
+		l, outcome := c.Acquire(lock, TTL+time.Second)
+		if outcome == check.OK {
+			c.Release(l)
+		} else {
+			h.T.Errorf("liveness: %s not granted within TTL + 1s after the traffic stopped", lock)
+		}
+		c.Close()
+	}
+	h.Mark("probes done")
+}
+
+// checkConnections stops both lockd instances and expects every node to be
+// back to one client, the one asking: nothing the harness or lockd opened
+// is left behind, and the proxies close the Redis side of what they carried.
+func (h *Harness) checkConnections() {
+	for _, l := range h.Lockds {
+		l.Stop()
+	}
+	ctx := context.Background()
+	for _, n := range h.Nodes {
+		var got int
+		var err error
+		for deadline := time.Now().Add(3 * time.Second); ; {
+			got, err = connectedClients(ctx, n)
+			if err == nil && got <= 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			h.T.Errorf("%s: INFO clients: %v", n.Name, err)
+		} else if got > 1 {
+			h.T.Errorf("%s: %d clients still connected after lockd stopped; want 1 (this check's own)", n.Name, got)
+		}
+	}
+}
+
+// recovery is how long after the fault ended every hot lock had been
+// granted again (-1 if one never was).
+func recovery(ops []check.Op, faultEnd time.Duration) time.Duration {
+	worst := time.Duration(0)
+	for _, lock := range Hot {
+		first := time.Duration(-1)
+		for _, op := range ops {
+			if op.Kind == check.KindAcquire && op.Lock == lock && op.Outcome == check.OK && op.Call >= faultEnd &&
+				(first < 0 || op.Return < first) {
+				first = op.Return
+			}
+		}
+		if first < 0 {
+			return -1
+		}
+		worst = max(worst, first-faultEnd)
+	}
+	return worst
+}
+
+// Signal helpers for faults.
+
+// pauseNode stops node j with SIGSTOP.
+func (h *Harness) pauseNode(j int) error { return h.Nodes[j].Signal(syscall.SIGSTOP) }
+
+// resumeNode resumes node j with SIGCONT.
+func (h *Harness) resumeNode(j int) error { return h.Nodes[j].Signal(syscall.SIGCONT) }

@@ -1,0 +1,184 @@
+package safety_test
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/safety"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/safety/check"
+)
+
+var full = flag.Bool("safety.full", os.Getenv("SAFETY_FULL") != "", "run every scenario (minutes), not the make test subset")
+
+// Persistence arguments. Without persistence a restarted node is empty.
+var (
+	noPersistence = []string{"--save", ""}
+	fsyncAlways   = []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}
+)
+
+// scenarios is the suite. The S1 key deletion and the unfenced store must
+// show violations, the R3 key deletion may show overlapping grants (never
+// an accepted stale write); everything else must show none.
+func scenarios() []safety.Scenario {
+	return []safety.Scenario{
+		{Name: "baseline", Mode: safety.S1, Redis: noPersistence},
+		{Name: "baseline", Mode: safety.R3, Redis: noPersistence},
+
+		{Name: "redis kill, restart at once, no persistence", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.KillRedis(0), Short: true},
+		{Name: "redis kill, restart at once, fsync always", Mode: safety.R3, Redis: fsyncAlways,
+			Fault: safety.KillRedis(0)},
+		{Name: "redis kill, restart after TTL+1s", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.KillRedis(safety.TTL + time.Second)},
+		{Name: "redis kill, restart at once, fsync always", Mode: safety.S1, Redis: fsyncAlways,
+			Fault: safety.KillRedis(0)},
+
+		{Name: "redis SIGSTOP 2×TTL", Mode: safety.R3, Redis: noPersistence, Fault: safety.PauseRedis(2 * safety.TTL)},
+		{Name: "redis SIGSTOP 2×TTL", Mode: safety.S1, Redis: noPersistence, Fault: safety.PauseRedis(2 * safety.TTL)},
+
+		{Name: "latency 150±50ms", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.Toxic("latency", "downstream", `{"latency":150,"jitter":50}`, 3*time.Second, false)},
+		{Name: "latency 150±50ms", Mode: safety.S1, Redis: noPersistence,
+			Fault: safety.Toxic("latency", "downstream", `{"latency":150,"jitter":50}`, 3*time.Second, false)},
+		{Name: "blackhole (timeout toxic), one instance", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.Toxic("timeout", "upstream", `{"timeout":0}`, 3*time.Second, true)},
+		{Name: "blackhole (timeout toxic), one instance", Mode: safety.S1, Redis: noPersistence,
+			Fault: safety.Toxic("timeout", "upstream", `{"timeout":0}`, 3*time.Second, true)},
+		{Name: "reset_peer", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.Toxic("reset_peer", "upstream", `{"timeout":0}`, 3*time.Second, false)},
+		{Name: "reset_peer", Mode: safety.S1, Redis: noPersistence,
+			Fault: safety.Toxic("reset_peer", "upstream", `{"timeout":0}`, 3*time.Second, false)},
+
+		{Name: "lockd kill -9, restart after 2s", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.KillLockd(2 * time.Second), Short: true},
+		{Name: "lockd kill -9, restart after 2s", Mode: safety.S1, Redis: noPersistence,
+			Fault: safety.KillLockd(2 * time.Second)},
+
+		{Name: "holder paused 3×TTL", Mode: safety.S1, Redis: noPersistence, Fault: safety.PauseHolder(3 * safety.TTL)},
+		{Name: "holder paused 3×TTL", Mode: safety.R3, Redis: noPersistence, Fault: safety.PauseHolder(3 * safety.TTL)},
+		{Name: "holder paused 3×TTL, store unfenced (expected to fail)", Mode: safety.S1, Redis: noPersistence,
+			Fault: safety.PauseHolder(3 * safety.TTL), Unfenced: true,
+			Expect: []string{check.CheckerStore}, Short: true},
+
+		// A key lost on one node of three (what a clock jump there does)
+		// takes a lease that lives on exactly two nodes down to one, and
+		// another client can then win a majority: Redlock cannot prevent
+		// that (Kleppmann's first counter-example), and under contention
+		// many leases live on a bare majority (the third node still held
+		// a racing attempt's key). The fence must still keep every stale
+		// write out: the store and counter checkers must find nothing.
+		{Name: "lock keys deleted on one node", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.DeleteKeys(3 * time.Second),
+			Allow: []string{check.CheckerMutualExclusion, check.CheckerLinearizable}},
+		{Name: "lock keys deleted on the only node (expected to fail)", Mode: safety.S1, Redis: noPersistence,
+			Fault:  safety.DeleteKeys(3 * time.Second),
+			Expect: []string{check.CheckerMutualExclusion, check.CheckerLinearizable}, Short: true},
+	}
+}
+
+// TestSafety runs the fault-injection suite: the make test subset by
+// default, every scenario with -safety.full. It prints the summary table
+// and writes it to $SAFETY_REPORT when that is set.
+func TestSafety(t *testing.T) {
+	redistest.Require(t)
+	bin := buildLockd(t)
+	timing := safety.Timing{Warmup: 2 * time.Second, Recovery: 2 * time.Second}
+	if *full {
+		timing = safety.Timing{Warmup: 5 * time.Second, Recovery: 5 * time.Second}
+	}
+	var rows []safety.Row
+	for _, sc := range scenarios() {
+		if !*full && !sc.Short {
+			continue
+		}
+		t.Run(string(sc.Mode)+"/"+sc.Name, func(t *testing.T) {
+			// A run that stops early (t.Fatal) still gets its line.
+			row := safety.Row{Scenario: sc.Name, Mode: sc.Mode, Recovery: -1, Result: "FAIL (stopped early)"}
+			defer func() { rows = append(rows, row) }()
+			row = safety.Run(t, sc, bin, timing)
+		})
+	}
+	table := safety.Table(rows)
+	t.Logf("summary:\n%s", table)
+	fmt.Print(table)
+	if path := os.Getenv("SAFETY_REPORT"); path != "" {
+		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestSafetyClientProcess is the body of the client process TestSafety
+// starts; on its own it skips.
+func TestSafetyClientProcess(t *testing.T) {
+	raw := os.Getenv(safety.ClientEnv)
+	if raw == "" {
+		t.Skip("runs only as a client process of TestSafety")
+	}
+	var cfg safety.ClientConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	pace, err := time.ParseDuration(os.Getenv("SAFETY_CLIENT_PACE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	safety.ServeClientProcess(cfg, pace, os.Stdin, os.Stdout)
+}
+
+// lockd is built once per test binary, into a directory TestMain removes.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func buildLockd(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := redistest.RepoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir, err = os.MkdirTemp("", "safety-lockd")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "lockd"), "./cmd/lockd")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/lockd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "lockd")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	// Every process, proxy, server and client connection must be gone.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
