@@ -15,4 +15,6 @@ COPY --from=build /out/lockd /lockd
 USER nonroot:nonroot
 ENV GIN_MODE=release PORT=8080
 EXPOSE 8080
+# No shell or curl here: the binary asks its own /readyz (exec form).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["/lockd", "healthcheck"]
 ENTRYPOINT ["/lockd"]

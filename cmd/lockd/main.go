@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/joho/godotenv"
-	"github.com/redis/go-redis/v9"
 )
 
 // redisLogger sends go-redis's own messages (dial failures, say) to the
@@ -25,7 +24,6 @@ func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
 }
 
 func main() {
-	redis.SetLogger(redisLogger{})
 	// The real environment wins over .env, and a missing .env is fine.
 	if err := godotenv.Load(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "lockd: .env:", err)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,16 +13,25 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/go-distributed-lock/go-distributed-lock/internal/config"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/httpapi"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/logging"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/metrics"
 )
 
 // run wires config -> redis -> lock.Manager -> httpapi -> http.Server and
-// serves until ctx ends, then shuts down gracefully.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
+// serves until ctx ends, then shuts down gracefully. "lockd healthcheck"
+// instead asks the local server whether it is ready.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+	if len(args) > 1 {
+		if args[1] != "healthcheck" || len(args) > 2 {
+			return fmt.Errorf("unknown arguments %q; lockd takes none, or: lockd healthcheck", args[1:])
+		}
+		return healthcheck(ctx, getenv)
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
@@ -29,6 +40,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	// Libraries that log on their own (go-redis, the standard log package)
 	// land in the same stream, in the same format.
 	slog.SetDefault(log)
+	redis.SetLogger(redisLogger{})
 	gin.SetMode(gin.ReleaseMode)
 
 	for _, o := range cfg.Redis {
@@ -36,8 +48,22 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		// quorum mode the others answer meanwhile.
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	}
-	locks := lock.New(lock.Config{Nodes: cfg.Redis, MaxTTL: cfg.MaxTTL, Logger: log})
+	m := metrics.New()
+	locks := lock.New(lock.Config{
+		Nodes: cfg.Redis, MaxTTL: cfg.MaxTTL, MaxWaiters: cfg.MaxWaiters,
+		Logger: log, Observer: m, NodeHook: m.RedisHook,
+	})
 	defer locks.Close()
+	draining := make(chan struct{})
+	handler, err := httpapi.NewHandler(log, locks, httpapi.Options{
+		LockExpiry: cfg.LockExpiry, CriticalSection: cfg.CriticalSection,
+		APITokens: cfg.APITokens, MetricsRequireAuth: cfg.MetricsRequireAuth,
+		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies,
+		Metrics: m, Draining: draining,
+	})
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
@@ -48,11 +74,16 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
 	srv := &http.Server{
-		Handler: httpapi.NewHandler(log, locks, httpapi.Options{
-			LockExpiry: cfg.LockExpiry, CriticalSection: cfg.CriticalSection,
-		}),
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:     handler,
+		BaseContext: func(net.Listener) context.Context { return base },
+		// Slow clients are cut off; the write timeout outlasts the
+		// longest wait and the demo's critical section (config checks).
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	prepared := make(chan struct{})
@@ -80,6 +111,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	}
 
 	log.Info("lockd shutting down", "timeout", cfg.ShutdownTimeout.String())
+	// Readiness fails first so load balancers drain; waiters are answered
+	// at once (they may try another replica); /v1 leases are left alone.
+	close(draining)
+	locks.StopWaiting()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
@@ -122,4 +157,30 @@ func prepare(ctx context.Context, log *slog.Logger, locks *lock.Manager, cfg con
 		}
 		delay = min(2*delay, 5*time.Second)
 	}
+}
+
+// healthcheck asks the local lockd's /readyz, for container healthchecks in
+// an image without a shell or curl. It returns nil when ready.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(cfg.Port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("not ready: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Reason string }
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready (%d): %s", resp.StatusCode, body.Reason)
+	}
+	return nil
 }

@@ -69,7 +69,7 @@ func startLockd(t *testing.T, env map[string]string) *replica {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, nil, func(k string) string { return env[k] }, logs, io.Discard) }()
-	port := logs.waitFor(t, `lockd listening addr=\S*:(\d+)`, 10*time.Second)[1]
+	port := logs.waitFor(t, `lockd listening\W+addr\W+[^\s"]*:(\d+)`, 10*time.Second)[1] // text or JSON
 	var once sync.Once
 	var stopErr error
 	stop := func() error {

@@ -4,8 +4,12 @@
 package config
 
 import (
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +42,32 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGTERM before their work is cancelled (SHUTDOWN_TIMEOUT, default 10s).
 	ShutdownTimeout time.Duration
+
+	// APITokens, when not empty, are the bearer tokens /v1 accepts
+	// (API_TOKENS, comma-separated, or API_TOKENS_FILE, one per line).
+	APITokens []string
+	// MetricsRequireAuth puts /metrics behind the same tokens
+	// (METRICS_REQUIRE_AUTH, default false).
+	MetricsRequireAuth bool
+	// HTTP server limits (HTTP_READ_HEADER_TIMEOUT 5s, HTTP_READ_TIMEOUT
+	// 30s, HTTP_WRITE_TIMEOUT above the longest wait or demo operation,
+	// HTTP_IDLE_TIMEOUT 60s, HTTP_MAX_HEADER_BYTES 16 KiB, MAX_BODY_BYTES
+	// 64 KiB), the per-replica cap on waiting requests (MAX_WAITERS, 1000)
+	// and the proxies whose X-Forwarded-For is believed (TRUSTED_PROXIES,
+	// none).
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	MaxHeaderBytes                                            int
+	MaxBodyBytes                                              int64
+	MaxWaiters                                                int
+	TrustedProxies                                            []string
 }
+
+// minTokenLen keeps guessable API tokens out.
+const minTokenLen = 16
+
+// maxWait is the longest wait /v1 allows (lock.MaxWait), repeated here so
+// config stays free of the domain: the write timeout must outlast it.
+const maxWait = 5 * time.Minute
 
 // Bounds on durations. The expiry floor leaves the keep-alive, which extends
 // at a third of the expiry, room for a few Redis round trips per period.
@@ -72,7 +101,100 @@ func Load(getenv func(string) string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	if err := redisCA(getenv, cfg.Redis); err != nil {
+		return Config{}, err
+	}
+	if cfg.APITokens, err = apiTokens(getenv); err != nil {
+		return Config{}, err
+	}
+	cfg.MetricsRequireAuth = p.boolean("METRICS_REQUIRE_AUTH", false)
+	cfg.ReadHeaderTimeout = p.duration("HTTP_READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond, time.Hour)
+	cfg.ReadTimeout = p.duration("HTTP_READ_TIMEOUT", 30*time.Second, 100*time.Millisecond, time.Hour)
+	// Writing the answer is the last step of the longest request: a wait
+	// of up to maxWait, or the demo's whole critical section.
+	longest := max(maxWait, cfg.CriticalSection+10*time.Second)
+	cfg.WriteTimeout = p.duration("HTTP_WRITE_TIMEOUT", longest+30*time.Second, longest+time.Second, 48*time.Hour)
+	cfg.IdleTimeout = p.duration("HTTP_IDLE_TIMEOUT", time.Minute, time.Second, 24*time.Hour)
+	cfg.MaxHeaderBytes = p.intRange("HTTP_MAX_HEADER_BYTES", 16<<10, 4<<10, 1<<20)
+	cfg.MaxBodyBytes = int64(p.intRange("MAX_BODY_BYTES", 64<<10, 1<<10, 16<<20))
+	cfg.MaxWaiters = p.intRange("MAX_WAITERS", 1000, 1, 1_000_000)
+	cfg.TrustedProxies = p.list("TRUSTED_PROXIES")
+	if p.err != nil {
+		return Config{}, p.err
+	}
+	for _, tp := range cfg.TrustedProxies {
+		if net.ParseIP(tp) == nil {
+			if _, _, err := net.ParseCIDR(tp); err != nil {
+				return Config{}, fmt.Errorf("config: TRUSTED_PROXIES: %q is not an IP address or CIDR", tp)
+			}
+		}
+	}
 	return cfg, nil
+}
+
+// apiTokens reads API_TOKENS or API_TOKENS_FILE (one per line, blank lines
+// and # comments skipped). Errors never repeat a token.
+func apiTokens(getenv func(string) string) ([]string, error) {
+	raw, file := strings.TrimSpace(getenv("API_TOKENS")), strings.TrimSpace(getenv("API_TOKENS_FILE"))
+	var tokens []string
+	name := "API_TOKENS"
+	switch {
+	case raw != "" && file != "":
+		return nil, errors.New("config: API_TOKENS, API_TOKENS_FILE: set only one of them")
+	case raw != "":
+		tokens = strings.Split(raw, ",")
+	case file != "":
+		name = "API_TOKENS_FILE"
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config: API_TOKENS_FILE: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				tokens = append(tokens, line)
+			}
+		}
+		if len(tokens) == 0 {
+			return nil, fmt.Errorf("config: API_TOKENS_FILE: %s holds no token", file)
+		}
+	}
+	out := tokens[:0]
+	for i, t := range tokens {
+		t = strings.TrimSpace(t)
+		if len(t) < minTokenLen || strings.ContainsAny(t, " \t\r") {
+			return nil, fmt.Errorf("config: %s: token %d is shorter than %d characters or holds spaces", name, i+1, minTokenLen)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// redisCA loads REDIS_CA_FILE, a PEM bundle, as the roots that verify every
+// rediss:// node (instead of the system's).
+func redisCA(getenv func(string) string, nodes []*redis.Options) error {
+	file := strings.TrimSpace(getenv("REDIS_CA_FILE"))
+	if file == "" {
+		return nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("config: REDIS_CA_FILE: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return fmt.Errorf("config: REDIS_CA_FILE: %s holds no PEM certificate", file)
+	}
+	tlsNodes := 0
+	for _, n := range nodes {
+		if n.TLSConfig != nil {
+			n.TLSConfig.RootCAs = pool
+			tlsNodes++
+		}
+	}
+	if tlsNodes == 0 {
+		return errors.New("config: REDIS_CA_FILE: no node uses TLS; name them with rediss:// URLs in REDIS_URLS")
+	}
+	return nil
 }
 
 // maxNodes bounds quorum mode; Redlock's own advice is 5.
@@ -186,6 +308,30 @@ func (p *parser) duration(name string, def, lo, hi time.Duration) time.Duration 
 		return def
 	}
 	return d
+}
+
+func (p *parser) boolean(name string, def bool) bool {
+	raw := strings.TrimSpace(p.getenv(name))
+	if raw == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		p.fail(name, raw, "is not true or false")
+		return def
+	}
+	return b
+}
+
+// list splits a comma-separated value, dropping empty entries.
+func (p *parser) list(name string) []string {
+	var out []string
+	for _, v := range strings.Split(p.getenv(name), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (p *parser) oneOf(name, def string, allowed ...string) string {

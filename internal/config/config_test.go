@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -22,6 +24,9 @@ func TestLoadDefaults(t *testing.T) {
 		Port: 8080, Redis: []*redis.Options{{Addr: "localhost:6379"}}, MaxTTL: time.Hour,
 		LockExpiry: 30 * time.Second, CriticalSection: 30 * time.Second,
 		LogFormat: "text", ShutdownTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 5*time.Minute + 30*time.Second, IdleTimeout: time.Minute,
+		MaxHeaderBytes: 16 << 10, MaxBodyBytes: 64 << 10, MaxWaiters: 1000,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
@@ -33,6 +38,10 @@ func TestLoadValues(t *testing.T) {
 		"PORT": "8081", "REDIS_ADDR": "redis:6379", "REDIS_PASSWORD": "password",
 		"REDIS_DB": "1", "LOCK_EXPIRY": "2s", "CRITICAL_SECTION_DURATION": "250ms",
 		"LOG_FORMAT": "JSON", "SHUTDOWN_TIMEOUT": "3s", "MAX_TTL": "10m",
+		"API_TOKENS": "0123456789abcdef,fedcba9876543210-x", "METRICS_REQUIRE_AUTH": "true",
+		"HTTP_READ_HEADER_TIMEOUT": "2s", "HTTP_READ_TIMEOUT": "3s", "HTTP_WRITE_TIMEOUT": "10m",
+		"HTTP_IDLE_TIMEOUT": "4s", "HTTP_MAX_HEADER_BYTES": "8192", "MAX_BODY_BYTES": "2048",
+		"MAX_WAITERS": "7", "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +50,10 @@ func TestLoadValues(t *testing.T) {
 		Port: 8081, Redis: []*redis.Options{{Addr: "redis:6379", Password: "password", DB: 1}}, MaxTTL: 10 * time.Minute,
 		LockExpiry: 2 * time.Second, CriticalSection: 250 * time.Millisecond,
 		LogFormat: "json", ShutdownTimeout: 3 * time.Second,
+		APITokens: []string{"0123456789abcdef", "fedcba9876543210-x"}, MetricsRequireAuth: true,
+		ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 10 * time.Minute,
+		IdleTimeout: 4 * time.Second, MaxHeaderBytes: 8192, MaxBodyBytes: 2048, MaxWaiters: 7,
+		TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
@@ -72,6 +85,16 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"REDIS_URLS", "http://a:1"},
 		{"REDIS_URLS", "redis://a:1,redis://a:1"},
 		{"LOCK_EXPIRY", "2h"},
+		{"API_TOKENS", "short"},
+		{"API_TOKENS_FILE", "/nonexistent/tokens"},
+		{"METRICS_REQUIRE_AUTH", "maybe"},
+		{"HTTP_WRITE_TIMEOUT", "1m"},
+		{"HTTP_READ_HEADER_TIMEOUT", "0"},
+		{"HTTP_MAX_HEADER_BYTES", "10"},
+		{"MAX_BODY_BYTES", "1"},
+		{"MAX_WAITERS", "0"},
+		{"TRUSTED_PROXIES", "not-an-ip"},
+		{"REDIS_CA_FILE", "/nonexistent/ca.pem"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -131,5 +154,31 @@ func TestLoadRefusesTwoWaysToNameRedis(t *testing.T) {
 	_, err = Load(env(map[string]string{"REDIS_URLS": "redis://u:s3cret@host:notaport"}))
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("a bad URL's error must not repeat it: %v", err)
+	}
+}
+
+func TestLoadTokensFromFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte("# ops\n0123456789abcdef0\n\n  fedcba98765432100  \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(env(map[string]string{"API_TOKENS_FILE": file}))
+	if err != nil || !reflect.DeepEqual(got.APITokens, []string{"0123456789abcdef0", "fedcba98765432100"}) {
+		t.Fatalf("tokens %q, err %v", got.APITokens, err)
+	}
+	_, err = Load(env(map[string]string{"API_TOKENS_FILE": file, "API_TOKENS": "0123456789abcdef0"}))
+	if err == nil {
+		t.Fatal("accepted both API_TOKENS and API_TOKENS_FILE")
+	}
+	_, err = Load(env(map[string]string{"API_TOKENS": "0123456789abcdef0,s3cret"}))
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a short token must be refused without being repeated: %v", err)
+	}
+}
+
+func TestLoadWriteTimeoutOutlastsTheDemo(t *testing.T) {
+	got, err := Load(env(map[string]string{"CRITICAL_SECTION_DURATION": "20m"}))
+	if err != nil || got.WriteTimeout <= 20*time.Minute {
+		t.Fatalf("write timeout %v for a 20m critical section (%v)", got.WriteTimeout, err)
 	}
 }

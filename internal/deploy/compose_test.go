@@ -104,6 +104,9 @@ func TestComposeReplicas(t *testing.T) {
 		if dep, ok := s.DependsOn["redis"]; !ok || dep.Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s depends_on %+v, want redis service_healthy", name, s.DependsOn)
 		}
+		if hc := s.HealthCheck; hc == nil || !slices.Equal(hc.Test, []string{"CMD", "/lockd", "healthcheck"}) {
+			t.Errorf("%s healthcheck %+v, want the exec-form lockd healthcheck", name, hc)
+		}
 		if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= 10*time.Second {
 			t.Errorf("%s stop_grace_period %v, want above the 10s SHUTDOWN_TIMEOUT", name, s.StopGracePeriod)
 		}
@@ -224,7 +227,8 @@ func TestDockerfile(t *testing.T) {
 	if !strings.HasPrefix(froms[1][1], "gcr.io/distroless/static") || !strings.HasSuffix(froms[1][1], ":nonroot") {
 		t.Errorf("final stage %q, want distroless static :nonroot", froms[1][1])
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "USER nonroot:nonroot", `ENTRYPOINT ["/lockd"]`, "./cmd/lockd"} {
+	for _, want := range []string{"CGO_ENABLED=0", "USER nonroot:nonroot", `ENTRYPOINT ["/lockd"]`, "./cmd/lockd",
+		`CMD ["/lockd", "healthcheck"]`} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}

@@ -48,6 +48,8 @@ var errorKinds = []struct {
 	{lock.ErrInvalidArgument, http.StatusBadRequest, "invalid_argument"},
 	{errBadInput, http.StatusBadRequest, "invalid_argument"},
 	{errTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large"},
+	{errMediaType, http.StatusUnsupportedMediaType, "unsupported_media_type"},
+	{lock.ErrTooManyWaiters, http.StatusTooManyRequests, "too_many_requests"},
 	{lock.ErrLocked, http.StatusConflict, "locked"},
 	{lock.ErrNotHolder, http.StatusConflict, "not_holder"},
 	{lock.ErrStaleFence, http.StatusConflict, "stale_fence"},
@@ -91,6 +93,14 @@ func writeKnownError(c *gin.Context, err error, status int, code string) {
 	case status == http.StatusServiceUnavailable:
 		// Redis's own error can name hosts; the operator finds it in the log.
 		body.Error.Message = "the lock store cannot be reached; try again shortly"
+		switch {
+		case errors.Is(err, lock.ErrStopping):
+			body.Error.Message = "this replica is shutting down; try another"
+		case errors.Is(err, context.Canceled):
+			body.Error.Message = "the request was cancelled (the client left or the replica is stopping); try again"
+		}
+		c.Header("Retry-After", "1")
+	case status == http.StatusTooManyRequests:
 		c.Header("Retry-After", "1")
 	}
 	c.AbortWithStatusJSON(status, body)

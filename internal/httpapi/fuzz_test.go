@@ -3,10 +3,17 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/logging"
 )
 
 // FuzzDecodeBody feeds arbitrary bodies to the /v1 request decoder. It must
@@ -45,6 +52,79 @@ func FuzzDecodeBody(f *testing.F) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// FuzzBearer feeds arbitrary Authorization headers to bearer. It must never
+// panic; a token it accepts is not empty and has no surrounding spaces, and
+// the header then starts with the scheme, in any case, and a space; the
+// scheme's case never changes the answer.
+func FuzzBearer(f *testing.F) {
+	for _, seed := range []string{
+		"", "Bearer", "Bearer ", "Bearer  ", "Bearer abc", "bearer abc", "BEARER abc ", "Bearer  a b ",
+		"Basic dXNlcjpw", "Bearerabc", " Bearer abc", "Bearer\tabc", "Bearer \u00a0abc\u2003", "Bearer \x00",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		token, ok := bearer(h)
+		if !ok {
+			if token != "" {
+				t.Fatalf("bearer(%q) refused but returned %q", h, token)
+			}
+			return
+		}
+		if token == "" || token != strings.TrimSpace(token) {
+			t.Fatalf("bearer(%q) accepted %q", h, token)
+		}
+		if len(h) < 7 || !strings.EqualFold(h[:6], "Bearer") || h[6] != ' ' {
+			t.Fatalf("bearer(%q) accepted a header that is not Bearer", h)
+		}
+		for _, scheme := range []string{"Bearer", "bearer", "BEARER", "bEaReR"} {
+			if got, ok := bearer(scheme + h[6:]); !ok || got != token {
+				t.Fatalf("bearer(%q) = %q, %v; with scheme %s: %q, %v", h, token, true, scheme, got, ok)
+			}
+		}
+	})
+}
+
+// FuzzRequestID checks validRequestID, and the middleware around it: an
+// accepted id is 1 to 128 printable ASCII bytes and is echoed; anything
+// else is replaced by a fresh 24-hex-digit id.
+func FuzzRequestID(f *testing.F) {
+	for _, seed := range []string{
+		"", "abc", "trace-1_2.3:4/5+6=", "has space", "a\nb", "a\x00", "\x7f", "café", strings.Repeat("x", 128),
+		strings.Repeat("x", 129), `"quoted"`, "a,b", "<script>",
+	} {
+		f.Add(seed)
+	}
+	r := gin.New()
+	r.Use(requestID)
+	r.GET("/", func(c *gin.Context) { c.String(http.StatusOK, logging.RequestID(c.Request.Context())) })
+	generated := regexp.MustCompile(`^[0-9a-f]{24}$`)
+	f.Fuzz(func(t *testing.T, id string) {
+		valid := validRequestID(id)
+		if valid {
+			if len(id) == 0 || len(id) > 128 {
+				t.Fatalf("accepted a %d-byte id", len(id))
+			}
+			for i := 0; i < len(id); i++ {
+				if id[i] <= ' ' || id[i] >= 0x7f {
+					t.Fatalf("accepted %q with byte %#x", id, id[i])
+				}
+			}
+		}
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set(requestIDHeader, id) // values are not checked here, unlike on the wire
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		got := rec.Header().Get(requestIDHeader)
+		if got != rec.Body.String() {
+			t.Fatalf("echoed %q but the context carries %q", got, rec.Body.String())
+		}
+		if valid && got != id || !valid && !generated.MatchString(got) {
+			t.Fatalf("sent %q (valid %v), echoed %q", id, valid, got)
 		}
 	})
 }

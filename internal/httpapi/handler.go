@@ -18,6 +18,25 @@ type Options struct {
 	LockExpiry time.Duration
 	// CriticalSection is how long the demo's simulated operation runs.
 	CriticalSection time.Duration
+	// APITokens, when not empty, are the bearer tokens /v1 requires.
+	APITokens []string
+	// MetricsRequireAuth puts /metrics behind the same tokens.
+	MetricsRequireAuth bool
+	// MaxBodyBytes caps a /v1 request body (default 64 KiB).
+	MaxBodyBytes int64
+	// TrustedProxies may set X-Forwarded-For; none by default.
+	TrustedProxies []string
+	// Metrics serves /metrics and counts every request; nil: no /metrics.
+	Metrics Metrics
+	// Draining is closed when shutdown begins: /readyz then answers 503
+	// so that load balancers stop sending traffic.
+	Draining <-chan struct{}
+}
+
+// Metrics is what the HTTP layer needs from internal/metrics.
+type Metrics interface {
+	Handler() http.Handler
+	HTTPRequest(route, method string, status int, d time.Duration)
 }
 
 type server struct {
@@ -27,14 +46,23 @@ type server struct {
 }
 
 // NewHandler returns lockd's HTTP handler. It never touches Redis itself:
-// every lock operation goes through locks.
-func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) http.Handler {
+// every lock operation goes through locks. It returns an error only for
+// trusted proxies that are not addresses or CIDRs.
+func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) (http.Handler, error) {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = defaultMaxBody
+	}
 	s := &server{log: logger, locks: locks, opts: opts}
 	r := gin.New()
-	// Nothing sits in front of lockd by default, so no forwarded header is
-	// trusted: the client IP in the logs is the peer's address.
-	_ = r.SetTrustedProxies(nil)
-	r.Use(accessLog(logger), recovery(logger))
+	// Only the proxies named are believed about the client's address;
+	// with none, the client IP in the logs is the peer's address.
+	if err := r.SetTrustedProxies(opts.TrustedProxies); err != nil {
+		return nil, err
+	}
+	r.Use(requestID, accessLog(logger), recovery(logger))
+	if opts.Metrics != nil {
+		r.Use(countRequests(opts.Metrics))
+	}
 	s.routes(r)
-	return r
+	return r, nil
 }

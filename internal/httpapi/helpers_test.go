@@ -33,25 +33,40 @@ type cluster struct {
 }
 
 type replica struct {
-	url   string
-	locks *lock.Manager
+	url     string
+	locks   *lock.Manager
+	handler http.Handler // what url serves, for tests that need their own http.Server
+}
+
+// clusterOptions are a cluster's settings: the HTTP layer's, and the lock
+// Manager's that tests vary.
+type clusterOptions struct {
+	Options
+	// MaxWaiters is lock.Config.MaxWaiters (0: its default).
+	MaxWaiters int
 }
 
 func startCluster(t testing.TB, n int, opts Options) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, clusterOptions{Options: opts})
+}
+
+func startClusterWith(t testing.TB, n int, co clusterOptions) *cluster {
+	t.Helper()
 	srv := redistest.Start(t, redistest.Options{Password: "pw"})
 	c := &cluster{rdb: srv.Client(t, 0), srv: srv}
 	for range n {
-		c.replicas = append(c.replicas, startReplica(t, srv.Addr, opts))
+		c.replicas = append(c.replicas, startReplica(t, srv.Addr, co))
 	}
 	return c
 }
 
-func startReplica(t testing.TB, addr string, opts Options) *replica {
+func startReplica(t testing.TB, addr string, co clusterOptions) *replica {
 	t.Helper()
 	m := lock.New(lock.Config{Nodes: []*redis.Options{{
 		Addr: addr, Password: "pw", DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-	}}})
+	}}, MaxWaiters: co.MaxWaiters})
+	opts := co.Options
 	if err := m.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -59,9 +74,13 @@ func startReplica(t testing.TB, addr string, opts Options) *replica {
 	listening := make(chan struct{})
 	go func() { defer close(listening); m.Run(ctx) }()
 	if opts.LockExpiry == 0 {
-		opts = Options{LockExpiry: 30 * time.Second, CriticalSection: 30 * time.Second}
+		opts.LockExpiry, opts.CriticalSection = 30*time.Second, 30*time.Second
 	}
-	hs := httptest.NewServer(NewHandler(slog.New(slog.DiscardHandler), m, opts))
+	h, err := NewHandler(slog.New(slog.DiscardHandler), m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(func() {
 		hs.Close()
 		cancel()
@@ -69,7 +88,7 @@ func startReplica(t testing.TB, addr string, opts Options) *replica {
 		_ = m.Close()
 	})
 	waitSubscribed(t, addr)
-	return &replica{url: hs.URL, locks: m}
+	return &replica{url: hs.URL, locks: m, handler: h}
 }
 
 // waitSubscribed returns once a release subscription is on, so a test's
@@ -116,6 +135,13 @@ func (r response) errorCode() string {
 // status is then 0.
 func call(t testing.TB, ctx context.Context, method, url, body string) response {
 	t.Helper()
+	return callWith(t, ctx, method, url, body, nil)
+}
+
+// callWith is call with extra request headers (Authorization,
+// Content-Type, X-Request-ID).
+func callWith(t testing.TB, ctx context.Context, method, url, body string, header http.Header) response {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = bytes.NewBufferString(body)
@@ -124,6 +150,9 @@ func call(t testing.TB, ctx context.Context, method, url, body string) response 
 	if err != nil {
 		t.Errorf("%s %s: %v", method, url, err)
 		return response{}
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := apiClient(t).Do(req)
 	if err != nil {

@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,4 +38,81 @@ func recovery(log *slog.Logger) gin.HandlerFunc {
 		log.ErrorContext(c.Request.Context(), "Error: panic while serving request", "panic", err, "path", c.Request.URL.Path)
 		writeError(c, http.StatusInternalServerError, "internal", "internal error")
 	})
+}
+
+// requestID gives every request an id: the caller's X-Request-ID when it is
+// a sane one (so ids can follow a request across services), else a fresh
+// random one. It is echoed in the answer and carried by the request's
+// context into every log record.
+func requestID(c *gin.Context) {
+	id := c.GetHeader(requestIDHeader)
+	if !validRequestID(id) {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Header(requestIDHeader, id)
+	c.Request = c.Request.WithContext(logging.WithRequestID(c.Request.Context(), id))
+	c.Next()
+}
+
+const requestIDHeader = "X-Request-ID"
+
+// validRequestID accepts up to 128 characters that are safe in logs and
+// headers.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:/+=", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// requireToken lets a request through only with "Authorization: Bearer T"
+// for one of tokens. Every token is compared, in constant time, so the
+// answer's timing says nothing about how close a guess was.
+func requireToken(tokens []string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		got, ok := bearer(c.GetHeader("Authorization"))
+		match := 0
+		for _, t := range tokens {
+			match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
+		}
+		if !ok || match != 1 {
+			c.Header("WWW-Authenticate", `Bearer realm="lockd"`)
+			writeError(c, http.StatusUnauthorized, "unauthenticated", "a valid bearer token is required: Authorization: Bearer <token>")
+			return
+		}
+		c.Next()
+	}
+}
+
+// bearer reads the token of an Authorization header of the Bearer scheme
+// (the scheme's name is case-insensitive).
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// countRequests reports every request by its route template (never the raw
+// path, which holds lock names).
+func countRequests(m Metrics) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.HTTPRequest(route, c.Request.Method, c.Writer.Status(), time.Since(start))
+	}
 }

@@ -8,9 +8,25 @@ func (s *server) routes(r *gin.Engine) {
 	// release. Kept exactly as documented, GET and all.
 	r.GET("/lock", s.demoLock)
 
+	// Probes and metrics, for orchestrators and Prometheus; never behind
+	// the API tokens, except /metrics when METRICS_REQUIRE_AUTH is set.
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+	if s.opts.Metrics != nil {
+		metrics := []gin.HandlerFunc{gin.WrapH(s.opts.Metrics.Handler())}
+		if s.opts.MetricsRequireAuth && len(s.opts.APITokens) > 0 {
+			metrics = append([]gin.HandlerFunc{requireToken(s.opts.APITokens)}, metrics...)
+		}
+		r.GET("/metrics", metrics...)
+	}
+
 	// The lock service (doc/openapi.yaml). It shares the demo's lock
 	// namespace: lock:NAME.
-	v1 := r.Group("/v1", mapErrors(s.log))
+	v1 := r.Group("/v1")
+	if len(s.opts.APITokens) > 0 {
+		v1.Use(requireToken(s.opts.APITokens))
+	}
+	v1.Use(mapErrors(s.log))
 	v1.GET("/locks", s.listLocks)
 	v1.GET("/locks/:name", s.getLock)
 	v1.POST("/locks/:name/acquire", s.acquire)

@@ -56,7 +56,7 @@ type listJSON struct {
 // wait for the holder to release or expire.
 func (s *server) acquire(c *gin.Context) {
 	var req acquireRequest
-	if err := readBody(c.Writer, c.Request, &req); err != nil {
+	if err := readBody(c.Writer, c.Request, s.opts.MaxBodyBytes, &req); err != nil {
 		c.Error(err)
 		return
 	}
@@ -82,7 +82,7 @@ func (s *server) acquire(c *gin.Context) {
 // holder, on any replica.
 func (s *server) extend(c *gin.Context) {
 	var req extendRequest
-	if err := readBody(c.Writer, c.Request, &req); err != nil {
+	if err := readBody(c.Writer, c.Request, s.opts.MaxBodyBytes, &req); err != nil {
 		c.Error(err)
 		return
 	}
@@ -106,7 +106,7 @@ func (s *server) extend(c *gin.Context) {
 // release is POST /v1/locks/{name}/release.
 func (s *server) release(c *gin.Context) {
 	var req releaseRequest
-	if err := readBody(c.Writer, c.Request, &req); err != nil {
+	if err := readBody(c.Writer, c.Request, s.opts.MaxBodyBytes, &req); err != nil {
 		c.Error(err)
 		return
 	}
@@ -120,7 +120,7 @@ func (s *server) release(c *gin.Context) {
 // check is POST /v1/locks/{name}/check: is this fence the live holder's?
 func (s *server) check(c *gin.Context) {
 	var req checkRequest
-	if err := readBody(c.Writer, c.Request, &req); err != nil {
+	if err := readBody(c.Writer, c.Request, s.opts.MaxBodyBytes, &req); err != nil {
 		c.Error(err)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
@@ -14,7 +15,7 @@ import (
 // the name starts, so no lock name, however it is spelt, can reach them:
 // "lock:foo:fence" is just the lock named "foo:fence".
 const (
-	metaPrefix  = "lockmeta:"  // hash: token, owner, fence, ttl_ms of the live grant
+	metaPrefix  = "lockmeta:"  // hash: token, owner, fence, ttl_ms, at (grant time, ms) of the live grant
 	fencePrefix = "lockfence:" // counter: the last fence handed out for a name
 )
 
@@ -29,7 +30,7 @@ const metaTTL = 2 * time.Hour
 var fenceScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
 local fence = redis.call("INCR", KEYS[3])
-redis.call("HSET", KEYS[2], "token", ARGV[1], "owner", ARGV[2], "fence", fence, "ttl_ms", ARGV[3])
+redis.call("HSET", KEYS[2], "token", ARGV[1], "owner", ARGV[2], "fence", fence, "ttl_ms", ARGV[3], "at", ARGV[5])
 redis.call("PEXPIRE", KEYS[2], ARGV[4])
 return fence
 `)
@@ -47,7 +48,7 @@ var fenceWriteScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
 local fence = tonumber(ARGV[2])
 if tonumber(redis.call("GET", KEYS[3]) or "0") < fence then redis.call("SET", KEYS[3], fence) end
-redis.call("HSET", KEYS[2], "token", ARGV[1], "owner", ARGV[3], "fence", fence, "ttl_ms", ARGV[4])
+redis.call("HSET", KEYS[2], "token", ARGV[1], "owner", ARGV[3], "fence", fence, "ttl_ms", ARGV[4], "at", ARGV[6])
 redis.call("PEXPIRE", KEYS[2], ARGV[5])
 return 1
 `)
@@ -162,7 +163,7 @@ func (m *Manager) assignFence(ctx context.Context, l Lease) (int64, error) {
 	keys := m.keys(l.Name)
 	if len(m.nodes) == 1 {
 		fence, err := fenceScript.Run(ctx, m.nodes[0].client, keys,
-			l.Token, l.Owner, l.TTL.Milliseconds(), metaTTL.Milliseconds()).Int64()
+			l.Token, l.Owner, l.TTL.Milliseconds(), metaTTL.Milliseconds(), time.Now().UnixMilli()).Int64()
 		if err != nil {
 			return 0, &kindError{ErrUnavailable, fmt.Errorf("lock: assign fence: %w", err)}
 		}
@@ -186,7 +187,7 @@ func (m *Manager) assignFence(ctx context.Context, l Lease) (int64, error) {
 
 	wrote, errs := fanOut(ctx, m, timeout, func(ctx context.Context, n *node) (int64, error) {
 		return fenceWriteScript.Run(ctx, n.client, keys,
-			l.Token, fence, l.Owner, l.TTL.Milliseconds(), metaTTL.Milliseconds()).Int64()
+			l.Token, fence, l.Owner, l.TTL.Milliseconds(), metaTTL.Milliseconds(), time.Now().UnixMilli()).Int64()
 	}, held)
 	if !held(wrote) {
 		return 0, m.quorumFailed("write fences", wrote, errs)
@@ -307,7 +308,8 @@ func inspectedFrom(res []any) (inspected, error) {
 // only the token can: ttl 0 means the TTL given at acquire. It returns the
 // lease with its new validity, ErrInvalidName, ErrInvalidArgument,
 // ErrNotHolder, or ErrUnavailable.
-func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Duration) (Lease, error) {
+func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Duration) (l Lease, err error) {
+	defer func() { m.obs.Extended(resultOf(err, "extended")) }()
 	if err := ValidateStrictName(name); err != nil {
 		return Lease{}, err
 	}
@@ -369,13 +371,16 @@ func (m *Manager) keys(name string) []string {
 // wake at once. It returns ErrInvalidName, ErrInvalidArgument,
 // ErrNotHolder or ErrUnavailable. (The demo's Release does not announce: its
 // Redis trace is the README's.)
-func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
+func (m *Manager) ReleaseToken(ctx context.Context, name, token string) (err error) {
+	var held time.Duration
+	defer func() { m.obs.Released(resultOf(err, "released"), held) }()
 	if err := ValidateStrictName(name); err != nil {
 		return err
 	}
 	if err := validateToken(token); err != nil {
 		return err
 	}
+	held = m.heldFor(ctx, name, token)
 	if err := m.Release(ctx, Lease{Name: name, Token: token}); err != nil {
 		return err
 	}
@@ -385,6 +390,28 @@ func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
 		return n.client.Publish(ctx, ReleasedChannel, name).Result()
 	}, func(got []reply[int64]) bool { return len(got) > 0 }) // every replica listens on every node
 	return nil
+}
+
+// heldFor is how long the grant of token has been held, from its metadata
+// on the first node in quorums, or 0 when that cannot be told. It only
+// feeds metrics, so it never fails the release.
+func (m *Manager) heldFor(ctx context.Context, name, token string) time.Duration {
+	n := m.listNode()
+	if n == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+	defer cancel()
+	v, err := n.client.HMGet(ctx, metaPrefix+name, "token", "at").Result()
+	if err != nil || len(v) != 2 || v[0] != token {
+		return 0
+	}
+	at, _ := v[1].(string)
+	ms, err := strconv.ParseInt(at, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return time.Since(time.UnixMilli(ms))
 }
 
 // StaleFenceError answers a fence check that failed. It matches
@@ -404,7 +431,8 @@ func (e *StaleFenceError) Is(target error) bool { return target == ErrStaleFence
 // true at the moment Redis gives it. It returns nil when fence is current,
 // a *StaleFenceError, ErrInvalidName, ErrInvalidArgument (fence below 1) or
 // ErrUnavailable.
-func (m *Manager) Check(ctx context.Context, name string, fence int64) error {
+func (m *Manager) Check(ctx context.Context, name string, fence int64) (err error) {
+	defer func() { m.obs.FenceChecked(resultOf(err, "current")) }()
 	if err := ValidateStrictName(name); err != nil {
 		return err
 	}

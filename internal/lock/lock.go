@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
@@ -26,7 +28,10 @@ var (
 	ErrInvalidArgument = errors.New("lock: invalid argument")
 	ErrStaleFence      = errors.New("lock: stale fence")
 	ErrUnavailable     = errors.New("lock: redis unavailable")
-	ErrLost            = errors.New("lock: lease lost")
+	// ErrTooManyWaiters refuses a wait while the replica has its maximum
+	// of waiting requests (Config.MaxWaiters).
+	ErrTooManyWaiters = errors.New("lock: too many waiting requests")
+	ErrLost           = errors.New("lock: lease lost")
 )
 
 // Lease is a granted lock. Token is the secret that proves ownership; it
@@ -57,6 +62,57 @@ type Manager struct {
 	maxTTL  time.Duration
 	delay   time.Duration // how long a restarted node stays out of quorums
 	log     *slog.Logger
+	obs     Observer
+
+	maxWaiters  int
+	waiting     atomic.Int64 // requests in AcquireWait with a wait
+	stopWaiting chan struct{}
+	stopOnce    sync.Once
+}
+
+// Observer hears about lock events, for metrics. Results are short fixed
+// words ("granted", "locked", "unavailable", "invalid", "canceled",
+// "too_many_waiters"; "released", "extended", "current", "stale",
+// "not_holder"), never names, tokens or owners.
+type Observer interface {
+	Acquired(result string, waited time.Duration)
+	Released(result string, held time.Duration)
+	Extended(result string)
+	FenceChecked(result string)
+	Waiting(delta int)
+}
+
+type noObserver struct{}
+
+func (noObserver) Acquired(string, time.Duration) {}
+func (noObserver) Released(string, time.Duration) {}
+func (noObserver) Extended(string)                {}
+func (noObserver) FenceChecked(string)            {}
+func (noObserver) Waiting(int)                    {}
+
+// resultOf names an outcome for an Observer; ok is the word for success.
+func resultOf(err error, ok ...string) string {
+	switch {
+	case err == nil:
+		if len(ok) > 0 {
+			return ok[0]
+		}
+		return "granted"
+	case errors.Is(err, ErrInvalidName), errors.Is(err, ErrInvalidArgument):
+		return "invalid"
+	case errors.Is(err, ErrLocked):
+		return "locked"
+	case errors.Is(err, ErrNotHolder):
+		return "not_holder"
+	case errors.Is(err, ErrStaleFence):
+		return "stale"
+	case errors.Is(err, ErrTooManyWaiters):
+		return "too_many_waiters"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	default:
+		return "unavailable"
+	}
 }
 
 // Config describes a Manager's nodes and limits.
@@ -71,11 +127,26 @@ type Config struct {
 	MaxTTL time.Duration
 	// Logger receives node events (default slog.Default()).
 	Logger *slog.Logger
+	// Observer hears about lock events (default: nobody).
+	Observer Observer
+	// NodeHook, when set, is added to each node's client, e.g. to time
+	// every Redis command per node.
+	NodeHook func(node int) redis.Hook
+	// MaxWaiters caps the requests waiting at once on this Manager
+	// (default 1000).
+	MaxWaiters int
 }
 
 // New returns a Manager over cfg.Nodes. Close it when done.
 func New(cfg Config) *Manager {
-	m := &Manager{scripts: redsyncScripts(), maxTTL: cfg.MaxTTL, log: cfg.Logger}
+	m := &Manager{scripts: redsyncScripts(), maxTTL: cfg.MaxTTL, log: cfg.Logger, obs: cfg.Observer,
+		maxWaiters: cfg.MaxWaiters, stopWaiting: make(chan struct{})}
+	if m.obs == nil {
+		m.obs = noObserver{}
+	}
+	if m.maxWaiters <= 0 {
+		m.maxWaiters = 1000
+	}
 	if m.maxTTL <= 0 || m.maxTTL > MaxTTL {
 		m.maxTTL = MaxTTL
 	}
@@ -88,6 +159,9 @@ func New(cfg Config) *Manager {
 		n := newNode(i, o)
 		if len(cfg.Nodes) > 1 {
 			n.client.Options().OnConnect = m.onConnect(n)
+		}
+		if cfg.NodeHook != nil {
+			n.client.AddHook(cfg.NodeHook(i))
 		}
 		m.nodes = append(m.nodes, n)
 	}

@@ -328,3 +328,47 @@ func newPools(nodes []*node) []redsyncredis.Pool {
 	}
 	return pools
 }
+
+// NodeHealth is one node's answer to a readiness check. Err never holds
+// credentials: it is Redis's or the network's message.
+type NodeHealth struct {
+	Addr string
+	OK   bool
+	Err  string
+}
+
+// Health pings every node at once, each bounded by timeout, and reports
+// whether a quorum of them can vote now. A node kept out after a restart
+// counts as not ready, with the time it may vote again.
+func (m *Manager) Health(ctx context.Context, timeout time.Duration) (bool, []NodeHealth) {
+	out := make([]NodeHealth, len(m.nodes))
+	var wg sync.WaitGroup
+	for i, n := range m.nodes {
+		wg.Go(func() {
+			h := NodeHealth{Addr: n.addr}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			err := n.client.Ping(cctx).Err()
+			n.mu.Lock()
+			kept, until := n.out, n.outUntil
+			n.mu.Unlock()
+			switch {
+			case err != nil:
+				h.Err = err.Error()
+			case kept:
+				h.Err = "kept out of quorums after a restart, until " + until.UTC().Format(time.RFC3339) + " and a re-sync"
+			default:
+				h.OK = true
+			}
+			out[i] = h
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for _, h := range out {
+		if h.OK {
+			ok++
+		}
+	}
+	return ok >= m.quorum(), out
+}

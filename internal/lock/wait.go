@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -60,17 +61,35 @@ func (m *Manager) listen(ctx context.Context, n *node) {
 }
 
 // AcquireWait is TryAcquire that, while the lock is held, waits up to wait
-// for it: it is woken by a release (see Listen) or exactly when the holder's
+// for it: it is woken by a release (see Run) or exactly when the holder's
 // lease runs out, never by polling, and makes one last attempt when wait runs
 // out. wait must be 0–MaxWait. It returns the lease and how long it waited,
-// or TryAcquire's errors, or ctx's error when ctx ends first (the caller
-// went away): then it holds nothing, even if the grant came just before.
+// or TryAcquire's errors, ErrTooManyWaiters when this replica already has
+// its maximum of waiting requests, ErrUnavailable once StopWaiting was
+// called, or ctx's error when ctx ends first (the caller went away): then it
+// holds nothing, even if the grant came just before.
 func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (Lease, time.Duration, error) {
 	if err := validateWait(wait); err != nil {
+		m.obs.Acquired(resultOf(err), 0)
 		return Lease{}, 0, err
 	}
 	start := time.Now()
-	deadline := start.Add(wait)
+	l, err := m.acquireWait(ctx, name, g, wait)
+	waited := time.Since(start)
+	m.obs.Acquired(resultOf(err), waited)
+	return l, waited, err
+}
+
+func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (Lease, error) {
+	if wait > 0 {
+		if m.waiting.Add(1) > int64(m.maxWaiters) {
+			m.waiting.Add(-1)
+			return Lease{}, &kindError{ErrTooManyWaiters, fmt.Errorf("lock: %d requests already wait on this replica", m.maxWaiters)}
+		}
+		m.obs.Waiting(1)
+		defer func() { m.waiting.Add(-1); m.obs.Waiting(-1) }()
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		// Register before the attempt, so a release between a refused
 		// attempt and the wait is not missed.
@@ -82,9 +101,9 @@ func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait ti
 			if err == nil && ctx.Err() != nil {
 				// Nobody is left to use or release this lease.
 				_ = m.ReleaseToken(context.WithoutCancel(ctx), name, l.Token)
-				return Lease{}, time.Since(start), ctx.Err()
+				return Lease{}, ctx.Err()
 			}
-			return l, time.Since(start), err
+			return l, err
 		}
 		// The holder's TTL is 0 when the lock was freed in between, or
 		// when no grant holds a quorum (attempts split the votes): then try
@@ -97,14 +116,32 @@ func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait ti
 		select {
 		case <-w:
 		case <-timer.C:
+		case <-m.stopWaiting:
+			timer.Stop()
+			m.waiters.remove(name, w)
+			return Lease{}, errShuttingDown
 		case <-ctx.Done():
 			timer.Stop()
 			m.waiters.remove(name, w)
-			return Lease{}, time.Since(start), ctx.Err()
+			return Lease{}, ctx.Err()
 		}
 		timer.Stop()
 		m.waiters.remove(name, w)
 	}
+}
+
+// ErrStopping answers waiters once StopWaiting was called: they should try
+// another replica at once rather than hold the shutdown up. It also
+// matches ErrUnavailable.
+var ErrStopping = errors.New("lock: this replica is shutting down; try another")
+
+var errShuttingDown = &kindError{ErrUnavailable, ErrStopping}
+
+// StopWaiting answers every waiting request, now and later, with
+// ErrUnavailable, so that a shutdown need not wait for them. Leases are
+// left alone: they belong to their clients and expire by themselves.
+func (m *Manager) StopWaiting() {
+	m.stopOnce.Do(func() { close(m.stopWaiting) })
 }
 
 // waitlist keeps this replica's waiters per lock name, oldest first. A

@@ -1,11 +1,17 @@
 // Package redistest starts real redis-server processes for tests: each on a
 // free loopback port, with its files in a temporary directory, stopped by
 // process id when the test ends. Tests never touch a Redis they did not start.
+//
+// A server can serve TLS only, with a test CA generated in its directory
+// (tls.go), and can have ACL users besides the default one (LockdACL is the
+// rule lockd needs).
 package redistest
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +39,14 @@ type Options struct {
 	Password string
 	Port     int      // 0 picks a free port
 	Args     []string // extra redis-server arguments
+	// TLS serves TLS only, on Port, with a certificate for 127.0.0.1 signed
+	// by a CA generated for this server (Server.CAFile). Clients need no
+	// certificate of their own.
+	TLS bool
+	// Users are ACL SETUSER argument lists, user name first, split on
+	// spaces, run as the default user once the server is up:
+	// "lockd on >secret " + LockdACL.
+	Users []string
 }
 
 // Server is one running redis-server process.
@@ -41,9 +55,14 @@ type Server struct {
 	Port     int
 	Password string
 	Dir      string
+	// TLS is set when the server speaks only TLS; CAFile is then the PEM
+	// file of the CA that signed its certificate.
+	TLS    bool
+	CAFile string
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	roots *x509.CertPool // CAFile's certificate, for clients
+	cmd   *exec.Cmd
+	done  chan struct{}
 }
 
 // Start runs a redis-server for t and stops it in t.Cleanup. Without the
@@ -84,12 +103,27 @@ func Run(dir string, opts Options) (*Server, error) {
 	}
 	args := []string{
 		"--port", strconv.Itoa(port),
+	}
+	var t *serverTLS
+	if opts.TLS {
+		var err error
+		if t, err = writeServerTLS(dir); err != nil {
+			return nil, err
+		}
+		// Port 0 turns plaintext off, so a client that forgets TLS fails.
+		args = []string{
+			"--port", "0", "--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", t.certFile, "--tls-key-file", t.keyFile,
+			"--tls-ca-cert-file", t.caFile, "--tls-auth-clients", "no",
+		}
+	}
+	args = append(args,
 		"--bind", "127.0.0.1",
 		"--dir", dir,
 		"--save", "",
 		"--appendonly", "no",
 		"--logfile", filepath.Join(dir, "redis.log"),
-	}
+	)
 	if opts.Password != "" {
 		args = append(args, "--requirepass", opts.Password)
 	}
@@ -102,16 +136,69 @@ func Run(dir string, opts Options) (*Server, error) {
 		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port,
 		Password: opts.Password, Dir: dir, cmd: cmd, done: make(chan struct{}),
 	}
+	if t != nil {
+		s.TLS, s.CAFile, s.roots = true, t.caFile, t.roots
+	}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	if err := s.waitReady(10 * time.Second); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	if err := s.addUsers(opts.Users); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
 
+// ClientOptions returns go-redis options for database db as the default
+// user, over TLS when the server speaks it. Tests set Username and Password
+// on them to connect as another user.
+func (s *Server) ClientOptions(db int) *redis.Options {
+	o := &redis.Options{Addr: s.Addr, Password: s.Password, DB: db}
+	if s.TLS {
+		o.TLSConfig = s.TLSConfig()
+	}
+	return o
+}
+
+// TLSConfig returns a client configuration that trusts only the server's
+// CA, or nil for a plaintext server. Each call returns a new value, so a
+// test may change it.
+func (s *Server) TLSConfig() *tls.Config {
+	if !s.TLS {
+		return nil
+	}
+	return &tls.Config{RootCAs: s.roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+}
+
+func (s *Server) addUsers(users []string) error {
+	if len(users) == 0 {
+		return nil
+	}
+	c := redis.NewClient(s.ClientOptions(0))
+	defer c.Close()
+	for _, u := range users {
+		fields := strings.Fields(u)
+		if len(fields) == 0 {
+			return errors.New("redistest: empty entry in Options.Users")
+		}
+		args := []any{"ACL", "SETUSER"}
+		for _, f := range fields {
+			args = append(args, f)
+		}
+		if err := c.Do(context.Background(), args...).Err(); err != nil {
+			// The rules hold a password: name only the user.
+			return fmt.Errorf("redistest: ACL SETUSER %s: %w", fields[0], err)
+		}
+	}
+	return nil
+}
+
 func (s *Server) waitReady(limit time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password, MaxRetries: -1})
+	o := s.ClientOptions(0)
+	o.MaxRetries = -1
+	c := redis.NewClient(o)
 	defer c.Close()
 	deadline := time.Now().Add(limit)
 	for {
@@ -155,7 +242,7 @@ func (s *Server) Signal(sig os.Signal) error {
 // Client returns a go-redis client for database db, closed in t.Cleanup.
 func (s *Server) Client(t testing.TB, db int) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password, DB: db})
+	c := redis.NewClient(s.ClientOptions(db))
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -218,7 +305,11 @@ type Monitor struct {
 // Monitor starts redis-cli monitor against s; it stops in t.Cleanup.
 func (s *Server) Monitor(t testing.TB) *Monitor {
 	t.Helper()
-	cmd := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port), "monitor")
+	args := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}
+	if s.TLS {
+		args = append(args, "--tls", "--cacert", s.CAFile)
+	}
+	cmd := exec.Command("redis-cli", append(args, "monitor")...)
 	if s.Password != "" {
 		cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+s.Password)
 	}
@@ -242,7 +333,7 @@ func (s *Server) Monitor(t testing.TB) *Monitor {
 	})
 	// MONITOR prints nothing until a command runs, so send a marker until
 	// it shows up: from then on every command is seen.
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.Password})
+	c := redis.NewClient(s.ClientOptions(0))
 	defer c.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for !m.seen(monitorMarker) {

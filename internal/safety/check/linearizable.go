@@ -97,10 +97,11 @@ func (p LeaseModelParams) step(s leaseState, in leaseInput, out leaseOutput) []l
 		case Unknown:
 			// Taking effect needs a free lock or an expired lease; with a
 			// Return of forever the lease has always had time to expire.
+			// It may also have taken the lock without a fence: a lockd
+			// killed between SET NX and the fence step leaves a key that
+			// holds the lock until its TTL, and no fence was used up. So
+			// the next fence need only exceed the last one known.
 			n := leaseState{Held: true, Client: in.Client, LastFence: s.LastFence}
-			if n.LastFence != math.MinInt64 {
-				n.LastFence++ // the unknown fence is above the last one
-			}
 			n.ExpLo, n.ExpHi = p.window(in.TTL, in.Call, forever)
 			return []leaseState{s, n}
 		}
@@ -156,8 +157,9 @@ func (p LeaseModelParams) step(s leaseState, in leaseInput, out leaseOutput) []l
 // needs another or no holder, or a lease that may have expired. An Extend
 // keeps the fence. An op of unknown outcome returns at forever and may or
 // may not have taken effect; an acquire that did leaves a holder whose
-// token and fence nobody knows, so the next fence must only exceed the one
-// before it by at least two.
+// token and fence nobody knows (it may have none: lockd can die between
+// taking the key and assigning the fence), so the next fence must only
+// exceed the last one known.
 func LeaseModel(params LeaseModelParams) porcupine.Model {
 	nm := porcupine.NondeterministicModel{
 		Partition: partitionByLock,

@@ -1,0 +1,51 @@
+package redistest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LockdACL is the least an ACL user needs for lockd: ACL SETUSER rules
+// without the user name, "on" or a password, so a test writes
+// "lockd on >secret " + LockdACL. It starts from nothing (-@all, resetkeys,
+// resetchannels) so that applying it to an existing user also takes away
+// what that user had.
+//
+// HELLO and AUTH need no permission, and go-redis ignores a refused
+// CLIENT SETINFO (Redis 7.2 and later), so neither is listed. CONFIG GET is
+// left out on purpose: lockd works without it (it then cannot tell that a
+// restarted node is durable, which only keeps that node out of quorums
+// longer), while CONFIG GET would hand the user requirepass and masterauth.
+const LockdACL = "resetkeys resetchannels -@all" +
+	" +ping" + // readiness checks; go-redis pings a subscribed connection to check it
+	" +select" + // REDIS_DB other than 0
+	" +get +set +del +pexpire +pttl" + // redsync's SET NX PX, and its scripts' calls
+	" +incr +hset +hmget" + // the fence and grant scripts' calls
+	" +evalsha +eval +script|load" + // scripts are loaded at start; EVAL is go-redis's fallback on NOSCRIPT and how locks are inspected
+	" +scan" + // listing locks, and looking for lock keys on a restarted node
+	" +info" + // a node's run id and uptime, to notice a restart in quorum mode
+	" +publish +subscribe" + // release wake-ups between replicas
+	" ~lock:* ~lockmeta:* ~lockfence:* ~lockd:node" + // locks, their grants and fence counters, the restart marker
+	" &lockd:released" // the wake-up channel
+
+// ACLRefusals returns what ACL LOG has recorded so far, oldest first, as
+// "reason object" pairs such as "command flushall", "key other" or
+// "channel other". Tests use it to show that a client ran nothing its rule
+// refuses, even where the client swallows the error.
+func (s *Server) ACLRefusals(t testing.TB) []string {
+	t.Helper()
+	c := redis.NewClient(s.ClientOptions(0))
+	defer c.Close()
+	// ACL LOG keeps the last 128 entries by default; that bounds this too.
+	entries, err := c.ACLLog(context.Background(), 0).Result()
+	if err != nil {
+		t.Fatalf("ACL LOG: %v", err)
+	}
+	out := make([]string, 0, len(entries))
+	for i := len(entries) - 1; i >= 0; i-- {
+		out = append(out, entries[i].Reason+" "+entries[i].Object)
+	}
+	return out
+}
