@@ -25,6 +25,9 @@ vet:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime 5s ./internal/lock
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime 5s ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzBearer$$' -fuzztime 3s ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestID$$' -fuzztime 3s ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime 3s ./internal/config
 
 # The whole fault-injection suite (minutes): real redis-server and lockd
 # processes, toxiproxy, and the checkers of internal/safety/check. It prints

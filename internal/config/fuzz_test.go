@@ -31,7 +31,17 @@ func FuzzLoad(f *testing.F) {
 			env["REDIS_URLS"] = nodes
 			for _, e := range strings.Split(nodes, ",") {
 				u, err := url.Parse(strings.TrimSpace(e))
-				if err != nil || u.User == nil {
+				if err != nil {
+					// What would be the password of a URL that does not parse.
+					_, rest, _ := strings.Cut(e, "://")
+					if userinfo, host, ok := cutLast(rest, "@"); ok {
+						_, pw, _ := strings.Cut(userinfo, ":")
+						secrets = append(secrets, pw)
+						public = append(public, host)
+					}
+					continue
+				}
+				if u.User == nil {
 					public = append(public, e)
 					continue
 				}
@@ -83,4 +93,11 @@ func distinctive(s string, public []string) bool {
 		}
 	}
 	return upper && lower && digit
+}
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
 }
