@@ -1,0 +1,394 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultTTL is the lease the service grants when AcquireOptions.TTL is 0.
+const DefaultTTL = 30 * time.Second
+
+// maxServerWait is the longest wait the service accepts in one request;
+// longer waits are made of several requests.
+const maxServerWait = 5 * time.Minute
+
+// maxBody caps what is read of an answer: lockd's are a few hundred bytes,
+// and anything else in front of it should not make us buffer a page.
+const maxBody = 1 << 20
+
+// Options configure a Client. The zero value talks to an open lockd with
+// http.DefaultClient.
+type Options struct {
+	// Token is sent as "Authorization: Bearer <Token>" when not empty
+	// (lockd's API_TOKENS).
+	Token string
+	// HTTPClient sends the requests (default http.DefaultClient). Leave
+	// its Timeout at 0 or above the longest Wait: a waiting acquire keeps
+	// its request open for up to five minutes.
+	HTTPClient *http.Client
+}
+
+// Client talks to one lockd. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	hc    *http.Client
+}
+
+// New returns a Client for the lockd at baseURL, e.g.
+// "http://localhost:8081". It returns an error only when baseURL is not an
+// absolute http or https URL.
+func New(baseURL string, opts Options) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("client: server URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: server URL %q: want http://host:port or https://host:port", baseURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: u, token: opts.Token, hc: hc}, nil
+}
+
+// AcquireOptions are the parameters of one Acquire.
+type AcquireOptions struct {
+	// TTL is how long the lease lasts unless extended, 100ms to the
+	// service's MAX_TTL (1h by default). 0 means DefaultTTL.
+	TTL time.Duration
+	// Wait is how long to wait for a held lock: 0 fails at once with
+	// ErrLocked, a negative Wait waits until ctx ends. Waits over five
+	// minutes are made of several requests.
+	Wait time.Duration
+	// Owner is free text naming the holder for people and logs (up to 256
+	// bytes, no control characters); others see it in LockInfo and
+	// LockedError.
+	Owner string
+}
+
+// leaseJSON is the Lease schema of doc/openapi.yaml. The client keeps its
+// own copy instead of importing the server's internal types: it depends only
+// on the documented contract, as a program in another language would.
+type leaseJSON struct {
+	Name     string `json:"name"`
+	Token    string `json:"token"`
+	Fence    int64  `json:"fence"`
+	Owner    string `json:"owner"`
+	TTLMS    int64  `json:"ttl_ms"`
+	WaitedMS int64  `json:"waited_ms"`
+}
+
+// Acquire takes the lock name, waiting up to opts.Wait for its holder to
+// let go. The lease is not renewed unless KeepAlive is called. It returns a
+// *LockedError (ErrLocked) when the lock stayed held, ErrInvalidArgument,
+// ErrUnauthenticated, ErrUnavailable, ErrTooManyRequests, another
+// *APIError, or ctx's error.
+func (c *Client) Acquire(ctx context.Context, name string, opts AcquireOptions) (*Lease, error) {
+	forever := opts.Wait < 0
+	deadline := time.Now().Add(opts.Wait)
+	for {
+		wait := maxServerWait
+		last := !forever && time.Until(deadline) <= maxServerWait
+		if !forever {
+			wait = min(max(time.Until(deadline), 0), maxServerWait)
+		}
+		l, err := c.acquireOnce(ctx, name, opts, wait)
+		if err == nil || last || !errors.Is(err, ErrLocked) {
+			return l, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (c *Client) acquireOnce(ctx context.Context, name string, opts AcquireOptions, wait time.Duration) (*Lease, error) {
+	body := map[string]string{}
+	if opts.TTL != 0 {
+		body["ttl"] = opts.TTL.String()
+	}
+	if wait > 0 {
+		body["wait"] = wait.String()
+	}
+	if opts.Owner != "" {
+		body["owner"] = opts.Owner
+	}
+	var lj leaseJSON
+	sent, err := c.do(ctx, http.MethodPost, lockPath(name, "acquire"), nil, body, &lj)
+	if err != nil {
+		return nil, err
+	}
+	ttl := opts.TTL
+	if ttl == 0 {
+		ttl = DefaultTTL
+	}
+	return newLease(c, lj, sent, ttl), nil
+}
+
+// Extend renews a lease known only by its name and token (from another
+// process, say): ttl is the new validity, or 0 for the one it was acquired
+// with. It returns ErrNotHolder, ErrInvalidArgument, ErrUnauthenticated,
+// ErrUnavailable, another *APIError, or ctx's error. Lease.Extend is the
+// usual way.
+func (c *Client) Extend(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
+	lj, sent, err := c.extend(ctx, name, token, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if ttl == 0 {
+		// The acquire's TTL is not in the answer; what is left is the
+		// closest estimate, and only Lease.TTL reads it.
+		ttl = time.Duration(lj.TTLMS) * time.Millisecond
+	}
+	return newLease(c, lj, sent, ttl), nil
+}
+
+func (c *Client) extend(ctx context.Context, name, token string, ttl time.Duration) (leaseJSON, time.Time, error) {
+	body := map[string]string{"token": token}
+	if ttl != 0 {
+		body["ttl"] = ttl.String()
+	}
+	var lj leaseJSON
+	sent, err := c.do(ctx, http.MethodPost, lockPath(name, "extend"), nil, body, &lj)
+	return lj, sent, err
+}
+
+// Release gives back a lease known only by its name and token. It returns
+// ErrNotHolder when the token no longer holds the lock, ErrInvalidArgument,
+// ErrUnauthenticated, ErrUnavailable, another *APIError, or ctx's error.
+// Lease.Release is the usual way.
+func (c *Client) Release(ctx context.Context, name, token string) error {
+	_, err := c.do(ctx, http.MethodPost, lockPath(name, "release"), nil, map[string]string{"token": token}, nil)
+	return err
+}
+
+// LockInfo is what anyone may see of a lock: never its token.
+type LockInfo struct {
+	Name  string `json:"name"`
+	Held  bool   `json:"held"`
+	Owner string `json:"owner"`
+	// Fence is the holder's fence, 0 when free or held without one (by
+	// lockd's demo endpoint).
+	Fence int64 `json:"fence"`
+	// TTL is the holder's validity left when the service answered.
+	TTL time.Duration `json:"-"`
+}
+
+type lockJSON struct {
+	Name  string `json:"name"`
+	Held  bool   `json:"held"`
+	Owner string `json:"owner"`
+	Fence int64  `json:"fence"`
+	TTLMS int64  `json:"ttl_ms"`
+}
+
+func (j lockJSON) info() LockInfo {
+	return LockInfo{Name: j.Name, Held: j.Held, Owner: j.Owner, Fence: j.Fence, TTL: time.Duration(j.TTLMS) * time.Millisecond}
+}
+
+// Get returns the state of the lock name; a free lock has Held false. It
+// returns ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable, another
+// *APIError, or ctx's error.
+func (c *Client) Get(ctx context.Context, name string) (LockInfo, error) {
+	var j lockJSON
+	if _, err := c.do(ctx, http.MethodGet, lockPath(name, ""), nil, nil, &j); err != nil {
+		return LockInfo{}, err
+	}
+	return j.info(), nil
+}
+
+// Page is one page of List. NextCursor is "" on the last page; a page may
+// be short, or even empty, while more follow.
+type Page struct {
+	Locks      []LockInfo
+	NextCursor string
+}
+
+// List returns one page of the held locks whose names start with prefix:
+// at most limit (1 to 1000; 0 for the service's default of 100), from
+// cursor ("" for the first page, else the previous NextCursor). It returns
+// ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable, another
+// *APIError, or ctx's error. All walks every page.
+func (c *Client) List(ctx context.Context, prefix string, limit int, cursor string) (Page, error) {
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var j struct {
+		Locks []struct {
+			Name  string `json:"name"`
+			Owner string `json:"owner"`
+			Fence int64  `json:"fence"`
+			TTLMS int64  `json:"ttl_ms"`
+		} `json:"locks"`
+		NextCursor string `json:"next_cursor"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/v1/locks", q, nil, &j); err != nil {
+		return Page{}, err
+	}
+	p := Page{NextCursor: j.NextCursor, Locks: make([]LockInfo, 0, len(j.Locks))}
+	for _, e := range j.Locks {
+		p.Locks = append(p.Locks, lockJSON{Name: e.Name, Held: true, Owner: e.Owner, Fence: e.Fence, TTLMS: e.TTLMS}.info())
+	}
+	return p, nil
+}
+
+// All yields every held lock whose name starts with prefix, a page at a
+// time behind the scenes. On an error it yields it once and stops. A lock
+// taken or released during the walk may or may not be seen.
+func (c *Client) All(ctx context.Context, prefix string) iter.Seq2[LockInfo, error] {
+	return func(yield func(LockInfo, error) bool) {
+		cursor := ""
+		for {
+			p, err := c.List(ctx, prefix, 0, cursor)
+			if err != nil {
+				yield(LockInfo{}, err)
+				return
+			}
+			for _, l := range p.Locks {
+				if !yield(l, nil) {
+					return
+				}
+			}
+			if p.NextCursor == "" {
+				return
+			}
+			cursor = p.NextCursor
+		}
+	}
+}
+
+// Check asks whether fence is still the live holder's of the lock name. It
+// returns nil when it is (at the moment the service answered), a
+// *StaleFenceError (ErrStaleFence) when it is not, ErrInvalidArgument,
+// ErrUnauthenticated, ErrUnavailable, another *APIError, or ctx's error.
+func (c *Client) Check(ctx context.Context, name string, fence int64) error {
+	_, err := c.do(ctx, http.MethodPost, lockPath(name, "check"), nil, map[string]int64{"fence": fence}, nil)
+	return err
+}
+
+func lockPath(name, op string) string {
+	p := "/v1/locks/" + url.PathEscape(name)
+	if op != "" {
+		p += "/" + op
+	}
+	return p
+}
+
+// do sends one request and decodes a 2xx answer into out (when not nil).
+// It returns the moment the request was handed to the transport: validity
+// is counted from there, never from the answer's arrival.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) (time.Time, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = q.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("client: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("client: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	sent := time.Now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Our own cancellation or deadline, not the service's fault.
+			return sent, fmt.Errorf("client: %s %s: %w", method, path, context.Cause(ctx))
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // it repeats the method and URL
+		}
+		return sent, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, u.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		if ctx.Err() != nil {
+			return sent, fmt.Errorf("client: %s %s: %w", method, path, context.Cause(ctx))
+		}
+		return sent, fmt.Errorf("%w: %s %s: reading the answer: %w", ErrUnavailable, method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return sent, decodeError(resp, b)
+	}
+	if out == nil {
+		return sent, nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return sent, fmt.Errorf("client: %s %s: decoding the answer: %w", method, path, err)
+	}
+	return sent, nil
+}
+
+// decodeError turns an error answer into an *APIError, or into the
+// *LockedError or *StaleFenceError that carries the extra fields.
+func decodeError(resp *http.Response, b []byte) error {
+	var j struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+		Holder *struct {
+			Owner string `json:"owner"`
+			Fence int64  `json:"fence"`
+			TTLMS int64  `json:"ttl_ms"`
+		} `json:"holder"`
+		CurrentFence *int64 `json:"current_fence"`
+	}
+	api := &APIError{Status: resp.StatusCode}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		api.RetryAfter = time.Duration(secs) * time.Second
+	}
+	if err := json.Unmarshal(b, &j); err != nil || j.Error.Code == "" {
+		// Not lockd's shape: a proxy, a load balancer, something else on
+		// the port. Show a little of it.
+		api.Message = strings.TrimSpace(string(b[:min(len(b), 200)]))
+		if api.Message == "" {
+			api.Message = http.StatusText(resp.StatusCode)
+		}
+		return api
+	}
+	api.Code, api.Message = j.Error.Code, j.Error.Message
+	switch {
+	case api.Code == "locked" && j.Holder != nil:
+		return &LockedError{
+			Owner: j.Holder.Owner, Fence: j.Holder.Fence,
+			TTL: time.Duration(j.Holder.TTLMS) * time.Millisecond, RetryAfter: api.RetryAfter, API: api,
+		}
+	case api.Code == "stale_fence" && j.CurrentFence != nil:
+		return &StaleFenceError{Current: *j.CurrentFence, API: api}
+	}
+	return api
+}

@@ -1,0 +1,43 @@
+// Package client is the Go client for lockd's /v1 lock API: named, fenced
+// leases that any number of processes on any number of machines can compete
+// for.
+//
+// A Client talks to one lockd URL (any replica will do; they share their
+// locks through Redis):
+//
+//	c, err := client.New("http://localhost:8081", client.Options{Token: os.Getenv("LOCKD_TOKEN")})
+//	lease, err := c.Acquire(ctx, "nightly-report", client.AcquireOptions{TTL: 30 * time.Second, Wait: time.Minute})
+//	if errors.Is(err, client.ErrLocked) { ... someone else has it ... }
+//	defer lease.Release(context.WithoutCancel(ctx))
+//	lease.KeepAlive(ctx, client.KeepAliveOptions{})
+//	err = doWork(lease.Context(), lease.Fence())
+//
+// # Validity
+//
+// A lease is only known to be held until Until: the moment its request was
+// sent, plus the time the server waited for the lock, plus the ttl_ms it
+// answered with. The time the answer took to come back is never counted as
+// held, so a slow network makes the client give up early, not late.
+//
+// # Keeping a lease
+//
+// KeepAlive renews the lease in the background at a third of its TTL,
+// retrying transient failures (503, network errors) for as long as the
+// lease is still valid. Done is closed, and Context cancelled, the moment
+// the lease is released, lost (the service says the token no longer holds
+// it, or the validity ran out before a renewal succeeded) or held for
+// KeepAliveOptions.MaxHold; Err says which. Work done under the lock should
+// run under Context and stop when it ends, and should still send Fence with
+// every write to the resource it protects: a process can be paused past its
+// lease without noticing (see doc/FENCING.md).
+//
+// # Errors
+//
+// Every error from the service is an *APIError; the stable ones also match
+// a sentinel with errors.Is (ErrLocked, ErrNotHolder, ErrStaleFence,
+// ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable,
+// ErrTooManyRequests). A refused acquire is a *LockedError that says who
+// holds the lock, and a superseded fence a *StaleFenceError. Network
+// failures match ErrUnavailable too, since trying again later (or another
+// replica) is the answer to both.
+package client

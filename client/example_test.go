@@ -1,0 +1,116 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/client"
+)
+
+func ExampleClient_Acquire() {
+	c, stop := exampleClient() // of a real lockd over a real Redis
+	defer stop()
+	ctx := context.Background()
+
+	lease, err := c.Acquire(ctx, "nightly-report", client.AcquireOptions{TTL: 30 * time.Second, Owner: "alice"})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("alice holds", lease.Name(), "with fence", lease.Fence())
+
+	// Bob does not wait: he is told who holds it and when to try again.
+	_, err = c.Acquire(ctx, "nightly-report", client.AcquireOptions{Owner: "bob"})
+	var locked *client.LockedError
+	if errors.As(err, &locked) {
+		fmt.Println("bob: locked by", locked.Owner, "fence", locked.Fence, "retry within", locked.RetryAfter <= 30*time.Second)
+	}
+
+	if err := lease.Release(ctx); err != nil {
+		panic(err)
+	}
+	fmt.Println("alice's lease:", lease.Err())
+	// Output:
+	// alice holds nightly-report with fence 1
+	// bob: locked by alice fence 1 retry within true
+	// alice's lease: client: lease released
+}
+
+func ExampleLease_KeepAlive() {
+	c, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	lease, err := c.Acquire(ctx, "migration", client.AcquireOptions{TTL: 300 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	defer lease.Release(ctx)
+	lease.KeepAlive(ctx, client.KeepAliveOptions{})
+
+	// The work takes several TTLs. It runs under the lease's context, which
+	// would be cancelled the moment the lease could no longer be proven held.
+	work := func(ctx context.Context) error {
+		select {
+		case <-time.After(time.Second):
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	fmt.Println("work:", work(lease.Context()))
+	fmt.Println("still held:", lease.Err() == nil)
+	// Output:
+	// work: <nil>
+	// still held: true
+}
+
+func ExampleClient_Check() {
+	c, stop := exampleClient()
+	defer stop()
+	ctx := context.Background()
+
+	// A holder that took too long: its lease ran out and someone else got
+	// the lock, with a higher fence.
+	old, err := c.Acquire(ctx, "ledger", client.AcquireOptions{TTL: 200 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	<-old.Done()
+	fmt.Println("old lease:", errors.Is(old.Err(), client.ErrExpired))
+	next, err := c.Acquire(ctx, "ledger", client.AcquireOptions{Wait: time.Second})
+	if err != nil {
+		panic(err)
+	}
+	defer next.Release(ctx)
+
+	// A resource guarded by the lock asks before accepting a write.
+	err = c.Check(ctx, "ledger", old.Fence())
+	var stale *client.StaleFenceError
+	if errors.As(err, &stale) {
+		fmt.Printf("fence %d refused, current is %d\n", old.Fence(), stale.Current)
+	}
+	fmt.Println("fence", next.Fence(), "accepted:", c.Check(ctx, "ledger", next.Fence()) == nil)
+	// Output:
+	// old lease: true
+	// fence 1 refused, current is 2
+	// fence 2 accepted: true
+}
+
+// ExampleNew has no output: it shows how a program connects, with the
+// token lockd's API_TOKENS expects when they are set.
+func ExampleNew() {
+	c, err := client.New("http://localhost:8081", client.Options{Token: os.Getenv("LOCKD_TOKEN")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	info, err := c.Get(context.Background(), "nightly-report")
+	if errors.Is(err, client.ErrUnavailable) {
+		fmt.Fprintln(os.Stderr, "lockd is not running:", err)
+		return
+	}
+	fmt.Println(info.Held, info.Owner)
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/client"
+)
+
+// Exit codes, after flock(1) and <sysexits.h>. A run's command's own
+// status is passed through, so these only matter when it did not run to
+// its end under the lock.
+const (
+	exitOK          = 0
+	exitBusy        = 1  // not obtained within --wait (-E changes it); not the holder
+	exitUsage       = 64 // EX_USAGE
+	exitUnavailable = 69 // EX_UNAVAILABLE: lockd or its Redis unreachable
+	exitLost        = 70 // EX_SOFTWARE: the lock was lost (or --max-hold ran out) while the command ran
+	exitNoPerm      = 77 // EX_NOPERM: LOCKD_TOKEN missing or refused
+	exitCannotExec  = 126
+	exitNotFound    = 127
+)
+
+const defaultServer = "http://localhost:8081"
+
+const usageText = `lockctl runs a command under a cluster-wide lock held in lockd, and
+takes, renews, releases and lists locks from scripts.
+
+Usage:
+  lockctl run [flags] NAME -- COMMAND [ARGS...]
+  lockctl acquire [flags] NAME
+  lockctl extend [flags] NAME [TOKEN]
+  lockctl release [flags] NAME [TOKEN]
+  lockctl get [flags] NAME
+  lockctl ls [flags] [PREFIX]
+
+run takes the lock (waiting for it by default), keeps it alive while
+COMMAND runs (directly, not through a shell) with LOCK_NAME, LOCK_FENCE and
+LOCK_OWNER in its environment, forwards SIGINT and SIGTERM to it, and
+releases the lock when it exits. If the lock is lost meanwhile, COMMAND
+gets SIGTERM, then SIGKILL after --kill-grace, and lockctl exits 70.
+
+acquire prints the lease as JSON (or --format fields); pass its token to
+extend and release, as an argument or in LOCK_TOKEN. get prints one lock as
+JSON, ls a table of the held locks.
+
+Every command takes --server URL (default $LOCKD_URL, else
+http://localhost:8081) and sends $LOCKD_TOKEN as a bearer token when set.
+"lockctl COMMAND --help" lists the command's flags.
+
+Exit codes:
+  0     done; for run, COMMAND exited 0
+  N     run: COMMAND's own exit status; 128+N when killed by signal N
+  1     the lock was not obtained within --wait (or -E CODE); extend and
+        release: the token does not hold the lock
+  64    usage error (bad flag, name, duration)
+  69    lockd unreachable, or it could not reach Redis
+  70    run: the lock was lost, or --max-hold ran out, while COMMAND ran
+  77    LOCKD_TOKEN missing or refused
+  126   run: COMMAND could not be started
+  127   run: COMMAND not found
+`
+
+// run is lockctl without the process: it returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usageText)
+		return exitUsage
+	}
+	cmds := map[string]func(context.Context, *env, []string) int{
+		"run": runCmd, "acquire": acquireCmd, "extend": extendCmd,
+		"release": releaseCmd, "get": getCmd, "ls": lsCmd,
+	}
+	switch args[1] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	}
+	cmd, ok := cmds[args[1]]
+	if !ok {
+		fmt.Fprintf(stderr, "lockctl: unknown command %q; see lockctl --help\n", args[1])
+		return exitUsage
+	}
+	e := &env{name: args[1], getenv: getenv, stdout: stdout, stderr: stderr}
+	return cmd(ctx, e, args[2:])
+}
+
+// env is what every command shares: its name, the process's environment
+// and output, and the connection flags.
+type env struct {
+	name           string
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	server         string
+}
+
+// flags returns a FlagSet for the command with --server on it.
+func (e *env) flags(synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("lockctl "+e.name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	server := e.getenv("LOCKD_URL")
+	if server == "" {
+		server = defaultServer
+	}
+	fs.StringVar(&e.server, "server", server, "lockd `URL` ($LOCKD_URL)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: lockctl %s %s\n\nFlags:\n", e.name, synopsis)
+		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output(), "\nExit codes: see lockctl --help.")
+	}
+	return fs
+}
+
+// parse parses args, returning the exit code to stop with, or -1 to go on.
+func (e *env) parse(fs *flag.FlagSet, args []string) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	return -1
+}
+
+func (e *env) usageError(format string, a ...any) int {
+	fmt.Fprintf(e.stderr, "lockctl %s: %s; see lockctl %s --help\n", e.name, fmt.Sprintf(format, a...), e.name)
+	return exitUsage
+}
+
+func (e *env) client() (*client.Client, error) {
+	return client.New(e.server, client.Options{Token: e.getenv("LOCKD_TOKEN")})
+}
+
+// fail reports err and returns its exit code; busy is the code for a
+// lock held by someone else.
+func (e *env) fail(err error, busy int) int {
+	var locked *client.LockedError
+	switch {
+	case errors.As(err, &locked):
+		fmt.Fprintf(e.stderr, "lockctl %s: held by %s (fence %d, %v left)\n", e.name, ownerText(locked.Owner), locked.Fence, locked.TTL.Round(time.Millisecond))
+		return busy
+	case errors.Is(err, client.ErrLocked), errors.Is(err, client.ErrNotHolder):
+		fmt.Fprintf(e.stderr, "lockctl %s: %v\n", e.name, err)
+		return busy
+	case errors.Is(err, client.ErrInvalidArgument):
+		fmt.Fprintf(e.stderr, "lockctl %s: %v\n", e.name, err)
+		return exitUsage
+	case errors.Is(err, client.ErrUnauthenticated):
+		fmt.Fprintf(e.stderr, "lockctl %s: %v (set LOCKD_TOKEN)\n", e.name, err)
+		return exitNoPerm
+	}
+	fmt.Fprintf(e.stderr, "lockctl %s: %v\n", e.name, err)
+	return exitUnavailable
+}
+
+func ownerText(owner string) string {
+	if owner == "" {
+		return "an unnamed owner"
+	}
+	return fmt.Sprintf("%q", owner)
+}
+
+// waitFlags are the acquire flags run and acquire share.
+type waitFlags struct {
+	ttl        time.Duration
+	wait       string // "" when not given
+	noWait     bool
+	conflictEx int
+	owner      string
+	getenv     func(string) string
+}
+
+func (w *waitFlags) register(fs *flag.FlagSet, getenv func(string) string) {
+	fs.DurationVar(&w.ttl, "ttl", 30*time.Second, "lease `duration`, renewed every third of it while held (100ms to lockd's MAX_TTL)")
+	fs.StringVar(&w.wait, "wait", "", "give up after `duration` if the lock is held (default: wait as long as it takes)")
+	fs.BoolVar(&w.noWait, "n", false, "do not wait: give up at once if the lock is held")
+	fs.IntVar(&w.conflictEx, "E", exitBusy, "exit `code` when the lock is not obtained (0-255)")
+	fs.StringVar(&w.owner, "owner", "", "owner `text` others see (default: $USER@host pid N)")
+	w.getenv = getenv
+}
+
+// options checks the flags and turns them into AcquireOptions.
+func (w *waitFlags) options() (client.AcquireOptions, error) {
+	wait := time.Duration(-1) // forever, as flock(1) does
+	switch {
+	case w.noWait && w.wait != "":
+		return client.AcquireOptions{}, errors.New("-n and --wait exclude each other")
+	case w.noWait:
+		wait = 0
+	case w.wait != "":
+		d, err := time.ParseDuration(w.wait)
+		if err != nil || d < 0 {
+			return client.AcquireOptions{}, fmt.Errorf("--wait %q is not a duration such as 30s or 2m", w.wait)
+		}
+		wait = d
+	}
+	if w.conflictEx < 0 || w.conflictEx > 255 {
+		return client.AcquireOptions{}, fmt.Errorf("-E %d is not an exit code (0-255)", w.conflictEx)
+	}
+	owner := w.owner
+	if owner == "" {
+		owner = defaultOwner(w.getenv)
+	}
+	return client.AcquireOptions{TTL: w.ttl, Wait: wait, Owner: owner}, nil
+}
+
+// defaultOwner names this process for people looking at the lock.
+func defaultOwner(getenv func(string) string) string {
+	host, _ := os.Hostname()
+	user := getenv("USER")
+	if user == "" {
+		user = "lockctl"
+	}
+	return fmt.Sprintf("%s@%s pid %d", user, host, os.Getpid())
+}
+
+// leaseView is how acquire and extend print a lease.
+type leaseView struct {
+	Name      string        `json:"name"`
+	Token     string        `json:"token"`
+	Fence     int64         `json:"fence"`
+	Owner     string        `json:"owner"`
+	TTL       time.Duration `json:"-"`
+	TTLMS     int64         `json:"ttl_ms"`
+	ExpiresAt time.Time     `json:"expires_at"`
+}
+
+func viewLease(l *client.Lease) leaseView {
+	left := max(time.Until(l.Until()), 0).Round(time.Millisecond)
+	return leaseView{
+		Name: l.Name(), Token: l.Token(), Fence: l.Fence(), Owner: l.Owner(),
+		TTL: left, TTLMS: left.Milliseconds(), ExpiresAt: l.Until().UTC().Truncate(time.Millisecond),
+	}
+}
+
+// lockView is how get prints a lock.
+type lockView struct {
+	Name  string        `json:"name"`
+	Held  bool          `json:"held"`
+	Owner string        `json:"owner"`
+	Fence int64         `json:"fence"`
+	TTL   time.Duration `json:"-"`
+	TTLMS int64         `json:"ttl_ms"`
+}
+
+// printer prints v as JSON, or through the --format template when given.
+type printer struct {
+	format string
+	tmpl   *template.Template
+}
+
+func (p *printer) register(fs *flag.FlagSet, fields string) {
+	fs.StringVar(&p.format, "format", "", "print with a Go text/template `template` instead of JSON, e.g. '{{.Token}}' (fields: "+fields+")")
+}
+
+// compile parses --format. It runs before anything is acquired: a bad
+// template must not leave a lock held with its token never shown.
+func (p *printer) compile() error {
+	if p.format == "" {
+		return nil
+	}
+	t, err := template.New("format").Parse(p.format)
+	if err != nil {
+		return fmt.Errorf("--format: %w", err)
+	}
+	p.tmpl = t
+	return nil
+}
+
+func (p *printer) print(w io.Writer, v any) error {
+	if p.tmpl == nil {
+		return json.NewEncoder(w).Encode(v)
+	}
+	if err := p.tmpl.Execute(w, v); err != nil {
+		return err
+	}
+	var err error
+	if !strings.HasSuffix(p.format, "\n") {
+		_, err = io.WriteString(w, "\n")
+	}
+	return err
+}
