@@ -1,10 +1,10 @@
 # go-distributed-lock. `make demo` runs it, `make test` checks it.
 GO ?= go
 
-.PHONY: build demo test vet fuzz safety diagram clean
+.PHONY: build demo test vet fuzz safety diagram clean bench bench-smoke
 
 build:
-	$(GO) build -o bin/ ./cmd/lockd ./cmd/lockdemo
+	$(GO) build -o bin/ ./cmd/lockd ./cmd/lockdemo ./cmd/lockctl
 
 # exec: lockdemo, not make, receives Ctrl-C and stops its processes in order.
 # make demo REDIS_NODES=3 runs quorum mode over three redis-server processes.
@@ -17,6 +17,7 @@ demo: build
 test: vet
 	$(GO) test -race -count=1 -parallel 4 -timeout 8m ./...
 	$(MAKE) fuzz
+	$(MAKE) bench-smoke
 
 vet:
 	$(GO) vet ./...
@@ -37,6 +38,23 @@ safety:
 	mkdir -p $(dir $(SAFETY_REPORT))
 	SAFETY_REPORT=$(abspath $(SAFETY_REPORT)) $(GO) test -count=1 -timeout 30m -run '^TestSafety$$' ./internal/safety -safety.full
 	cat $(SAFETY_REPORT)
+
+# lockd against its Redis floor and redsync, on real processes it starts on
+# loopback; rewrites doc/BENCHMARKS.md (a few minutes).
+bench: build
+	$(GO) run ./cmd/lockbench -lockd bin/lockd -out doc/BENCHMARKS.md
+
+# Every scenario for about a second: checks that the tool works, asserts no
+# timing. make test runs it.
+bench-smoke: build
+	out=$$(mktemp -t lockbench.XXXXXX) && $(GO) run ./cmd/lockbench -smoke -lockd bin/lockd -out $$out; \
+	status=$$?; rm -f $$out; exit $$status
+
+# Drives the dashboard through the README scenario in headless Chromium
+# (apt-get install chromium) and saves doc/dashboard.png.
+.PHONY: dashboard-screenshot
+dashboard-screenshot:
+	$(GO) test -count=1 -run '^TestDashboardInBrowser$$' ./internal/httpapi -dashboard.screenshot=$(abspath doc/dashboard.png)
 
 diagram:
 	dot -Tpng -Gdpi=110 doc/go-distributed-lock.dot -o doc/go-distributed-lock.png

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -54,19 +55,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger: log, Observer: m, NodeHook: m.RedisHook,
 	})
 	defer locks.Close()
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return err
+	}
 	draining := make(chan struct{})
 	handler, err := httpapi.NewHandler(log, locks, httpapi.Options{
 		LockExpiry: cfg.LockExpiry, CriticalSection: cfg.CriticalSection,
 		APITokens: cfg.APITokens, MetricsRequireAuth: cfg.MetricsRequireAuth,
 		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies,
 		Metrics: m, Draining: draining,
+		Replica: replicaName(cfg.ReplicaName, ln.Addr()), UIPeers: cfg.UIPeers,
 	})
 	if err != nil {
-		return err
-	}
-
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
-	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	// Handlers' contexts derive from base: cancelling it stops demo
@@ -133,6 +135,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	<-served
 	log.Info("lockd stopped")
 	return nil
+}
+
+// replicaName is REPLICA_NAME, or hostname:port, or failing a hostname the
+// listen address: two replicas on one host still differ by port.
+func replicaName(configured string, addr net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return addr.String()
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+	}
+	return addr.String()
 }
 
 // prepare loads the lock scripts into Redis, retrying while Redis is

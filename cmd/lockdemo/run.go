@@ -118,7 +118,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 	for i, port := range ports {
-		env := append(os.Environ(), "PORT="+port, "REDIS_PASSWORD="+password, "REDIS_DB="+db, "REDIS_URLS=")
+		// Each replica's dashboard knows the other one, as in compose.
+		peer := "http://localhost:" + ports[1-i]
+		env := append(os.Environ(), "PORT="+port, "REDIS_PASSWORD="+password, "REDIS_DB="+db, "REDIS_URLS=",
+			fmt.Sprintf("REPLICA_NAME=web-%d", i+1), "UI_PEERS="+peer)
 		env = append(env, redisEnv...)
 		w, err := start(out, fmt.Sprintf("web-%d", i+1), env, *lockd)
 		if err != nil {

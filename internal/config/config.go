@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -60,6 +61,14 @@ type Config struct {
 	MaxBodyBytes                                              int64
 	MaxWaiters                                                int
 	TrustedProxies                                            []string
+
+	// ReplicaName names this replica in lock events (REPLICA_NAME; empty:
+	// cmd/lockd uses hostname:port).
+	ReplicaName string
+	// UIPeers are the base URLs of the other replicas the dashboard talks
+	// to, and the only origins CORS lets call this one (UI_PEERS,
+	// comma-separated, e.g. http://localhost:8082; none by default).
+	UIPeers []string
 }
 
 // minTokenLen keeps guessable API tokens out.
@@ -119,6 +128,8 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.MaxBodyBytes = int64(p.intRange("MAX_BODY_BYTES", 64<<10, 1<<10, 16<<20))
 	cfg.MaxWaiters = p.intRange("MAX_WAITERS", 1000, 1, 1_000_000)
 	cfg.TrustedProxies = p.list("TRUSTED_PROXIES")
+	cfg.ReplicaName = strings.TrimSpace(getenv("REPLICA_NAME"))
+	cfg.UIPeers = p.list("UI_PEERS")
 	if p.err != nil {
 		return Config{}, p.err
 	}
@@ -129,7 +140,28 @@ func Load(getenv func(string) string) (Config, error) {
 			}
 		}
 	}
+	if len(cfg.ReplicaName) > 128 || strings.ContainsFunc(cfg.ReplicaName, unicode.IsControl) {
+		return Config{}, errors.New("config: REPLICA_NAME: at most 128 characters, none of them control characters")
+	}
+	for i, peer := range cfg.UIPeers {
+		origin, err := peerOrigin(peer)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: UI_PEERS: entry %d: %w", i+1, err)
+		}
+		cfg.UIPeers[i] = origin
+	}
 	return cfg, nil
+}
+
+// peerOrigin checks a UI_PEERS entry, an http or https base URL with no
+// path beyond "/", and returns it as an origin: scheme://host[:port].
+func peerOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q is not a base URL such as http://localhost:8082", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // apiTokens reads API_TOKENS or API_TOKENS_FILE (one per line, blank lines

@@ -101,6 +101,11 @@ func TestComposeReplicas(t *testing.T) {
 				t.Errorf("%s %s=%q, want %q", name, k, got, want)
 			}
 		}
+		// Each dashboard's peer is the other replica's published port.
+		other := map[string]string{"web-1": "8082", "web-2": "8081"}[name]
+		if got := env(s, "UI_PEERS"); got != "http://localhost:"+other || env(s, "REPLICA_NAME") != name {
+			t.Errorf("%s UI_PEERS=%q REPLICA_NAME=%q, want the other replica and its own name", name, got, env(s, "REPLICA_NAME"))
+		}
 		if dep, ok := s.DependsOn["redis"]; !ok || dep.Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s depends_on %+v, want redis service_healthy", name, s.DependsOn)
 		}

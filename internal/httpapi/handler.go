@@ -1,5 +1,6 @@
 // Package httpapi is lockd's HTTP layer: Gin routes over the lock domain.
-// routes.go lists the whole API; demo.go serves the README's GET /lock.
+// routes.go lists the whole API; demo.go serves the README's GET /lock,
+// events.go the lock events and ui.go the dashboard.
 package httpapi
 
 import (
@@ -29,8 +30,14 @@ type Options struct {
 	// Metrics serves /metrics and counts every request; nil: no /metrics.
 	Metrics Metrics
 	// Draining is closed when shutdown begins: /readyz then answers 503
-	// so that load balancers stop sending traffic.
+	// so that load balancers stop sending traffic, and /v1/events streams
+	// end at once.
 	Draining <-chan struct{}
+	// Replica names this replica in lock events (REPLICA_NAME).
+	Replica string
+	// UIPeers are the origins (scheme://host:port) of the other replicas:
+	// the dashboard calls them, and CORS lets them call /lock and /v1.
+	UIPeers []string
 }
 
 // Metrics is what the HTTP layer needs from internal/metrics.
@@ -40,9 +47,10 @@ type Metrics interface {
 }
 
 type server struct {
-	log   *slog.Logger
-	locks *lock.Manager
-	opts  Options
+	log      *slog.Logger
+	locks    *lock.Manager
+	opts     Options
+	expiries expiryTimers
 }
 
 // NewHandler returns lockd's HTTP handler. It never touches Redis itself:
@@ -59,7 +67,7 @@ func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) (http.Ha
 	if err := r.SetTrustedProxies(opts.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(requestID, accessLog(logger), recovery(logger))
+	r.Use(requestID, accessLog(logger), recovery(logger), cors(opts.UIPeers))
 	if opts.Metrics != nil {
 		r.Use(countRequests(opts.Metrics))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -44,6 +45,9 @@ type clusterOptions struct {
 	Options
 	// MaxWaiters is lock.Config.MaxWaiters (0: its default).
 	MaxWaiters int
+	// Peers makes every replica's UIPeers the other replicas, as the
+	// dashboard's demo buttons need.
+	Peers bool
 }
 
 func startCluster(t testing.TB, n int, opts Options) *cluster {
@@ -55,13 +59,31 @@ func startClusterWith(t testing.TB, n int, co clusterOptions) *cluster {
 	t.Helper()
 	srv := redistest.Start(t, redistest.Options{Password: "pw"})
 	c := &cluster{rdb: srv.Client(t, 0), srv: srv}
-	for range n {
-		c.replicas = append(c.replicas, startReplica(t, srv.Addr, co))
+	// Servers are made before handlers so that each knows its peers' URLs.
+	servers := make([]*httptest.Server, n)
+	for i := range servers {
+		servers[i] = httptest.NewUnstartedServer(nil)
+	}
+	for i, hs := range servers {
+		rc := co
+		if rc.Replica == "" {
+			rc.Replica = "replica-" + strconv.Itoa(i) // lock events tell replicas apart
+		}
+		if co.Peers {
+			rc.UIPeers = nil
+			for j, other := range servers {
+				if j != i {
+					rc.UIPeers = append(rc.UIPeers, "http://"+other.Listener.Addr().String())
+				}
+			}
+		}
+		c.replicas = append(c.replicas, startReplica(t, srv.Addr, rc, hs))
 	}
 	return c
 }
 
-func startReplica(t testing.TB, addr string, co clusterOptions) *replica {
+// startReplica serves a new replica on hs, an unstarted server.
+func startReplica(t testing.TB, addr string, co clusterOptions, hs *httptest.Server) *replica {
 	t.Helper()
 	m := lock.New(lock.Config{Nodes: []*redis.Options{{
 		Addr: addr, Password: "pw", DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
@@ -80,7 +102,8 @@ func startReplica(t testing.TB, addr string, co clusterOptions) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(h)
+	hs.Config.Handler = h
+	hs.Start()
 	t.Cleanup(func() {
 		hs.Close()
 		cancel()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,5 +115,36 @@ func countRequests(m Metrics) gin.HandlerFunc {
 			route = "unmatched"
 		}
 		m.HTTPRequest(route, c.Request.Method, c.Writer.Status(), time.Since(start))
+	}
+}
+
+// cors lets the dashboards of exactly the peers' origins call /lock and /v1
+// (their demo buttons and their event streams) from the browser, and
+// answers their preflights. Any other origin gets no CORS header at all, so
+// browsers keep it out.
+func cors(origins []string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p := c.Request.URL.Path
+		if len(origins) == 0 || (p != "/lock" && !strings.HasPrefix(p, "/v1/")) {
+			c.Next()
+			return
+		}
+		c.Writer.Header().Add("Vary", "Origin")
+		origin := c.GetHeader("Origin")
+		if !slices.Contains(origins, origin) {
+			c.Next()
+			return
+		}
+		h := c.Writer.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "Retry-After, X-Request-ID")
+		if c.Request.Method == http.MethodOptions && c.GetHeader("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+			h.Set("Access-Control-Max-Age", "600")
+			c.AbortWithStatus(http.StatusNoContent)
+			return
+		}
+		c.Next()
 	}
 }

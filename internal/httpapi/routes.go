@@ -1,6 +1,10 @@
 package httpapi
 
-import "github.com/gin-gonic/gin"
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
 
 // routes is the whole HTTP API on one screen.
 func (s *server) routes(r *gin.Engine) {
@@ -33,6 +37,13 @@ func (s *server) routes(r *gin.Engine) {
 	v1.POST("/locks/:name/extend", s.extend)
 	v1.POST("/locks/:name/release", s.release)
 	v1.POST("/locks/:name/check", s.check)
+	v1.GET("/events", s.events)
+
+	// The dashboard: one embedded page, open like /lock; it asks for an
+	// API token when /v1 needs one.
+	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/ui/") })
+	r.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/") })
+	r.GET("/ui/*file", s.ui)
 
 	// An API answers the path it was asked; a redirect from /v1/locks/ to
 	// /v1/locks would surprise clients that do not follow it for POST.

@@ -371,47 +371,61 @@ func (m *Manager) keys(name string) []string {
 // wake at once. It returns ErrInvalidName, ErrInvalidArgument,
 // ErrNotHolder or ErrUnavailable. (The demo's Release does not announce: its
 // Redis trace is the README's.)
-func (m *Manager) ReleaseToken(ctx context.Context, name, token string) (err error) {
+func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
+	_, err := m.ReleaseGrant(ctx, name, token)
+	return err
+}
+
+// ReleaseGrant is ReleaseToken that also says which grant it released: its
+// owner and fence, as recorded when it was granted (zero when that record
+// could not be read; the release happens regardless). It returns
+// ReleaseToken's errors.
+func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holder, err error) {
 	var held time.Duration
 	defer func() { m.obs.Released(resultOf(err, "released"), held) }()
 	if err := ValidateStrictName(name); err != nil {
-		return err
+		return Holder{}, err
 	}
 	if err := validateToken(token); err != nil {
-		return err
+		return Holder{}, err
 	}
-	held = m.heldFor(ctx, name, token)
+	held, h = m.grantOf(ctx, name, token)
 	if err := m.Release(ctx, Lease{Name: name, Token: token}); err != nil {
-		return err
+		return Holder{}, err
 	}
 	// Best effort: a lost message only delays waiters until their timer
 	// for the holder's TTL.
 	_, _ = fanOut(ctx, m, inspectTimeout, func(ctx context.Context, n *node) (int64, error) {
 		return n.client.Publish(ctx, ReleasedChannel, name).Result()
 	}, func(got []reply[int64]) bool { return len(got) > 0 }) // every replica listens on every node
-	return nil
+	return h, nil
 }
 
-// heldFor is how long the grant of token has been held, from its metadata
-// on the first node in quorums, or 0 when that cannot be told. It only
-// feeds metrics, so it never fails the release.
-func (m *Manager) heldFor(ctx context.Context, name, token string) time.Duration {
+// grantOf is how long the grant of token has been held, and its owner and
+// fence, from its metadata on the first node in quorums, or zeros when that
+// cannot be told. It only feeds metrics and events, so it never fails the
+// release.
+func (m *Manager) grantOf(ctx context.Context, name, token string) (time.Duration, Holder) {
 	n := m.listNode()
 	if n == nil {
-		return 0
+		return 0, Holder{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
 	defer cancel()
-	v, err := n.client.HMGet(ctx, metaPrefix+name, "token", "at").Result()
-	if err != nil || len(v) != 2 || v[0] != token {
-		return 0
+	v, err := n.client.HMGet(ctx, metaPrefix+name, "token", "at", "owner", "fence").Result()
+	if err != nil || len(v) != 4 || v[0] != token {
+		return 0, Holder{}
 	}
 	at, _ := v[1].(string)
+	owner, _ := v[2].(string)
+	fs, _ := v[3].(string)
+	fence, _ := strconv.ParseInt(fs, 10, 64)
+	h := Holder{Owner: owner, Fence: fence}
 	ms, err := strconv.ParseInt(at, 10, 64)
 	if err != nil {
-		return 0
+		return 0, h
 	}
-	return time.Since(time.UnixMilli(ms))
+	return time.Since(time.UnixMilli(ms)), h
 }
 
 // StaleFenceError answers a fence check that failed. It matches

@@ -160,6 +160,8 @@ func New(cfg Config) *Manager {
 		if len(cfg.Nodes) > 1 {
 			n.client.Options().OnConnect = m.onConnect(n)
 		}
+		// Demo requests ask for the commands they issued (CommandLog).
+		n.client.AddHook(commandLogHook{})
 		if cfg.NodeHook != nil {
 			n.client.AddHook(cfg.NodeHook(i))
 		}
@@ -173,7 +175,7 @@ func New(cfg Config) *Manager {
 func (m *Manager) Close() error {
 	var err error
 	for _, n := range m.nodes {
-		err = errors.Join(err, n.client.Close())
+		err = errors.Join(err, n.client.Close(), n.events.Close())
 	}
 	return err
 }

@@ -30,6 +30,10 @@ type node struct {
 	index  int
 	addr   string // for logs: host:port, never credentials
 	client *redis.Client
+	// events serves blocking XREADs of EventsStream only, from its own
+	// pool, so that however many dashboards are open, lock calls never
+	// wait for a connection a stream reader holds.
+	events *redis.Client
 
 	mu       sync.Mutex
 	out      bool
@@ -77,7 +81,8 @@ func newNode(i int, opt *redis.Options) *node {
 	// release whose first try worked reports the lock already gone.
 	o.ContextTimeoutEnabled = true
 	o.MaxRetries = -1
-	return &node{index: i, addr: o.Addr, client: redis.NewClient(&o)}
+	eo := o
+	return &node{index: i, addr: o.Addr, client: redis.NewClient(&o), events: redis.NewClient(&eo)}
 }
 
 // maintenanceKey marks contexts of the checks that may use a node while it

@@ -27,7 +27,8 @@ const LockdACL = "resetkeys resetchannels -@all" +
 	" +scan" + // listing locks, and looking for lock keys on a restarted node
 	" +info" + // a node's run id and uptime, to notice a restart in quorum mode
 	" +publish +subscribe" + // release wake-ups between replicas
-	" ~lock:* ~lockmeta:* ~lockfence:* ~lockd:node" + // locks, their grants and fence counters, the restart marker
+	" +xadd +xread +xrevrange" + // the lock events stream behind /v1/events
+	" ~lock:* ~lockmeta:* ~lockfence:* ~lockd:node ~lockd:events" + // locks, their grants and fence counters, the restart marker, the events
 	" &lockd:released" // the wake-up channel
 
 // ACLRefusals returns what ACL LOG has recorded so far, oldest first, as

@@ -110,6 +110,9 @@ return redis.call("HMGET", KEYS[2], "fence")`
 		{"info", []any{"INFO", "server"}, true},
 		{"marker", []any{"SET", "lockd:node", "run-id"}, true},
 		{"publish", []any{"PUBLISH", "lockd:released", "a"}, true},
+		{"xadd", []any{"XADD", "lockd:events", "MAXLEN", "~", "10000", "*", "data", "{}"}, true},
+		{"xread", []any{"XREAD", "COUNT", "1", "STREAMS", "lockd:events", "0-0"}, true},
+		{"xrevrange", []any{"XREVRANGE", "lockd:events", "+", "-", "COUNT", "1"}, true},
 		{"ping", []any{"PING"}, true},
 		{"del", []any{"DEL", "lock:a"}, true},
 

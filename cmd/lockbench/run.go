@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// scenario is one part of the benchmark. It adds its tables and notes to
+// the report; an error (a safety violation among them) fails the run.
+type scenario struct {
+	name string
+	run  func(b *bench) (section, error)
+}
+
+var scenarios = []scenario{
+	{"cycle", cycleScenario},
+	{"handoff", handoffScenario},
+	{"takeover", takeoverScenario},
+	{"quorum", quorumScenario},
+	{"demo", demoScenario},
+	{"scale", scaleScenario},
+}
+
+// section is one scenario's part of the report.
+type section struct {
+	title  string
+	tables []*table
+	// shows is the "what this shows" paragraph, with the targets met or
+	// missed; findings explain a missed target.
+	shows    string
+	findings string
+}
+
+// bench holds what every scenario shares.
+type bench struct {
+	ctx    context.Context
+	smoke  bool
+	reps   int
+	lockd  string
+	dir    string
+	single *cluster // one Redis, two replicas
+	log    io.Writer
+}
+
+func (b *bench) logf(format string, args ...any) { fmt.Fprintf(b.log, format+"\n", args...) }
+
+// scaled is d in a full run and a tenth of it, at least 50 ms, in a smoke
+// run, which only checks that every path works.
+func (b *bench) scaled(d time.Duration) time.Duration {
+	if b.smoke {
+		return max(d/10, 50*time.Millisecond)
+	}
+	return d
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	smoke := fs.Bool("smoke", false, "about a second per scenario: check that the tool works, measure nothing")
+	out := fs.String("out", "", "rewrite this markdown file with the report (e.g. doc/BENCHMARKS.md)")
+	reps := fs.Int("reps", 3, "interleaved repetitions of every measurement; figures are their median")
+	list := fs.String("scenarios", "", "comma-separated scenarios to run (default all: "+names()+")")
+	lockdBin := fs.String("lockd", "", "lockd binary to run (default: build ./cmd/lockd into a temporary directory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *reps < 1 {
+		return fmt.Errorf("-reps wants at least 1, got %d", *reps)
+	}
+	if *smoke {
+		*reps = 1
+	}
+	chosen, err := choose(*list)
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return errors.New("redis-server not found on PATH: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)")
+	}
+	dir, err := os.MkdirTemp("", "lockbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	if *lockdBin == "" {
+		*lockdBin = filepath.Join(dir, "lockd")
+		build := exec.CommandContext(ctx, "go", "build", "-o", *lockdBin, "./cmd/lockd")
+		build.Stdout, build.Stderr = stderr, stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build lockd: %w", err)
+		}
+	} else if _, err := os.Stat(*lockdBin); err != nil {
+		return fmt.Errorf("lockd binary: %w (build it with: make build)", err)
+	}
+
+	// Thousands of waiters in the scale scenario need that many requests
+	// waiting per replica.
+	single, err := startCluster(ctx, *lockdBin, filepath.Join(dir, "single"), 1, []string{"MAX_WAITERS=20000"})
+	if err != nil {
+		return err
+	}
+	defer single.stop()
+
+	b := &bench{ctx: ctx, smoke: *smoke, reps: *reps, lockd: *lockdBin, dir: dir, single: single, log: stderr}
+	started := time.Now()
+	var sections []section
+	for _, s := range chosen {
+		t0 := time.Now()
+		b.logf("lockbench: %s ...", s.name)
+		sec, err := s.run(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		b.logf("lockbench: %s done in %v", s.name, time.Since(t0).Round(100*time.Millisecond))
+		sections = append(sections, sec)
+		fmt.Fprint(stdout, sec.markdown())
+	}
+	total := time.Since(started).Round(time.Second)
+	b.logf("lockbench: all done in %v", total)
+
+	if *out != "" {
+		cmdline := "go run ./cmd/lockbench " + strings.Join(args, " ")
+		return os.WriteFile(*out, []byte(report(ctx, cmdline, total, sections)), 0o644)
+	}
+	return nil
+}
+
+func names() string {
+	var n []string
+	for _, s := range scenarios {
+		n = append(n, s.name)
+	}
+	return strings.Join(n, ",")
+}
+
+func choose(list string) ([]scenario, error) {
+	if list == "" {
+		return scenarios, nil
+	}
+	var out []scenario
+	for name := range strings.SplitSeq(list, ",") {
+		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.name == strings.TrimSpace(name) })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown scenario %q (have %s)", name, names())
+		}
+		out = append(out, scenarios[i])
+	}
+	return out, nil
+}
+
+func (s section) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## %s\n\n", s.title)
+	for _, t := range s.tables {
+		if t.title != "" {
+			fmt.Fprintf(&b, "%s\n\n", t.title)
+		}
+		fmt.Fprintf(&b, "%s\n", t.markdown())
+	}
+	if s.shows != "" {
+		fmt.Fprintf(&b, "**What this shows.** %s\n\n", s.shows)
+	}
+	if s.findings != "" {
+		fmt.Fprintf(&b, "**Profile finding.** %s\n\n", s.findings)
+	}
+	return b.String()
+}
+
+func report(ctx context.Context, cmdline string, took time.Duration, sections []section) string {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	b.WriteString("Written by `make bench` (cmd/lockbench); do not edit by hand. Everything runs on loopback on\n")
+	b.WriteString("one machine: a redis-server (`--save \"\" --appendonly no`), two lockd replicas and the load\n")
+	b.WriteString("generator share its cores, so the ratios inside one run are what count, not the absolute figures.\n")
+	b.WriteString("Each figure is the median over the interleaved repetitions; p99 is the median of the\n")
+	b.WriteString("repetitions' p99s and max the largest value seen in any of them. Latencies are in ms, CPU in µs.\n\n")
+	fmt.Fprintf(&b, "- Machine: %d cores (runtime.NumCPU), %s\n", runtime.NumCPU(), cpuModel())
+	fmt.Fprintf(&b, "- Go: %s; Redis: %s\n", runtime.Version(), redisVersion(ctx))
+	fmt.Fprintf(&b, "- Date: %s; the whole run took %v\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), took)
+	fmt.Fprintf(&b, "- Command: `%s` (after `make build`; `make bench` runs exactly this)\n\n", cmdline)
+	for _, s := range sections {
+		b.WriteString(s.markdown())
+	}
+	return b.String()
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "CPU model unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "CPU model unknown"
+}
+
+func redisVersion(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "redis-server", "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	for f := range strings.FieldsSeq(string(out)) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			return v
+		}
+	}
+	return strings.TrimSpace(string(out))
+}

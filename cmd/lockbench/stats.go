@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// percentile of sorted durations, by the nearest rank below.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[int(p*float64(len(sorted)-1))]
+}
+
+// latencies is one repetition's samples, summarised.
+type latencies struct{ p50, p99, max time.Duration }
+
+func summarise(d []time.Duration) latencies {
+	slices.Sort(d)
+	if len(d) == 0 {
+		return latencies{}
+	}
+	return latencies{percentile(d, 0.5), percentile(d, 0.99), d[len(d)-1]}
+}
+
+// across combines repetitions: the median of their p50s and of their p99s,
+// and the largest of their maxima, so that one slow repetition shows in the
+// max column without moving the medians.
+func across(reps []latencies) latencies {
+	var p50, p99 []time.Duration
+	var out latencies
+	for _, r := range reps {
+		p50, p99 = append(p50, r.p50), append(p99, r.p99)
+		out.max = max(out.max, r.max)
+	}
+	out.p50, out.p99 = median(p50), median(p99)
+	return out
+}
+
+func median[T int64 | float64 | time.Duration](v []T) T {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// usage is a snapshot of what a run costs: Redis commands and the CPU time
+// of the Redis, lockd and benchmark processes.
+type usage struct {
+	// commands counts those run inside scripts too; sent counts what the
+	// clients sent, each a round trip.
+	commands, sent           int64
+	redisCPU, lockdCPU, self time.Duration
+}
+
+func (c *cluster) usage(ctx context.Context) (usage, error) {
+	var u usage
+	var err error
+	if u.commands, err = commandCalls(ctx, c.rdb...); err != nil {
+		return u, err
+	}
+	if u.sent, err = c.sentByLockd(ctx); err != nil {
+		return u, err
+	}
+	u.sent += c.sent.n.Load()
+	if u.redisCPU, err = cpuTime(c.redisPIDs()...); err != nil {
+		return u, err
+	}
+	if u.lockdCPU, err = cpuTime(c.lockdPIDs()...); err != nil {
+		return u, err
+	}
+	u.self, err = cpuTime(0)
+	return u, err
+}
+
+func (u usage) sub(v usage) usage {
+	return usage{u.commands - v.commands, u.sent - v.sent, u.redisCPU - v.redisCPU, u.lockdCPU - v.lockdCPU, u.self - v.self}
+}
+
+// table is one markdown table.
+type table struct {
+	title  string
+	header []string
+	rows   [][]string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %s |\n|", strings.Join(t.header, " | "))
+	for range t.header {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, r := range t.rows {
+		fmt.Fprintf(&b, "| %s |\n", strings.Join(r, " | "))
+	}
+	return b.String()
+}
+
+// ms prints a duration in milliseconds with a precision that suits it.
+func ms(d time.Duration) string {
+	f := float64(d) / float64(time.Millisecond)
+	switch {
+	case f < 1:
+		return fmt.Sprintf("%.3f", f)
+	case f < 100:
+		return fmt.Sprintf("%.2f", f)
+	default:
+		return fmt.Sprintf("%.0f", f)
+	}
+}
+
+// us prints a duration in microseconds.
+func us(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func capitalise(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

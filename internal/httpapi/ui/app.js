@@ -1,0 +1,273 @@
+// The lockd dashboard. Plain JavaScript, no dependencies. Lock names and
+// owners come from API users: they are only ever set as textContent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  replica: "", peers: [], token: sessionStorage.getItem("lockd-token") || "",
+  locks: new Map(), // name -> {name, owner, fence, replica, source, ttlMs, expiresAt, contended}
+  lastEventID: "", retry: 1000,
+  events: 0, // events seen, so a listing that raced one is not applied
+};
+
+// el builds an element with text children only.
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+function headers(extra) {
+  const h = Object.assign({}, extra);
+  if (state.token) h.Authorization = "Bearer " + state.token;
+  return h;
+}
+
+function banner(text) {
+  $("banner").hidden = !text;
+  $("banner").textContent = text || "";
+}
+
+function streamState(text, ok) {
+  $("stream-state").textContent = text;
+  $("stream-state").className = "state " + (ok ? "ok" : "bad");
+}
+
+// --- held locks --------------------------------------------------------
+
+function upsertLock(name, fields) {
+  const l = state.locks.get(name) || { name, owner: "", fence: 0, replica: "", source: "", ttlMs: 0, expiresAt: 0, contended: 0 };
+  Object.assign(l, fields);
+  state.locks.set(name, l);
+}
+
+// refreshLocks reconciles the table with GET /v1/locks: what the events
+// cannot say (demo extensions, locks taken before the page opened).
+async function refreshLocks() {
+  const before = state.events;
+  const seen = new Map();
+  let cursor = "";
+  for (let page = 0; page < 5; page++) {
+    const resp = await fetch("/v1/locks?limit=1000" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""), { headers: headers() });
+    if (resp.status === 401) { askToken(); return; }
+    if (!resp.ok) throw new Error("GET /v1/locks answered " + resp.status);
+    const body = await resp.json();
+    for (const l of body.locks) seen.set(l.name, l);
+    cursor = body.next_cursor;
+    if (!cursor) break;
+  }
+  if (state.events !== before) return; // older than what the events said; the next one will do
+  for (const name of [...state.locks.keys()]) if (!seen.has(name)) state.locks.delete(name);
+  for (const l of seen.values()) {
+    const old = state.locks.get(l.name);
+    upsertLock(l.name, {
+      owner: l.owner, fence: l.fence, ttlMs: old && old.fence === l.fence && old.ttlMs ? old.ttlMs : l.ttl_ms,
+      expiresAt: Date.now() + l.ttl_ms, source: old ? old.source : (l.fence ? "v1" : "demo"),
+      replica: old && old.fence === l.fence ? old.replica : "",
+    });
+  }
+  renderLocks();
+}
+
+function renderLocks() {
+  const body = $("locks").tBodies[0];
+  const rows = [...state.locks.values()].sort((a, b) => a.name.localeCompare(b.name));
+  body.replaceChildren(...rows.map((l) => {
+    const left = Math.max(0, l.expiresAt - Date.now());
+    const bar = el("span", { class: "bar", "aria-hidden": "true" }, el("span"));
+    bar.firstChild.style.width = (l.ttlMs ? Math.min(100, 100 * left / l.ttlMs) : 0) + "%";
+    return el("tr", { "data-name": l.name, "data-fence": String(l.fence) },
+      el("td", {}, l.name),
+      el("td", {}, l.source === "demo" ? "demo /lock" : "/v1"),
+      el("td", {}, l.owner || "—"),
+      el("td", { class: "fence" }, l.fence ? String(l.fence) : "—"),
+      el("td", {}, l.replica || "—"),
+      el("td", {}, bar, (left / 1000).toFixed(1) + " s"),
+      el("td", {}, String(l.contended)));
+  }));
+  $("no-locks").hidden = rows.length > 0;
+}
+
+// --- events ------------------------------------------------------------
+
+const demoStatus = { contended: "500", lost: "500", released: "200" };
+
+function onEvent(ev) {
+  state.events++;
+  if (ev.type === "acquired") {
+    upsertLock(ev.name, { owner: ev.owner, fence: ev.fence, replica: ev.replica, source: ev.source,
+      ttlMs: ev.ttl_ms, expiresAt: Date.now() + ev.ttl_ms, contended: 0 });
+  } else if (ev.type === "extended") {
+    upsertLock(ev.name, { ttlMs: ev.ttl_ms, expiresAt: Date.now() + ev.ttl_ms, fence: ev.fence, owner: ev.owner });
+  } else if (ev.type === "released" || ev.type === "expired" || ev.type === "lost") {
+    const l = state.locks.get(ev.name);
+    if (l && (!ev.fence || l.fence === ev.fence)) state.locks.delete(ev.name);
+  } else if (ev.type === "contended" && state.locks.has(ev.name)) {
+    state.locks.get(ev.name).contended++;
+  }
+  renderLocks();
+
+  const status = ev.source === "demo" && demoStatus[ev.type];
+  const item = el("li", { "data-type": ev.type, "data-name": ev.name, "data-status": status || "" },
+    el("time", { datetime: ev.time }, ev.time.slice(11, 23)), " ",
+    el("span", { class: "type " + ev.type }, ev.type),
+    ev.name, ev.fence ? " · fence " + ev.fence : "", ev.owner ? " · " + ev.owner : "",
+    " · ", ev.replica, " · ", ev.source === "demo" ? "GET /lock" : "/v1");
+  if (status) item.append(el("span", { class: "status" }, "HTTP " + status));
+  if (ev.commands && ev.commands.length) {
+    item.append(el("details", { open: "" }, el("summary", {}, "Redis commands of this request (as the profiler shows them)"),
+      el("pre", {}, ev.commands.join("\n"))));
+  }
+  const list = $("timeline");
+  list.prepend(item);
+  while (list.children.length > 300) list.lastChild.remove();
+}
+
+// stream reads /v1/events with fetch rather than EventSource, which cannot
+// send an Authorization header (and a token must never go in a URL).
+async function stream() {
+  for (;;) {
+    try {
+      const h = headers({ Accept: "text/event-stream" });
+      if (state.lastEventID) h["Last-Event-ID"] = state.lastEventID;
+      const resp = await fetch("/v1/events", { headers: h, cache: "no-store" });
+      if (resp.status === 401) { askToken(); streamState("needs a token", false); return; }
+      if (resp.status === 503) throw new Error("Redis cannot be reached (503)");
+      if (!resp.ok) throw new Error("GET /v1/events answered " + resp.status);
+      streamState("live", true);
+      banner("");
+      state.retry = 1000;
+      refreshLocks().catch(() => {});
+      await readEvents(resp.body.getReader());
+      throw new Error("the event stream ended");
+    } catch (err) {
+      const wait = state.retry;
+      state.retry = Math.min(wait * 2, 30000);
+      streamState("reconnecting", false);
+      banner("This replica or its Redis is unreachable: " + err.message + ". Retrying in " + Math.round(wait / 1000) + " s.");
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+async function readEvents(reader) {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const frame = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let id = "", data = "";
+      for (const line of frame.split("\n")) {
+        if (line.startsWith("id: ")) id = line.slice(4);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (!data) continue; // a comment: keep-alive
+      state.lastEventID = id;
+      onEvent(JSON.parse(data));
+    }
+  }
+}
+
+// --- demo actions --------------------------------------------------------
+
+function logDemo(text, status) {
+  const item = el("li", { "data-status": String(status || "") }, new Date().toISOString().slice(11, 23), " ", text);
+  if (status) item.append(el("span", { class: "status" }, "HTTP " + status));
+  $("demo-log").prepend(item);
+}
+
+async function demoRequest(base, label, id) {
+  const started = performance.now();
+  logDemo("GET /lock?resource_id=" + id + " sent to " + label);
+  try {
+    const resp = await fetch(base + "/lock?resource_id=" + encodeURIComponent(id));
+    const body = await resp.json();
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    logDemo(label + " answered after " + secs + " s: " + (body.message || body.error + (body.details ? " (" + body.details + ")" : "")), resp.status);
+  } catch (err) {
+    logDemo(label + " is unreachable: " + err.message);
+  }
+}
+
+function resource() {
+  const input = $("resource");
+  return input.checkValidity() ? input.value : "my-test-key";
+}
+
+// runScenario is the README's: one request to this replica, and a moment
+// later one for the same resource to a peer (or this replica again).
+async function runScenario() {
+  const id = resource();
+  const peer = state.peers[0] || "";
+  const first = demoRequest("", state.replica + " (this replica)", id);
+  await new Promise((r) => setTimeout(r, 300));
+  const second = demoRequest(peer, peer ? peer : state.replica + " (again: no peer configured)", id);
+  await Promise.all([first, second]);
+}
+
+async function runV1() {
+  const name = resource() + "-v1";
+  const peer = state.peers[0] || "";
+  const json = { "Content-Type": "application/json" };
+  try {
+    const resp = await fetch("/v1/locks/" + encodeURIComponent(name) + "/acquire",
+      { method: "POST", headers: headers(json), body: JSON.stringify({ ttl: "30s", owner: "dashboard" }) });
+    const lease = await resp.json();
+    logDemo("/v1 acquire of " + name + " on this replica" + (resp.ok ? ": fence " + lease.fence : ": " + lease.error.message), resp.status);
+    if (!resp.ok) return;
+    await new Promise((r) => setTimeout(r, 2000));
+    const rel = await fetch(peer + "/v1/locks/" + encodeURIComponent(name) + "/release",
+      { method: "POST", headers: headers(json), body: JSON.stringify({ token: lease.token }) });
+    logDemo("/v1 release of " + name + " on " + (peer || "this replica"), rel.status);
+  } catch (err) {
+    logDemo("/v1 demo failed: " + err.message);
+  }
+}
+
+// --- peers and start-up ---------------------------------------------------
+
+async function checkPeers() {
+  const spans = state.peers.map(async (peer) => {
+    let ok = false;
+    try {
+      ok = (await fetch(peer + "/v1/locks?limit=1", { headers: headers() })).ok;
+    } catch (err) { ok = false; }
+    return el("span", { class: "peer state " + (ok ? "ok" : "bad") }, "peer " + peer + ": " + (ok ? "reachable" : "unreachable"));
+  });
+  $("peers").replaceChildren(...await Promise.all(spans));
+}
+
+function askToken() {
+  $("token-form").hidden = false;
+  $("token").focus();
+}
+
+async function start() {
+  const cfg = await (await fetch("config.json")).json();
+  state.replica = cfg.replica;
+  state.peers = cfg.peers;
+  $("replica").textContent = cfg.replica;
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = $("token").value.trim();
+    sessionStorage.setItem("lockd-token", state.token);
+    $("token-form").hidden = true;
+    stream();
+  });
+  $("run-scenario").addEventListener("click", runScenario);
+  $("run-v1").addEventListener("click", runV1);
+  if (cfg.auth && !state.token) { askToken(); streamState("needs a token", false); } else stream();
+  setInterval(renderLocks, 250);
+  setInterval(() => { if (!$("stream-state").classList.contains("bad")) refreshLocks().catch(() => {}); }, 2000);
+  if (state.peers.length) { checkPeers(); setInterval(checkPeers, 5000); }
+}
+
+start().catch((err) => banner("The dashboard could not start: " + err.message));
