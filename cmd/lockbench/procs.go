@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
 // proc is one child process, in its own process group so that the
@@ -69,19 +70,10 @@ func (p *proc) stop() {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // cluster is what one scenario runs against: nodes redis-servers and two
 // lockd replicas over them (quorum mode with more than one node).
 type cluster struct {
-	redis []*proc
+	redis []*redistest.Server
 	addrs []string
 	rdb   []*redis.Client // the benchmark's own clients, one per node
 	sent  *sentCounter    // commands those clients sent
@@ -98,37 +90,30 @@ func startCluster(ctx context.Context, lockdBin, dir string, nodes int, extraEnv
 		}
 	}()
 	for i := range nodes {
-		port, err := freePort()
-		if err != nil {
-			return c, err
-		}
 		rdir := filepath.Join(dir, fmt.Sprintf("redis-%d", i+1))
 		if err := os.MkdirAll(rdir, 0o755); err != nil {
 			return c, err
 		}
-		p, err := startProc("redis", filepath.Join(rdir, "redis.log"), nil, "redis-server",
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", rdir,
-			"--save", "", "--appendonly", "no", "--maxclients", "20000")
+		// redistest's server: a free loopback port, no persistence, ready
+		// when it returns.
+		srv, err := redistest.Run(rdir, redistest.Options{Args: []string{"--maxclients", "20000"}})
 		if err != nil {
 			return c, err
 		}
-		c.redis = append(c.redis, p)
-		addr := "127.0.0.1:" + strconv.Itoa(port)
+		c.redis = append(c.redis, srv)
+		addr := srv.Addr
 		c.addrs = append(c.addrs, addr)
 		// Enough connections for the widest in-process scenario (64
 		// redsync competitors, plus their releases).
 		c.rdb = append(c.rdb, redis.NewClient(&redis.Options{Addr: addr, PoolSize: 160, MaxRetries: -1}))
 		c.rdb[i].AddHook(c.sent)
-		if err := waitFor(ctx, "redis-server on "+addr, func() error { return c.rdb[i].Ping(ctx).Err() }); err != nil {
-			return c, err
-		}
 	}
 	redisEnv := []string{"REDIS_ADDR=" + c.addrs[0], "REDIS_ADDRS=", "REDIS_URLS="}
 	if nodes > 1 {
 		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(c.addrs, ","), "REDIS_URLS="}
 	}
 	for i := range 2 {
-		port, err := freePort()
+		port, err := redistest.FreePort()
 		if err != nil {
 			return c, err
 		}
@@ -191,13 +176,19 @@ func (c *cluster) stop() {
 	for _, r := range c.rdb {
 		_ = r.Close()
 	}
-	for _, p := range c.redis {
-		p.stop()
+	for _, srv := range c.redis {
+		srv.Stop()
 	}
 }
 
 func (c *cluster) lockdPIDs() []int { return pids(c.lockd) }
-func (c *cluster) redisPIDs() []int { return pids(c.redis) }
+func (c *cluster) redisPIDs() []int {
+	var out []int
+	for _, srv := range c.redis {
+		out = append(out, srv.Pid())
+	}
+	return out
+}
 
 func pids(ps []*proc) []int {
 	out := make([]int, len(ps))

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/go-distributed-lock/go-distributed-lock/client"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/buildtest"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
@@ -30,10 +31,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = dir
-	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../lockd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building lockctl and lockd:", err)
+	if err := buildtest.Build(dir, buildtest.Module+"/cmd/lockctl", buildtest.Module+"/cmd/lockd"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/buildtest"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
@@ -26,17 +26,6 @@ const (
 	opsPassword = "ops-redis-pw-93b1f0"
 	opsToken    = "ops-api-token-5e27c8d1"
 )
-
-// buildLockd builds this command into a temporary directory, to run it as
-// a real process.
-func buildLockd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "lockd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // process is lockd running as a real process.
 type process struct {
@@ -166,7 +155,7 @@ func metric(scrape, name string, labels ...string) float64 {
 // process exits 0.
 func TestSIGTERMDrains(t *testing.T) {
 	t.Parallel()
-	bin := buildLockd(t)
+	bin := buildtest.Binary(t, buildtest.Module+"/cmd/lockd")
 	srv := redistest.Start(t, redistest.Options{Password: opsPassword})
 	rdb := srv.Client(t, 0)
 	port := strconv.Itoa(freePort(t))
@@ -272,7 +261,7 @@ func runHealthcheck(t *testing.T, bin string, port int) (int, string) {
 // never serves itself.
 func TestHealthcheckCommand(t *testing.T) {
 	t.Parallel()
-	bin := buildLockd(t)
+	bin := buildtest.Binary(t, buildtest.Module+"/cmd/lockd")
 	srv := redistest.Start(t, redistest.Options{Password: opsPassword})
 	port := freePort(t)
 	lockd := startProcess(t, bin, map[string]string{

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/buildtest"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
@@ -39,25 +40,14 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return out
-}
-
 // TestDemoRunsTopologyAndCtrlCStopsAll runs the real lockdemo binary, as
 // `make demo` does, uses the README's curl, then sends SIGINT as a
 // terminal's Ctrl-C would and checks that no process is left; once with
 // one Redis and once in quorum mode over three.
 func TestDemoRunsTopologyAndCtrlCStopsAll(t *testing.T) {
 	redistest.Require(t)
-	bin := t.TempDir()
-	lockd := build(t, bin, "github.com/go-distributed-lock/go-distributed-lock/cmd/lockd")
-	demo := build(t, bin, "github.com/go-distributed-lock/go-distributed-lock/cmd/lockdemo")
+	lockd := buildtest.Binary(t, buildtest.Module+"/cmd/lockd")
+	demo := buildtest.Binary(t, buildtest.Module+"/cmd/lockdemo")
 	for _, nodes := range []int{1, 3} {
 		t.Run(strconv.Itoa(nodes)+" redis", func(t *testing.T) { runDemo(t, lockd, demo, nodes) })
 	}

@@ -16,6 +16,8 @@ import (
 	"unicode"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
 
 // Config holds every setting lockd reads. The zero value is not useful:
@@ -74,10 +76,6 @@ type Config struct {
 // minTokenLen keeps guessable API tokens out.
 const minTokenLen = 16
 
-// maxWait is the longest wait /v1 allows (lock.MaxWait), repeated here so
-// config stays free of the domain: the write timeout must outlast it.
-const maxWait = 5 * time.Minute
-
 // Bounds on durations. The expiry floor leaves the keep-alive, which extends
 // at a third of the expiry, room for a few Redis round trips per period.
 const (
@@ -94,7 +92,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.Port = p.intRange("PORT", 8080, 0, 65535)
 	password := getenv("REDIS_PASSWORD")
 	db := p.intRange("REDIS_DB", 0, 0, 1<<20)
-	cfg.MaxTTL = p.duration("MAX_TTL", time.Hour, time.Second, time.Hour)
+	cfg.MaxTTL = p.duration("MAX_TTL", lock.MaxTTL, time.Second, lock.MaxTTL)
 	cfg.LockExpiry = p.duration("LOCK_EXPIRY", 30*time.Second, minLockExpiry, maxDuration)
 	cfg.CriticalSection = p.duration("CRITICAL_SECTION_DURATION", 30*time.Second, 0, maxDuration)
 	cfg.LogFormat = p.oneOf("LOG_FORMAT", "text", "text", "json")
@@ -120,8 +118,8 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.ReadHeaderTimeout = p.duration("HTTP_READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond, time.Hour)
 	cfg.ReadTimeout = p.duration("HTTP_READ_TIMEOUT", 30*time.Second, 100*time.Millisecond, time.Hour)
 	// Writing the answer is the last step of the longest request: a wait
-	// of up to maxWait, or the demo's whole critical section.
-	longest := max(maxWait, cfg.CriticalSection+10*time.Second)
+	// of up to lock.MaxWait, or the demo's whole critical section.
+	longest := max(lock.MaxWait, cfg.CriticalSection+10*time.Second)
 	cfg.WriteTimeout = p.duration("HTTP_WRITE_TIMEOUT", longest+30*time.Second, longest+time.Second, 48*time.Hour)
 	cfg.IdleTimeout = p.duration("HTTP_IDLE_TIMEOUT", time.Minute, time.Second, 24*time.Hour)
 	cfg.MaxHeaderBytes = p.intRange("HTTP_MAX_HEADER_BYTES", 16<<10, 4<<10, 1<<20)

@@ -119,11 +119,7 @@ type nodeState struct {
 	empty   bool // no lockd key at all (and no marker)
 }
 
-type cmdable interface {
-	redis.Cmdable
-}
-
-func readNodeState(ctx context.Context, c cmdable) (nodeState, error) {
+func readNodeState(ctx context.Context, c redis.Cmdable) (nodeState, error) {
 	var st nodeState
 	info, err := c.Info(ctx, "server").Result()
 	if err != nil {

@@ -233,6 +233,9 @@ func (s *Server) Stop() {
 	<-s.done
 }
 
+// Pid is the server process's id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Signal sends sig to the server process, for tests that pause it with
 // SIGSTOP and resume it with SIGCONT.
 func (s *Server) Signal(sig os.Signal) error {

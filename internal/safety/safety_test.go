@@ -5,14 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/buildtest"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/safety"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/safety/check"
@@ -93,7 +91,7 @@ func scenarios() []safety.Scenario {
 // and writes it to $SAFETY_REPORT when that is set.
 func TestSafety(t *testing.T) {
 	redistest.Require(t)
-	bin := buildLockd(t)
+	bin := buildtest.Binary(t, buildtest.Module+"/cmd/lockd")
 	timing := safety.Timing{Warmup: 2 * time.Second, Recovery: 2 * time.Second}
 	if *full {
 		timing = safety.Timing{Warmup: 5 * time.Second, Recovery: 5 * time.Second}
@@ -138,43 +136,8 @@ func TestSafetyClientProcess(t *testing.T) {
 	safety.ServeClientProcess(cfg, pace, os.Stdin, os.Stdout)
 }
 
-// lockd is built once per test binary, into a directory TestMain removes.
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-func buildLockd(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		root, err := redistest.RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binDir, err = os.MkdirTemp("", "safety-lockd")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "lockd"), "./cmd/lockd")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/lockd: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, "lockd")
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
 	// Every process, proxy, server and client connection must be gone.
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
