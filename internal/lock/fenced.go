@@ -123,7 +123,7 @@ func (m *Manager) TryAcquire(ctx context.Context, name string, g Grant) (Lease, 
 		return Lease{}, err
 	}
 	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(g.TTL), redsync.WithTries(1),
-		redsync.WithGenValueFunc(newToken), redsync.WithFailFast(true))
+		redsync.WithGenValueFunc(newToken))
 	if err := mu.TryLockContext(ctx); err != nil {
 		if ctx.Err() != nil {
 			return Lease{}, ctx.Err()

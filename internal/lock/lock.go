@@ -157,11 +157,13 @@ func New(cfg Config) *Manager {
 	}
 	for i, o := range cfg.Nodes {
 		n := newNode(i, o)
-		if len(cfg.Nodes) > 1 {
-			n.client.Options().OnConnect = m.onConnect(n)
-		}
 		// Demo requests ask for the commands they issued (CommandLog).
 		n.client.AddHook(commandLogHook{})
+		if len(cfg.Nodes) > 1 {
+			n.client.Options().OnConnect = m.onConnect(n)
+			// With one node there is nobody to skip to: it is always used.
+			n.client.AddHook(healthHook{n: n, log: m.log})
+		}
 		if cfg.NodeHook != nil {
 			n.client.AddHook(cfg.NodeHook(i))
 		}
@@ -227,7 +229,7 @@ func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (
 	if err := ValidateName(name); err != nil {
 		return Lease{}, err
 	}
-	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(ttl), redsync.WithFailFast(true))
+	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(ttl))
 	if err := mu.LockContext(ctx); err != nil {
 		// redsync answers ErrFailed for a done context too, so look first.
 		if ctx.Err() != nil {
@@ -275,7 +277,7 @@ func (m *Manager) Release(ctx context.Context, l Lease) error {
 // mutex rebuilds a redsync mutex for an existing lease: redsync mutexes are
 // stateful, so each call gets its own.
 func (m *Manager) mutex(l Lease) *redsync.Mutex {
-	return m.rs.NewMutex(KeyPrefix+l.Name, redsync.WithExpiry(l.TTL), redsync.WithValue(l.Token), redsync.WithFailFast(true))
+	return m.rs.NewMutex(KeyPrefix+l.Name, redsync.WithExpiry(l.TTL), redsync.WithValue(l.Token))
 }
 
 // translate turns a redsync failure into one of our kinds. A Redis error

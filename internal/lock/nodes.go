@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,11 @@ type node struct {
 	mu       sync.Mutex
 	out      bool
 	outUntil time.Time // when the delay ends; re-sync follows
+	// slow is set when a call to the node failed without an answer from
+	// Redis (a timeout, a refused or broken connection). A slow node is
+	// skipped by every request until a probe (see Run) finds it answering,
+	// so one stopped node costs one per-node timeout, not one per request.
+	slow bool
 }
 
 func (n *node) isOut() bool {
@@ -46,8 +52,103 @@ func (n *node) isOut() bool {
 	return n.out
 }
 
-// pool is the node's redsync pool: it refuses while the node is out, so
-// redsync counts the node as failed and needs a quorum of the others.
+// usable reports whether requests may use n now: it is in quorums and
+// answered its last call.
+func (n *node) usable() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.out && !n.slow
+}
+
+func (n *node) isSlow() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.slow
+}
+
+func (n *node) setSlow(slow bool, log *slog.Logger) {
+	n.mu.Lock()
+	changed := n.slow != slow
+	n.slow = slow
+	n.mu.Unlock()
+	switch {
+	case changed && slow:
+		log.Warn("Redis node not answering; skipped until a probe answers", "node", n.index, "addr", n.addr)
+	case changed:
+		log.Info("Redis node answering again", "node", n.index, "addr", n.addr)
+	}
+}
+
+// errNodeSlow refuses work on a node that did not answer its last call.
+var errNodeSlow = errors.New("lock: redis node skipped until it answers a probe")
+
+// unanswered reports whether err means the node gave no answer, as
+// opposed to Redis answering with an error, or the caller giving up.
+func unanswered(err error) bool {
+	var re redis.Error
+	return err != nil && !errors.As(err, &re) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, errNodeOut) && !errors.Is(err, errNodeSlow)
+}
+
+// healthHook marks a node slow when one of its commands gets no answer.
+// It sees every command, whichever path (redsync or our own scripts) sent
+// it.
+type healthHook struct {
+	n   *node
+	log *slog.Logger
+}
+
+func (h healthHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h healthHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if unanswered(err) && !isMaintenance(ctx) {
+			h.n.setSlow(true, h.log)
+		}
+		return err
+	}
+}
+
+func (h healthHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if unanswered(err) && !isMaintenance(ctx) {
+			h.n.setSlow(true, h.log)
+		}
+		return err
+	}
+}
+
+// probeSlow pings every slow node and lets back those that answer.
+func (m *Manager) probeSlow(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, n := range m.nodes {
+		if !n.isSlow() {
+			continue
+		}
+		wg.Go(func() {
+			// Not a maintenance context: a new connection to a node that
+			// restarted meanwhile is judged before the node may vote.
+			cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			if n.client.Ping(cctx).Err() == nil {
+				n.setSlow(false, m.log)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// probeEvery and probeTimeout pace the probes of slow nodes.
+const (
+	probeEvery   = 100 * time.Millisecond
+	probeTimeout = 250 * time.Millisecond
+)
+
+// pool is the node's redsync pool: it refuses while the node is out or
+// slow, so redsync counts the node as failed and needs a quorum of the
+// others.
 type pool struct {
 	n     *node
 	inner redsyncredis.Pool
@@ -57,16 +158,17 @@ func (p pool) Get(ctx context.Context) (redsyncredis.Conn, error) {
 	if p.n.isOut() {
 		return nil, errNodeOut
 	}
+	if p.n.isSlow() {
+		return nil, errNodeSlow
+	}
 	return p.inner.Get(detached{Context: context.WithoutCancel(ctx), ctx: ctx})
 }
 
-// detached keeps a context's deadline but not its cancellation. With
-// fail-fast, redsync cancels its context as soon as a quorum has answered;
-// a SET NX still on its way to the last node would then be abandoned, and
-// the lease would live on a bare majority, where one node losing its key
-// (a restart, a clock jump) loses the lock. Detached, the command completes
-// in the background, bounded by the deadline, as Redlock intends: the lock
-// is taken on every node that answers in time.
+// detached keeps a context's deadline but not its cancellation: a caller
+// that goes away mid-call must not leave a SET NX or a delete half done
+// across the nodes. Each command completes, bounded by the deadline, as
+// Redlock intends: the lock is taken (or released) on every node that
+// answers in time.
 type detached struct {
 	context.Context
 	ctx context.Context
@@ -280,9 +382,9 @@ type reply[T any] struct {
 
 // fanOut runs fn on every node in quorums at once, each bounded by
 // timeout, and returns the answers gathered when enough says they suffice
-// or when every node has answered. A node that is out or fails is left out
-// of the answers but counted in errs, so one dead node never stalls a call
-// that a quorum can answer.
+// or when every node has answered. A node that is out, slow or fails is
+// left out of the answers but counted in errs, so one dead node never
+// stalls a call that a quorum can answer.
 func fanOut[T any](ctx context.Context, m *Manager, timeout time.Duration,
 	fn func(context.Context, *node) (T, error), enough func([]reply[T]) bool) (got []reply[T], errs error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -292,6 +394,10 @@ func fanOut[T any](ctx context.Context, m *Manager, timeout time.Duration,
 		go func() {
 			if n.isOut() {
 				ch <- reply[T]{node: n.index, err: errNodeOut}
+				return
+			}
+			if n.isSlow() {
+				ch <- reply[T]{node: n.index, err: errNodeSlow}
 				return
 			}
 			v, err := fn(ctx, n)

@@ -297,3 +297,68 @@ func BenchmarkQuorumCycle(b *testing.B) {
 		})
 	}
 }
+
+// TestQuorumReleaseLeavesNoNodeHolding: a release answers only once every
+// node lockd counts as healthy has deleted the key, so nothing of the
+// released grant is left for the next acquire to meet.
+func TestQuorumReleaseLeavesNoNodeHolding(t *testing.T) {
+	t.Parallel()
+	srvs := three(t)
+	m := quorumManager(t, time.Minute, srvs...)
+	ctx := context.Background()
+	var clients []*redis.Client
+	for _, s := range srvs {
+		clients = append(clients, s.Client(t, 0))
+	}
+	for i := range 100 {
+		cycle(t, m, "gone")
+		for j, c := range clients {
+			if n, err := c.Exists(ctx, "lock:gone").Result(); err != nil || n != 0 {
+				t.Fatalf("cycle %d: node %d still holds the released lock (%d, %v)", i, j, n, err)
+			}
+		}
+	}
+}
+
+// TestStoppedNodeIsSkippedThenProbedBack: a node that stops answering is
+// marked slow by the first call that waits for it, skipped by the calls
+// after it, and used again once a probe finds it answering.
+func TestStoppedNodeIsSkippedThenProbedBack(t *testing.T) {
+	t.Parallel()
+	srvs := three(t)
+	m := quorumManager(t, time.Minute, srvs...)
+	cycle(t, m, "stop")
+	pause(t, srvs[1])
+	stopped := true
+	defer func() {
+		if stopped {
+			resume(t, srvs[1])
+		}
+	}()
+	cycle(t, m, "stop") // waits for node 1's timeout once
+	if !m.nodes[1].isSlow() {
+		t.Fatal("a stopped node is not marked slow after a call timed out on it")
+	}
+	for range 5 {
+		cycle(t, m, "stop")
+	}
+	resume(t, srvs[1])
+	stopped = false
+	deadline := time.Now().Add(10 * time.Second)
+	for m.nodes[1].isSlow() {
+		if time.Now().After(deadline) {
+			t.Fatal("the resumed node was never probed back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx := context.Background()
+	// Another name: the stopped node may still hold "stop" for the TTL of
+	// the grant whose release it missed.
+	l, err := m.TryAcquire(ctx, "stop2", Grant{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := srvs[1].Client(t, 0).Get(ctx, "lock:stop2").Result(); v != l.Token {
+		t.Fatalf("the resumed node holds %q, not the new grant", v)
+	}
+}

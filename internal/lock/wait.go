@@ -20,26 +20,32 @@ const ReleasedChannel = "lockd:released"
 // every second whether a node kept out after a restart may vote again.
 // go-redis re-subscribes after a lost connection; a release missed
 // meanwhile delays waiters only until the holder's lease would have ended.
+// A node that stopped answering a call is probed every probeEvery and used
+// again once it answers.
 func (m *Manager) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, n := range m.nodes {
 		wg.Go(func() { m.listen(ctx, n) })
 	}
 	if len(m.nodes) > 1 {
-		wg.Go(func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					m.maintain(ctx)
-				}
-			}
-		})
+		wg.Go(func() { every(ctx, time.Second, m.maintain) })
+		wg.Go(func() { every(ctx, probeEvery, m.probeSlow) })
 	}
 	wg.Wait()
+}
+
+// every runs fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
 }
 
 func (m *Manager) listen(ctx context.Context, n *node) {
