@@ -49,23 +49,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// quorum mode the others answer meanwhile.
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	}
-	m := metrics.New()
-	locks := lock.New(lock.Config{
-		Nodes: cfg.Redis, MaxTTL: cfg.MaxTTL, MaxWaiters: cfg.MaxWaiters,
-		Logger: log, Observer: m, NodeHook: m.RedisHook,
-	})
-	defer locks.Close()
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
 		return err
 	}
+	replica := replicaName(cfg.ReplicaName, ln.Addr())
+	m := metrics.New()
+	locks := lock.New(lock.Config{
+		Nodes: cfg.Redis, MaxTTL: cfg.MaxTTL, MaxWaiters: cfg.MaxWaiters,
+		Logger: log, Observer: m, NodeHook: m.RedisHook, Replica: replica, LegacyKeys: cfg.LegacyKeys,
+	})
+	defer locks.Close()
 	draining := make(chan struct{})
 	handler, err := httpapi.NewHandler(log, locks, httpapi.Options{
 		LockExpiry: cfg.LockExpiry, CriticalSection: cfg.CriticalSection,
 		APITokens: cfg.APITokens, MetricsRequireAuth: cfg.MetricsRequireAuth,
 		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies,
 		Metrics: m, Draining: draining,
-		Replica: replicaName(cfg.ReplicaName, ln.Addr()), UIPeers: cfg.UIPeers,
+		Replica: replica, UIPeers: cfg.UIPeers,
 	})
 	if err != nil {
 		_ = ln.Close()

@@ -67,6 +67,10 @@ type Config struct {
 	// ReplicaName names this replica in lock events (REPLICA_NAME; empty:
 	// cmd/lockd uses hostname:port).
 	ReplicaName string
+	// LegacyKeys makes /v1 grants use the key layout of lockd before 0.3,
+	// for the length of a rolling upgrade or a rollback (LEGACY_KEYS,
+	// false; see doc/FENCING.md).
+	LegacyKeys bool
 	// UIPeers are the base URLs of the other replicas the dashboard talks
 	// to, and the only origins CORS lets call this one (UI_PEERS,
 	// comma-separated, e.g. http://localhost:8082; none by default).
@@ -127,6 +131,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.MaxWaiters = p.intRange("MAX_WAITERS", 1000, 1, 1_000_000)
 	cfg.TrustedProxies = p.list("TRUSTED_PROXIES")
 	cfg.ReplicaName = strings.TrimSpace(getenv("REPLICA_NAME"))
+	cfg.LegacyKeys = p.boolean("LEGACY_KEYS", false)
 	cfg.UIPeers = p.list("UI_PEERS")
 	if p.err != nil {
 		return Config{}, p.err

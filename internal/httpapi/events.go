@@ -39,7 +39,8 @@ type eventJSON struct {
 	Commands []string `json:"commands,omitempty"`
 }
 
-// eventTime is RFC 3339 in UTC with milliseconds.
+// eventTime is RFC 3339 in UTC with milliseconds, as the domain writes
+// the /v1 events.
 const eventTime = "2006-01-02T15:04:05.000Z07:00"
 
 // emit publishes ev to the shared stream. It is best effort: a failure is
@@ -58,124 +59,6 @@ func (s *server) emit(ctx context.Context, ev eventJSON) string {
 		s.log.WarnContext(ctx, "lock event not published", "type", ev.Type, "err", err)
 	}
 	return id
-}
-
-// watchExpiry arms a timer at the end of a lease granted here. When it
-// fires and the lock is free or held by another grant, and the stream shows
-// no release or loss of this grant since sinceID, the lease expired: the
-// granting replica says so. This was chosen over Redis keyspace
-// notifications because those need CONFIG SET notify-keyspace-events (which
-// lockd's ACL rule leaves out on purpose), are fire-and-forget (a replica
-// that is reconnecting misses them) and would arrive on every replica at
-// once. A replica that stops before the lease ends reports nothing.
-func (s *server) watchExpiry(l lock.Lease, sinceID string) {
-	if sinceID == "" {
-		return // the acquire was not published; nobody expects the rest
-	}
-	key := l.Name + "\x00" + sinceID
-	var check func()
-	check = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		h, held, err := s.locks.Inspect(ctx, l.Name)
-		switch {
-		case err != nil:
-			s.expiries.forget(key)
-			return
-		case held && h.Fence == l.Fence:
-			// Extended, maybe on another replica: look again when the key
-			// would expire now.
-			s.expiries.rearm(key, h.TTL+5*time.Millisecond)
-			return
-		}
-		s.expiries.forget(key)
-		if s.endedSince(ctx, sinceID, l.Name, l.Fence) {
-			return
-		}
-		s.emit(ctx, eventJSON{Type: evExpired, Name: l.Name, Fence: l.Fence, Owner: l.Owner, Source: "v1"})
-	}
-	s.expiries.arm(key, max(time.Until(l.Until), 0), check)
-}
-
-// endedSince reports whether the stream holds, after sinceID, a release or
-// loss of the grant (name, fence). When it cannot tell, it says yes: a
-// missing "expired" is better than a false one.
-func (s *server) endedSince(ctx context.Context, sinceID, name string, fence int64) bool {
-	for last := sinceID; ; {
-		evs, err := s.locks.ReadEvents(ctx, last, 500, -1)
-		if err != nil {
-			return true
-		}
-		if len(evs) == 0 {
-			return false
-		}
-		for _, e := range evs {
-			var ev eventJSON
-			if json.Unmarshal(e.Data, &ev) == nil && ev.Name == name && ev.Fence == fence &&
-				(ev.Type == evReleased || ev.Type == evLost || ev.Type == evExpired) {
-				return true
-			}
-		}
-		last = evs[len(evs)-1].ID
-	}
-}
-
-// expiryTimers are this replica's armed expiry checks, one per lock name,
-// so that a release here can disarm its own at once. time.AfterFunc holds
-// no goroutine until a check is due.
-type expiryTimers struct {
-	mu     sync.Mutex
-	timers map[string]*time.Timer
-	byName map[string]string // lock name -> key of its latest timer
-}
-
-func (e *expiryTimers) arm(key string, d time.Duration, f func()) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.timers == nil {
-		e.timers, e.byName = map[string]*time.Timer{}, map[string]string{}
-	}
-	name, _, _ := bytes.Cut([]byte(key), []byte{0})
-	if old, ok := e.byName[string(name)]; ok {
-		// A lock has one grant at a time: the one before has ended.
-		if t := e.timers[old]; t != nil {
-			t.Stop()
-		}
-		delete(e.timers, old)
-	}
-	e.timers[key] = time.AfterFunc(d, f)
-	e.byName[string(name)] = key
-}
-
-func (e *expiryTimers) rearm(key string, d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if t := e.timers[key]; t != nil {
-		t.Reset(d)
-	}
-}
-
-func (e *expiryTimers) forget(key string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	name, _, _ := bytes.Cut([]byte(key), []byte{0})
-	if t := e.timers[key]; t != nil {
-		t.Stop()
-	}
-	delete(e.timers, key)
-	if e.byName[string(name)] == key {
-		delete(e.byName, string(name))
-	}
-}
-
-// disarm stops the check of name's grant, released here.
-func (e *expiryTimers) disarm(name string) {
-	e.mu.Lock()
-	key, ok := e.byName[name]
-	e.mu.Unlock()
-	if ok {
-		e.forget(key)
-	}
 }
 
 // Stream settings: a client's buffer, how long one write may take, and the

@@ -47,10 +47,9 @@ type Metrics interface {
 }
 
 type server struct {
-	log      *slog.Logger
-	locks    *lock.Manager
-	opts     Options
-	expiries expiryTimers
+	log   *slog.Logger
+	locks *lock.Manager
+	opts  Options
 }
 
 // NewHandler returns lockd's HTTP handler. It never touches Redis itself:

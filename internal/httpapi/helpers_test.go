@@ -87,7 +87,7 @@ func startReplica(t testing.TB, addr string, co clusterOptions, hs *httptest.Ser
 	t.Helper()
 	m := lock.New(lock.Config{Nodes: []*redis.Options{{
 		Addr: addr, Password: "pw", DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-	}}, MaxWaiters: co.MaxWaiters})
+	}}, MaxWaiters: co.MaxWaiters, Replica: co.Options.Replica})
 	opts := co.Options
 	if err := m.Prepare(context.Background()); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -71,20 +70,12 @@ func (s *server) acquire(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	ctx := c.Request.Context()
-	l, waited, err := s.locks.AcquireWait(ctx, c.Param("name"), lock.Grant{TTL: ttl, Owner: req.Owner}, wait)
-	var locked *lock.LockedError
-	if errors.As(err, &locked) {
-		// The holder's fence and time left, and who was refused.
-		s.emit(ctx, eventJSON{Type: evContended, Name: c.Param("name"), Fence: locked.Holder.Fence,
-			Owner: req.Owner, TTLMS: locked.Holder.TTL.Milliseconds(), Source: "v1"})
-	}
+	// The domain writes the events (acquired, contended) with the change.
+	l, waited, err := s.locks.AcquireWait(c.Request.Context(), c.Param("name"), lock.Grant{TTL: ttl, Owner: req.Owner}, wait)
 	if err != nil {
 		c.Error(err)
 		return
 	}
-	id := s.emit(ctx, eventJSON{Type: evAcquired, Name: l.Name, Fence: l.Fence, Owner: l.Owner, TTLMS: l.TTL.Milliseconds(), Source: "v1"})
-	s.watchExpiry(l, id)
 	c.JSON(http.StatusOK, newLeaseJSON(l, waited))
 }
 
@@ -105,16 +96,11 @@ func (s *server) extend(c *gin.Context) {
 		c.Error(badInput("ttl must be at least %v", lock.MinTTL))
 		return
 	}
-	ctx := c.Request.Context()
-	l, err := s.locks.Renew(ctx, c.Param("name"), req.Token, ttl)
-	if isNotHolder(err) {
-		s.emit(ctx, eventJSON{Type: evLost, Name: c.Param("name"), Source: "v1"})
-	}
+	l, err := s.locks.Renew(c.Request.Context(), c.Param("name"), req.Token, ttl)
 	if err != nil {
 		c.Error(err)
 		return
 	}
-	s.emit(ctx, eventJSON{Type: evExtended, Name: l.Name, Fence: l.Fence, Owner: l.Owner, TTLMS: l.TTL.Milliseconds(), Source: "v1"})
 	c.JSON(http.StatusOK, newLeaseJSON(l, 0))
 }
 
@@ -125,17 +111,10 @@ func (s *server) release(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	ctx, name := c.Request.Context(), c.Param("name")
-	h, err := s.locks.ReleaseGrant(ctx, name, req.Token)
-	if isNotHolder(err) {
-		s.emit(ctx, eventJSON{Type: evLost, Name: name, Source: "v1"})
-	}
-	if err != nil {
+	if err := s.locks.ReleaseToken(c.Request.Context(), c.Param("name"), req.Token); err != nil {
 		c.Error(err)
 		return
 	}
-	s.expiries.disarm(name)
-	s.emit(ctx, eventJSON{Type: evReleased, Name: name, Fence: h.Fence, Owner: h.Owner, Source: "v1"})
 	c.Status(http.StatusNoContent)
 }
 

@@ -34,23 +34,24 @@ type StreamEvent struct {
 	Data []byte
 }
 
-// PublishEvent appends data to EventsStream on the first node in quorums
-// (events are a view, not state that needs a quorum) and returns the
-// entry's id. It returns ErrUnavailable when that node cannot be reached.
+// PublishEvent appends data to EventsStream on every usable node (in
+// quorum mode each node keeps its own stream, so no node is special) and
+// returns the entry's id on the first of them. The /v1 operations write
+// their events inside their scripts; this is for the demo's. It is never
+// recorded in a CommandLog: it is lockd's bookkeeping, not the demo's
+// trace. It returns ErrUnavailable when no node took it.
 func (m *Manager) PublishEvent(ctx context.Context, data []byte) (string, error) {
-	n := m.listNode()
-	if n == nil {
-		return "", &kindError{ErrUnavailable, errNodeOut}
+	ctx = context.WithValue(ctx, commandLogKey{}, (*CommandLog)(nil))
+	got, errs := fanOut(ctx, m, eventsTimeout, func(ctx context.Context, n *node) (string, error) {
+		return n.client.XAdd(ctx, &redis.XAddArgs{
+			Stream: EventsStream, MaxLen: eventsMaxLen, Approx: true, Values: []any{"data", data},
+		}).Result()
+	}, func([]reply[string]) bool { return false })
+	if len(got) == 0 {
+		return "", unavailable("publish event", errs)
 	}
-	ctx, cancel := context.WithTimeout(ctx, eventsTimeout)
-	defer cancel()
-	id, err := n.client.XAdd(ctx, &redis.XAddArgs{
-		Stream: EventsStream, MaxLen: eventsMaxLen, Approx: true, Values: []any{"data", data},
-	}).Result()
-	if err != nil {
-		return "", &kindError{ErrUnavailable, fmt.Errorf("lock: publish event: %w", err)}
-	}
-	return id, nil
+	slices.SortFunc(got, func(a, b reply[string]) int { return a.node - b.node })
+	return got[0].val, nil
 }
 
 // LastEventID is the id of EventsStream's newest entry, or "0-0" when it is
@@ -221,7 +222,7 @@ func (commandLogHook) DialHook(next redis.DialHook) redis.DialHook { return next
 
 func (commandLogHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if l, ok := ctx.Value(commandLogKey{}).(*CommandLog); ok {
+		if l, _ := ctx.Value(commandLogKey{}).(*CommandLog); l != nil {
 			l.add(profilerLine(cmd.Args()))
 		}
 		return next(ctx, cmd)

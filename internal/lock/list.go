@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -66,8 +67,9 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 		}
 		cur.Pending = cur.Pending[1:]
 	}
-	// In quorum mode a listing walks the keyspace of one node in quorums:
-	// a lock that node missed is not listed.
+	// In quorum mode a listing walks the keyspace of one usable node, and
+	// keeps the locks a majority holds: a lock that node missed is not
+	// listed.
 	n := m.listNode()
 	if n == nil {
 		return nil, "", &kindError{ErrUnavailable, errNodeOut}
@@ -89,7 +91,7 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 		}
 	}
 
-	entries, err := inspectAll(ctx, n, names)
+	entries, err := m.inspectMany(ctx, names)
 	if err != nil {
 		return nil, "", err
 	}
@@ -99,32 +101,101 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 	return entries, encodeCursor(cur), nil
 }
 
-// inspectAll reads many locks in one round trip, dropping those that were
-// released since they were found.
-func inspectAll(ctx context.Context, n *node, names []string) ([]Entry, error) {
+// inspectTimeout bounds each node's answer to an inspection.
+const inspectTimeout = 500 * time.Millisecond
+
+// inspected is one node's view of a lock.
+type inspected struct {
+	token string // the grant's token, to group nodes that agree; never shown
+	h     Holder
+}
+
+func inspectedFrom(r scriptReply) inspected {
+	if r.int(0) != 1 {
+		return inspected{}
+	}
+	return inspected{token: r.str(4), h: Holder{Owner: r.str(1), Fence: r.int(2), TTL: ms(r.int(3))}}
+}
+
+// inspectMany reads locks in one round trip per node (a pipeline of the
+// inspect script) and returns those a quorum of nodes hold with the same
+// grant, in the order of names. It returns ErrUnavailable when too few
+// nodes answer.
+func (m *Manager) inspectMany(ctx context.Context, names []string) ([]Entry, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	pipe := n.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(names))
-	for i, name := range names {
-		cmds[i] = inspectScript.Eval(ctx, pipe, []string{KeyPrefix + name, metaPrefix + name})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, &kindError{ErrUnavailable, fmt.Errorf("lock: list: %w", err)}
+	got, errs := fanOut(ctx, m, inspectTimeout, func(ctx context.Context, n *node) ([]inspected, error) {
+		return inspectOn(ctx, m, n, names)
+	}, func([]reply[[]inspected]) bool { return false })
+	if len(got) < m.quorum() {
+		return nil, unavailable("inspect", errs)
 	}
 	entries := make([]Entry, 0, len(names))
-	for i, c := range cmds {
-		res, _ := c.Slice()
-		in, err := inspectedFrom(res)
-		if err != nil {
-			return nil, err
-		}
-		if in.value != "" {
-			entries = append(entries, Entry{Name: names[i], Holder: in.h})
+	for i, name := range names {
+		if h, ok := agreed(got, i, m.quorum()); ok {
+			entries = append(entries, Entry{Name: name, Holder: h})
 		}
 	}
 	return entries, nil
+}
+
+// agreed is the holder of the i-th lock if a quorum of the answers hold the
+// same grant. Its fence and owner are those its fence round wrote (the
+// highest); its time left is the shortest any node gives.
+func agreed(got []reply[[]inspected], i, quorum int) (Holder, bool) {
+	for _, r := range got {
+		tok := r.val[i].token
+		if tok == "" {
+			continue
+		}
+		h, n := r.val[i].h, 0
+		for _, o := range got {
+			if o.val[i].token == tok {
+				n++
+				h.TTL = min(h.TTL, o.val[i].h.TTL)
+				if o.val[i].h.Fence > h.Fence {
+					h.Fence, h.Owner = o.val[i].h.Fence, o.val[i].h.Owner
+				}
+			}
+		}
+		if n >= quorum {
+			return h, true
+		}
+	}
+	return Holder{}, false
+}
+
+// inspectOn runs the inspect script for every name on n in one pipeline.
+func inspectOn(ctx context.Context, m *Manager, n *node, names []string) ([]inspected, error) {
+	run := func() ([]*redis.Cmd, error) {
+		pipe := n.client.Pipeline()
+		cmds := make([]*redis.Cmd, len(names))
+		for i, name := range names {
+			cmds[i] = inspectScript.EvalSha(ctx, pipe, m.keys(name))
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The script cache was flushed behind lockd's back: load, retry.
+		if err = inspectScript.Load(ctx, n.client).Err(); err == nil {
+			cmds, err = run()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]inspected, len(names))
+	for i, c := range cmds {
+		res, err := c.Slice()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = inspectedFrom(scriptReply(res))
+	}
+	return out, nil
 }
 
 func encodeCursor(c listCursor) string {
@@ -165,10 +236,11 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// listNode is the first node in quorums, or nil.
+// listNode is the first usable node, or nil: a node that stopped
+// answering is not waited for.
 func (m *Manager) listNode() *node {
 	for _, n := range m.nodes {
-		if !n.isOut() {
+		if n.usable() {
 			return n
 		}
 	}

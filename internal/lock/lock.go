@@ -63,6 +63,9 @@ type Manager struct {
 	delay   time.Duration // how long a restarted node stays out of quorums
 	log     *slog.Logger
 	obs     Observer
+	replica string // named in the events this Manager writes
+	keepOld bool   // write the layout before 0.3 (Config.LegacyKeys)
+	expiries *expiries
 
 	maxWaiters  int
 	waiting     atomic.Int64 // requests in AcquireWait with a wait
@@ -135,12 +138,22 @@ type Config struct {
 	// MaxWaiters caps the requests waiting at once on this Manager
 	// (default 1000).
 	MaxWaiters int
+	// Replica names this process in the events it writes.
+	Replica string
+	// LegacyKeys makes grants use the key layout before 0.3 (the lock key
+	// holds the bare token, lockmeta:NAME the grant and lockfence:NAME the
+	// name's counter), so that older replicas running beside this one in
+	// a rolling upgrade can extend and release them and keep fences
+	// rising. Off, grants of the old layout are still read, and a name's
+	// old counter is honoured once and then deleted.
+	LegacyKeys bool
 }
 
 // New returns a Manager over cfg.Nodes. Close it when done.
 func New(cfg Config) *Manager {
 	m := &Manager{scripts: redsyncScripts(), maxTTL: cfg.MaxTTL, log: cfg.Logger, obs: cfg.Observer,
-		maxWaiters: cfg.MaxWaiters, stopWaiting: make(chan struct{})}
+		maxWaiters: cfg.MaxWaiters, stopWaiting: make(chan struct{}),
+		replica: cfg.Replica, keepOld: cfg.LegacyKeys, expiries: newExpiries()}
 	if m.obs == nil {
 		m.obs = noObserver{}
 	}
@@ -159,8 +172,8 @@ func New(cfg Config) *Manager {
 		n := newNode(i, o)
 		// Demo requests ask for the commands they issued (CommandLog).
 		n.client.AddHook(commandLogHook{})
+		n.client.Options().OnConnect = m.onConnect(n)
 		if len(cfg.Nodes) > 1 {
-			n.client.Options().OnConnect = m.onConnect(n)
 			// With one node there is nobody to skip to: it is always used.
 			n.client.AddHook(healthHook{n: n, log: m.log})
 		}
@@ -182,10 +195,12 @@ func (m *Manager) Close() error {
 	return err
 }
 
-// Prepare loads redsync's release and extend scripts into every node with
-// SCRIPT LOAD, so that even the first release on a fresh Redis is a plain
-// EVALSHA rather than a NOSCRIPT answer followed by EVAL, and in quorum mode
-// decides which nodes may vote. It returns ErrUnavailable when fewer than a
+// Prepare loads the /v1 scripts and redsync's release and extend scripts
+// into every node with SCRIPT LOAD (every new connection loads them again,
+// so a restarted Redis has them before its first call), so that even the
+// first release on a fresh Redis is a plain EVALSHA rather than a NOSCRIPT
+// answer followed by EVAL, and in quorum mode decides which nodes may
+// vote. It returns ErrUnavailable when fewer than a
 // quorum of nodes can be reached.
 func (m *Manager) Prepare(ctx context.Context) error {
 	m.maintain(ctx)
@@ -209,6 +224,11 @@ func (m *Manager) Prepare(ctx context.Context) error {
 }
 
 func (m *Manager) loadScripts(ctx context.Context, n *node) error {
+	for _, src := range scriptSources {
+		if err := n.client.ScriptLoad(ctx, src).Err(); err != nil {
+			return &kindError{ErrUnavailable, fmt.Errorf("node #%d: script load: %w", n.index, err)}
+		}
+	}
 	for _, s := range m.scripts {
 		sha, err := n.client.ScriptLoad(ctx, s.Src).Result()
 		if err != nil {
@@ -242,8 +262,13 @@ func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (
 
 // Extend resets the lease's expiry to its TTL. It returns the lease with its
 // new validity, ErrNotHolder when the key is gone or holds another token (or
-// the validity ran out during the call), or ErrUnavailable.
+// the validity ran out during the call), or ErrUnavailable. A fenced lease
+// (from TryAcquire) is extended with Renew's script, a demo lease with
+// redsync.
 func (m *Manager) Extend(ctx context.Context, l Lease) (Lease, error) {
+	if l.Fence > 0 {
+		return m.Renew(ctx, l.Name, l.Token, l.TTL)
+	}
 	ctx, cancel := context.WithTimeout(ctx, nodeTimeout(l.TTL))
 	defer cancel()
 	mu := m.mutex(l)
@@ -260,8 +285,12 @@ func (m *Manager) Extend(ctx context.Context, l Lease) (Lease, error) {
 
 // Release deletes the lock if it still holds the lease's token. It returns
 // ErrNotHolder when the key is gone or holds another token, or
-// ErrUnavailable.
+// ErrUnavailable. A fenced lease (from TryAcquire) is released as
+// ReleaseToken does, a demo lease with redsync.
 func (m *Manager) Release(ctx context.Context, l Lease) error {
+	if l.Fence > 0 {
+		return m.ReleaseToken(ctx, l.Name, l.Token)
+	}
 	ctx, cancel := context.WithTimeout(ctx, nodeTimeout(l.TTL))
 	defer cancel()
 	ok, err := m.mutex(l).UnlockContext(ctx)

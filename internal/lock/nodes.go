@@ -193,12 +193,17 @@ type maintenanceKey struct{}
 
 func isMaintenance(ctx context.Context) bool { return ctx.Value(maintenanceKey{}) != nil }
 
-// onConnect runs on every new connection to a node in quorum mode. A
-// restarted node drops every connection, so the first command after a
-// restart always comes here first: the node is judged before it can vote.
+// onConnect runs on every new connection to a node. A restarted node drops
+// every connection, so the first command after a restart always comes here
+// first: the scripts are loaded again, and in quorum mode the node is
+// judged before it can vote.
 func (m *Manager) onConnect(n *node) func(context.Context, *redis.Conn) error {
+	load := scriptsOnConnect(m.scripts)
 	return func(ctx context.Context, cn *redis.Conn) error {
-		if isMaintenance(ctx) {
+		if err := load(ctx, cn); err != nil {
+			return err
+		}
+		if len(m.nodes) == 1 || isMaintenance(ctx) {
 			return nil
 		}
 		st, err := readNodeState(ctx, cn)
@@ -328,8 +333,8 @@ func (m *Manager) maintain(ctx context.Context) {
 	}
 }
 
-// raiseScript sets a fence counter to at least ARGV[1].
-var raiseScript = redis.NewScript(`
+// raiseCounterScript sets a fence counter to at least ARGV[1].
+var raiseCounterScript = redis.NewScript(`
 local c = tonumber(redis.call("GET", KEYS[1]) or "0")
 if c < tonumber(ARGV[1]) then redis.call("SET", KEYS[1], ARGV[1]) end
 return 1
@@ -350,25 +355,33 @@ func (m *Manager) resync(ctx context.Context, n *node) error {
 		return fmt.Errorf("only %d nodes to copy fences from, need %d", len(sources), m.quorum())
 	}
 	for _, src := range sources {
-		iter := src.client.Scan(ctx, 0, fencePrefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			k := iter.Val()
-			v, err := src.client.Get(ctx, k).Result()
-			if errors.Is(err, redis.Nil) {
-				continue
-			}
-			if err != nil {
+		// The slots' counters, and the names' counters of the old layout.
+		for _, pattern := range []string{fenceCounterPrefix + "*", fencePrefix + "*"} {
+			if err := copyCounters(ctx, src, n, pattern); err != nil {
 				return err
 			}
-			if err := raiseScript.Run(ctx, n.client, []string{k}, v).Err(); err != nil {
-				return err
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
 		}
 	}
 	return nil
+}
+
+// copyCounters raises every counter of dst matching pattern to src's value.
+func copyCounters(ctx context.Context, src, dst *node, pattern string) error {
+	iter := src.client.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		v, err := src.client.Get(ctx, k).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := raiseCounterScript.Run(ctx, dst.client, []string{k}, v).Err(); err != nil {
+			return err
+		}
+	}
+	return iter.Err()
 }
 
 func (m *Manager) quorum() int { return len(m.nodes)/2 + 1 }
@@ -416,6 +429,36 @@ func fanOut[T any](ctx context.Context, m *Manager, timeout time.Duration,
 		}
 	}
 	return got, errs
+}
+
+func countIf[T any](got []reply[T], ok func(T) bool) int {
+	n := 0
+	for _, r := range got {
+		if ok(r.val) {
+			n++
+		}
+	}
+	return n
+}
+
+// onEvery runs fn on every usable node at once, each bounded by timeout,
+// and returns once every one has answered or failed: a change is then on
+// every node lockd counts as healthy before the caller is answered. With
+// one node it is a plain call.
+func onEvery[T any](ctx context.Context, m *Manager, timeout time.Duration,
+	fn func(context.Context, *node) (T, error)) ([]reply[T], error) {
+	// Detached: a caller that goes away must not leave a change half made
+	// across the nodes, or unknown on one.
+	ctx = detached{Context: context.WithoutCancel(ctx), ctx: ctx}
+	if len(m.nodes) == 1 {
+		n := m.nodes[0]
+		v, err := fn(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("node #%d: %w", n.index, err)
+		}
+		return []reply[T]{{node: n.index, val: v}}, nil
+	}
+	return fanOut(ctx, m, timeout, fn, func([]reply[T]) bool { return false })
 }
 
 // nodeTimeout bounds one call to one node: 5% of the TTL, as redsync bounds

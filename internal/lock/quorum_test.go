@@ -81,10 +81,10 @@ func TestQuorumGrantsOnEveryNode(t *testing.T) {
 	withFence := 0
 	for _, s := range srvs {
 		c := s.Client(t, 0)
-		if v, _ := c.Get(ctx, "lock:q").Result(); v != l.Token {
+		if v, _ := c.Get(ctx, "lock:q").Result(); tokenOf(v) != l.Token {
 			t.Errorf("node %s holds %q", s.Addr, v)
 		}
-		if f, _ := c.Get(ctx, "lockfence:q").Int64(); f == 1 {
+		if f, _ := c.Get(ctx, sharedKey(fenceCounterPrefix, "q")).Int64(); f == 1 {
 			withFence++
 		}
 		if marker, _ := c.Get(ctx, markerKey).Result(); marker == "" {
@@ -180,7 +180,7 @@ func TestRestartedNodeIsKeptOutThenResynced(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if f, _ := a.Client(t, 0).Get(ctx, "lockfence:r").Int64(); f < high {
+	if f, _ := a.Client(t, 0).Get(ctx, sharedKey(fenceCounterPrefix, "r")).Int64(); f < high {
 		t.Fatalf("re-synced counter %d, want at least %d", f, high)
 	}
 	pause(t, b)
@@ -358,7 +358,7 @@ func TestStoppedNodeIsSkippedThenProbedBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := srvs[1].Client(t, 0).Get(ctx, "lock:stop2").Result(); v != l.Token {
+	if v, _ := srvs[1].Client(t, 0).Get(ctx, "lock:stop2").Result(); tokenOf(v) != l.Token {
 		t.Fatalf("the resumed node holds %q, not the new grant", v)
 	}
 }

@@ -21,7 +21,7 @@ const ReleasedChannel = "lockd:released"
 // go-redis re-subscribes after a lost connection; a release missed
 // meanwhile delays waiters only until the holder's lease would have ended.
 // A node that stopped answering a call is probed every probeEvery and used
-// again once it answers.
+// again once it answers. It also runs the expiry watcher (expiry.go).
 func (m *Manager) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, n := range m.nodes {
@@ -31,6 +31,7 @@ func (m *Manager) Run(ctx context.Context) {
 		wg.Go(func() { every(ctx, time.Second, m.maintain) })
 		wg.Go(func() { every(ctx, probeEvery, m.probeSlow) })
 	}
+	wg.Go(func() { m.watchExpiries(ctx) })
 	wg.Wait()
 }
 
@@ -61,7 +62,9 @@ func (m *Manager) listen(ctx context.Context, n *node) {
 			if !ok {
 				return
 			}
-			m.waiters.wakeOne(msg.Payload)
+			name, fence := parseReleased(msg.Payload)
+			m.expiries.disarm(name, fence)
+			m.waiters.wakeOne(name)
 		}
 	}
 }
@@ -100,9 +103,14 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		// Register before the attempt, so a release between a refused
 		// attempt and the wait is not missed.
 		w := m.waiters.add(name)
-		l, err := m.TryAcquire(ctx, name, g)
+		// Only the last attempt's refusal is reported as contention.
+		final, mode := !time.Now().Before(deadline), ""
+		if final {
+			mode = modeContended
+		}
+		l, err := m.tryAcquire(ctx, name, g, mode)
 		var le *LockedError
-		if !errors.As(err, &le) || !time.Now().Before(deadline) {
+		if !errors.As(err, &le) || final {
 			m.waiters.remove(name, w)
 			if err == nil && ctx.Err() != nil {
 				// Nobody is left to use or release this lease.

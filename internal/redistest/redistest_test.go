@@ -86,15 +86,21 @@ func TestLockdACL(t *testing.T) {
 	c := redis.NewClient(o)
 	t.Cleanup(func() { _ = c.Close() })
 
-	fence := `local f = redis.call("INCR", KEYS[3])
-redis.call("HSET", KEYS[2], "fence", f)
-redis.call("PEXPIRE", KEYS[2], 60000)
-return redis.call("HMGET", KEYS[2], "fence")`
+	// What lockd's /v1 scripts call, on the keys they are given.
+	fence := `local f = tonumber(redis.call("GET", KEYS[2]) or "0") + 1
+redis.call("SET", KEYS[2], f)
+redis.call("SET", KEYS[1], f .. "|tok", "PX", 60000)
+redis.call("HSET", KEYS[5], "fence", f)
+redis.call("HMGET", KEYS[5], "fence")
+redis.call("DEL", KEYS[4], KEYS[5])
+redis.call("XADD", KEYS[3], "MAXLEN", "~", "10000", "*", "data", "{}")
+redis.call("PUBLISH", "lockd:released", "1 a")
+return redis.call("PTTL", KEYS[1])`
 	sha, err := c.ScriptLoad(ctx, fence).Result()
 	if err != nil {
 		t.Fatalf("SCRIPT LOAD: %v", err)
 	}
-	lockKeys := []any{"3", "lock:a", "lockmeta:a", "lockfence:a"}
+	lockKeys := []any{"5", "lock:a", "lockd:fence:{x}", "lockd:events", "lockfence:a", "lockmeta:a"}
 	for _, tc := range []struct {
 		name    string
 		args    []any

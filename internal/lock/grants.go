@@ -1,0 +1,303 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Holder describes who holds a lock. It never carries the token.
+type Holder struct {
+	Owner string
+	Fence int64
+	TTL   time.Duration // time left before the key expires
+}
+
+// LockedError is returned when a lock is held by someone else. It matches
+// ErrLocked with errors.Is and says who holds it and for how long.
+type LockedError struct{ Holder Holder }
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("lock: already held (owner %q, fence %d, %v left)", e.Holder.Owner, e.Holder.Fence, e.Holder.TTL.Round(100*time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Grant asks for a fenced lease.
+type Grant struct {
+	TTL   time.Duration
+	Owner string // free text shown to others; not a secret
+}
+
+func (m *Manager) validateGrant(g Grant) error {
+	if err := m.validateTTL(g.TTL); err != nil {
+		return err
+	}
+	return validateOwner(g.Owner)
+}
+
+// driftFactor is the share of a TTL kept back from a lease's validity for
+// clock drift between lockd and Redis (redsync's and Redlock's 1%).
+const driftFactor = 100
+
+// validUntil is when a lease asked for at start with ttl stops being safe
+// to work under.
+func validUntil(start time.Time, ttl time.Duration) time.Time {
+	return start.Add(ttl - ttl/driftFactor)
+}
+
+func ms(n int64) time.Duration { return time.Duration(max(n, 0)) * time.Millisecond }
+
+// TryAcquire makes one attempt at name, which must pass ValidateStrictName.
+// On success the lease carries a fence, strictly greater than every fence
+// granted for name before, and a token of 144 random bits in URL-safe
+// base64. On one Redis node it is one script: take the lock if free, assign
+// the fence, record the grant and its event; a refusal says who holds the
+// lock in the same answer. It returns ErrInvalidName, ErrInvalidArgument (a
+// TTL outside MinTTL to the configured maximum, an owner too long or
+// unprintable), a *LockedError, or ErrUnavailable.
+func (m *Manager) TryAcquire(ctx context.Context, name string, g Grant) (Lease, error) {
+	return m.tryAcquire(ctx, name, g, modeContended)
+}
+
+// tryAcquire is TryAcquire; mode says whether a refusal is reported as a
+// "contended" event (only a caller's last attempt is).
+func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode string) (Lease, error) {
+	if err := ValidateStrictName(name); err != nil {
+		return Lease{}, err
+	}
+	if err := m.validateGrant(g); err != nil {
+		return Lease{}, err
+	}
+	token, err := newToken()
+	if err != nil {
+		return Lease{}, &kindError{ErrUnavailable, err}
+	}
+	start := time.Now()
+	keys := m.keys(name)
+	ttl := g.TTL.Milliseconds()
+	if len(m.nodes) > 1 {
+		mode += modeQuorum
+	}
+	got, errs := onEvery(ctx, m, nodeTimeout(g.TTL), func(ctx context.Context, n *node) (scriptReply, error) {
+		return evalOn(ctx, n, acquireScript, keys, m.argv(token, ttl, g.Owner, mode))
+	})
+	won := 0
+	var fence int64
+	var refused *LockedError
+	for _, r := range got {
+		if r.val.int(0) == 1 {
+			won++
+			fence = max(fence, r.val.int(1))
+		} else if h := (Holder{Owner: r.val.str(3), Fence: r.val.int(1), TTL: ms(r.val.int(2))}); refused == nil || h.Fence > refused.Holder.Fence {
+			refused = &LockedError{Holder: h}
+		}
+	}
+	l := Lease{Name: name, Token: token, TTL: g.TTL, Until: validUntil(start, g.TTL), Owner: g.Owner, Fence: fence}
+	if won < m.quorum() {
+		if won > 0 {
+			m.undo(ctx, l)
+		}
+		if len(got) < m.quorum() {
+			return Lease{}, unavailable("acquire", errs)
+		}
+		if refused == nil {
+			refused = &LockedError{} // the votes split: nobody holds it
+		}
+		return Lease{}, refused
+	}
+	if len(m.nodes) > 1 {
+		if err := m.raise(ctx, l); err != nil {
+			m.undo(ctx, l)
+			return Lease{}, err
+		}
+	}
+	if !time.Now().Before(l.Until) {
+		m.undo(ctx, l)
+		return Lease{}, unavailable("acquire", errors.New("the lease's validity ran out before Redis answered"))
+	}
+	m.expiries.arm(l)
+	return l, nil
+}
+
+// raise, in quorum mode, makes the highest candidate fence of the nodes
+// that granted the lease its fence on a majority. A maximum over per-node
+// counters alone would not do: two grants' majorities share a node, but the
+// maximum may come from another one. Written back to a majority, the
+// fence is seen by any later grant's majority.
+func (m *Manager) raise(ctx context.Context, l Lease) error {
+	keys := m.keys(l.Name)
+	got, errs := onEvery(ctx, m, nodeTimeout(l.TTL), func(ctx context.Context, n *node) (int64, error) {
+		return raiseScript.Run(ctx, n.client, keys, m.argv(l.Token, l.Fence, "", "")...).Int64()
+	})
+	if countIf(got, func(v int64) bool { return v == 1 }) >= m.quorum() {
+		return nil
+	}
+	if len(got) < m.quorum() {
+		return unavailable("write fences on a quorum", errs)
+	}
+	return &LockedError{} // the key was lost on a majority meanwhile
+}
+
+// undo gives back a lease that cannot be used (no quorum, or its validity
+// ran out), silently: no event, and the waiters are woken.
+func (m *Manager) undo(ctx context.Context, l Lease) {
+	ctx = context.WithoutCancel(ctx)
+	keys := m.keys(l.Name)
+	argv := m.argv(l.Token, 0, "", modeSilent)
+	_, _ = onEvery(ctx, m, nodeTimeout(l.TTL), func(ctx context.Context, n *node) (scriptReply, error) {
+		return evalOn(ctx, n, releaseScript, keys, argv)
+	})
+}
+
+// Renew extends a fenced lease from its token alone, as a client that kept
+// only the token can: ttl 0 means the TTL given at acquire. It returns the
+// lease with its new validity, ErrInvalidName, ErrInvalidArgument,
+// ErrNotHolder, or ErrUnavailable.
+func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Duration) (l Lease, err error) {
+	defer func() { m.obs.Extended(resultOf(err, "extended")) }()
+	if err := ValidateStrictName(name); err != nil {
+		return Lease{}, err
+	}
+	if err := validateToken(token); err != nil {
+		return Lease{}, err
+	}
+	if ttl != 0 {
+		if err := m.validateTTL(ttl); err != nil {
+			return Lease{}, err
+		}
+	}
+	start := time.Now()
+	keys := m.keys(name)
+	got, errs := onEvery(ctx, m, nodeTimeout(ttl), func(ctx context.Context, n *node) (scriptReply, error) {
+		return evalOn(ctx, n, extendScript, keys, m.argv(token, ttl.Milliseconds(), "", ""))
+	})
+	l = Lease{Name: name, Token: token}
+	ok, bare := 0, 0
+	for _, r := range got {
+		switch r.val.int(0) {
+		case 1:
+			ok++
+			if f := r.val.int(1); f >= l.Fence {
+				l.Fence, l.Owner, l.TTL = f, r.val.str(3), ms(r.val.int(2))
+			}
+		case -1:
+			bare++
+		}
+	}
+	switch {
+	case ok >= m.quorum():
+		l.Until = validUntil(start, l.TTL)
+		m.expiries.extended(l)
+		return l, nil
+	case len(got) < m.quorum():
+		return Lease{}, unavailable("extend", errs)
+	case bare >= m.quorum():
+		return Lease{}, &kindError{ErrNotHolder, errors.New("lock: held without a grant; use the API that took it")}
+	}
+	return Lease{}, &kindError{ErrNotHolder, errors.New("lock: token does not hold the lock")}
+}
+
+// ReleaseToken releases name for the holder of token, from any replica, and
+// announces the release on ReleasedChannel so that waiters on every replica
+// wake at once. It returns ErrInvalidName, ErrInvalidArgument,
+// ErrNotHolder or ErrUnavailable. (The demo's Release does not announce: its
+// Redis trace is the README's.)
+func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
+	_, err := m.ReleaseGrant(ctx, name, token)
+	return err
+}
+
+// ReleaseGrant is ReleaseToken that also says which grant it released: its
+// owner and fence. In quorum mode it answers once a majority has deleted
+// the key and every node counted healthy has answered, so no healthy node
+// still holds it. It returns ReleaseToken's errors.
+func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holder, err error) {
+	var held time.Duration
+	defer func() { m.obs.Released(resultOf(err, "released"), held) }()
+	if err := ValidateStrictName(name); err != nil {
+		return Holder{}, err
+	}
+	if err := validateToken(token); err != nil {
+		return Holder{}, err
+	}
+	keys := m.keys(name)
+	got, errs := onEvery(ctx, m, nodeTimeout(0), func(ctx context.Context, n *node) (scriptReply, error) {
+		return evalOn(ctx, n, releaseScript, keys, m.argv(token, 0, "", ""))
+	})
+	ok := 0
+	var at int64
+	for _, r := range got {
+		if r.val.int(0) == 1 {
+			ok++
+			if f := r.val.int(1); f >= h.Fence {
+				h.Fence, h.Owner, at = f, r.val.str(3), r.val.int(2)
+			}
+		}
+	}
+	switch {
+	case ok >= m.quorum():
+		m.expiries.disarm(name, h.Fence)
+		if at > 0 {
+			held = time.Since(time.UnixMilli(at))
+		}
+		return h, nil
+	case len(got) < m.quorum():
+		return Holder{}, unavailable("release", errs)
+	}
+	return Holder{}, &kindError{ErrNotHolder, errors.New("lock: token does not hold the lock")}
+}
+
+// StaleFenceError answers a fence check that failed. It matches
+// ErrStaleFence with errors.Is and carries the live holder's fence: 0 when
+// the lock is free or held without a fence.
+type StaleFenceError struct{ Current int64 }
+
+func (e *StaleFenceError) Error() string {
+	return fmt.Sprintf("lock: fence is not the live holder's (current fence %d)", e.Current)
+}
+
+// Is makes errors.Is(err, ErrStaleFence) true.
+func (e *StaleFenceError) Is(target error) bool { return target == ErrStaleFence }
+
+// Check says whether fence belongs to the live holder of name, for a
+// resource that cannot keep the highest fence itself. The answer is only
+// true at the moment Redis gives it. It returns nil when fence is current,
+// a *StaleFenceError, ErrInvalidName, ErrInvalidArgument (fence below 1) or
+// ErrUnavailable.
+func (m *Manager) Check(ctx context.Context, name string, fence int64) (err error) {
+	defer func() { m.obs.FenceChecked(resultOf(err, "current")) }()
+	if err := ValidateStrictName(name); err != nil {
+		return err
+	}
+	if fence < 1 {
+		return invalid("fence %d is not a granted fence; fences start at 1", fence)
+	}
+	h, held, err := m.Inspect(ctx, name)
+	if err != nil {
+		return err
+	}
+	if held && h.Fence == fence {
+		return nil
+	}
+	if !held {
+		h.Fence = 0
+	}
+	return &StaleFenceError{Current: h.Fence}
+}
+
+// Inspect reports whether name is held and by whom: held means a quorum of
+// nodes hold the same grant. It returns ErrInvalidName, or ErrUnavailable
+// when too few nodes answer to tell.
+func (m *Manager) Inspect(ctx context.Context, name string) (Holder, bool, error) {
+	if err := ValidateStrictName(name); err != nil {
+		return Holder{}, false, err
+	}
+	entries, err := m.inspectMany(ctx, []string{name})
+	if err != nil || len(entries) == 0 {
+		return Holder{}, false, err
+	}
+	return entries[0].Holder, true, nil
+}

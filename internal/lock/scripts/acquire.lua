@@ -1,0 +1,43 @@
+-- acquire: take the lock if it is free, give it the next fence of its slot
+-- and record the grant; if it is held, say by whom. A call retried after it
+-- won finds its own token and answers the same grant again.
+-- Returns {1, fence, pttl} or {0, holder fence, pttl, holder owner}.
+local v = redis.call("GET", KEYS[1])
+if v then
+  local g = grant(v)
+  local pttl = redis.call("PTTL", KEYS[1])
+  if g.token == ARGV[1] then
+    return {1, g.fence, pttl}
+  end
+  if has("c") then
+    emit("contended", g.fence, ARGV[3], pttl)
+  end
+  return {0, g.fence, pttl, g.owner}
+end
+
+local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
+if #KEYS >= 5 then
+  -- A counter of the old layout is honoured once, then retired.
+  fence = math.max(fence, tonumber(redis.call("GET", KEYS[4]) or "0"))
+end
+fence = fence + 1
+redis.call("SET", KEYS[2], int(fence))
+
+local ttl = tonumber(ARGV[2])
+local g = {fence = fence, ttl = ttl, at = tonumber(ARGV[4]), token = ARGV[1], owner = ARGV[3]}
+if has("k") then
+  -- Old layout, so that older replicas can extend and release this grant.
+  redis.call("SET", KEYS[1], g.token, "PX", ttl)
+  redis.call("SET", KEYS[4], int(fence))
+  redis.call("HSET", KEYS[5], "token", g.token, "owner", g.owner, "fence", int(fence), "ttl_ms", int(ttl), "at", int(g.at))
+  redis.call("PEXPIRE", KEYS[5], 7200000)
+else
+  if #KEYS >= 5 then
+    redis.call("DEL", KEYS[4], KEYS[5])
+  end
+  redis.call("SET", KEYS[1], encode(g), "PX", ttl)
+end
+if not has("q") then
+  emit("acquired", fence, g.owner, ttl)
+end
+return {1, fence, ttl}

@@ -1,0 +1,78 @@
+-- Prepended to every /v1 script when it is loaded (see store.go).
+--
+-- KEYS[1] lock:NAME             the lock: one string key while held
+-- KEYS[2] lockd:fence:{TAG}     the fence counter of the lock's cluster slot
+-- KEYS[3] lockd:events          the capped events stream
+-- KEYS[4] lockfence:NAME        before 0.3: the name's own fence counter
+-- KEYS[5] lockmeta:NAME         before 0.3: the live grant's record (a hash)
+-- Keys 4 and 5 are passed only where data of the old layout may exist.
+--
+-- ARGV[1] token   ARGV[2] ttl in ms (or a fence)   ARGV[3] owner
+-- ARGV[4] now in ms   ARGV[5] mode letters   ARGV[6] replica
+-- ARGV[7] event time   ARGV[8] the released channel
+-- Mode letters: c report a refusal as "contended"; q quorum round one (the
+-- fence is this node's candidate and no event is written); k keep the old
+-- layout, for a rolling upgrade with older replicas; n write no event.
+--
+-- A /v1 grant is the value "fence|ttl_ms|at_ms|token|owner". A value with
+-- no "|" is a redsync value (the demo's) or a grant of the old layout.
+
+local name = string.sub(KEYS[1], 6)
+local mode = ARGV[5]
+
+local function has(letter)
+  return string.find(mode, letter, 1, true) ~= nil
+end
+
+local function int(n)
+  return string.format("%d", n)
+end
+
+-- grant reads a lock value: a table with fence, ttl, at, token, owner, and
+-- kind "v1", "old" (a grant of the old layout) or "bare" (no grant: redsync).
+local function grant(v)
+  local f, t, a, tok, o = string.match(v, "^(%d+)|(%d+)|(%d+)|([^|]*)|(.*)$")
+  if f then
+    return {kind = "v1", fence = tonumber(f), ttl = tonumber(t), at = tonumber(a), token = tok, owner = o}
+  end
+  if #KEYS >= 5 then
+    local m = redis.call("HMGET", KEYS[5], "token", "owner", "fence", "ttl_ms", "at")
+    if m[1] == v and tonumber(m[4] or "") then
+      return {kind = "old", fence = tonumber(m[3]) or 0, ttl = tonumber(m[4]), at = tonumber(m[5]) or 0, token = v, owner = m[2] or ""}
+    end
+  end
+  return {kind = "bare", fence = 0, ttl = 0, at = 0, token = v, owner = ""}
+end
+
+local function encode(g)
+  return int(g.fence) .. "|" .. int(g.ttl) .. "|" .. int(g.at) .. "|" .. g.token .. "|" .. g.owner
+end
+
+-- emit appends one event to the stream, in the same step as the change it
+-- reports, so each lock's events are in the order of its changes.
+local function emit(typ, fence, owner, ttl)
+  if has("n") then return end
+  redis.call("XADD", KEYS[3], "MAXLEN", "~", "10000", "*", "data",
+    '{"type":"' .. typ .. '","replica":' .. cjson.encode(ARGV[6]) .. ',"name":' .. cjson.encode(name) ..
+    ',"fence":' .. int(fence) .. ',"owner":' .. cjson.encode(owner) .. ',"ttl_ms":' .. int(ttl) ..
+    ',"time":"' .. ARGV[7] .. '","source":"v1"}')
+end
+
+-- ours reads the lock for the holder of ARGV[1]: the grant, or nil after
+-- reporting the caller's loss.
+local function ours()
+  local v = redis.call("GET", KEYS[1])
+  if not v then
+    emit("lost", 0, "", 0)
+    return nil, 0
+  end
+  local g = grant(v)
+  if g.token ~= ARGV[1] then
+    emit("lost", 0, "", 0)
+    return nil, 0
+  end
+  if g.kind == "bare" then
+    return nil, -1 -- taken without a grant (the demo): not /v1's to change
+  end
+  return g
+end

@@ -1,0 +1,14 @@
+-- extend: reset the expiry of the grant of ARGV[1] to ARGV[2] ms, or to
+-- its acquire's TTL when ARGV[2] is 0.
+-- Returns {1, fence, ttl, owner}, {0} (not the holder) or {-1} (held
+-- without a grant).
+local g, why = ours()
+if not g then return {why} end
+local ttl = tonumber(ARGV[2])
+if ttl == 0 then ttl = g.ttl end
+redis.call("PEXPIRE", KEYS[1], ttl)
+if g.kind == "old" then
+  redis.call("PEXPIRE", KEYS[5], 7200000)
+end
+emit("extended", g.fence, g.owner, ttl)
+return {1, g.fence, ttl, g.owner}
