@@ -55,16 +55,16 @@ type Lease struct {
 // needs a quorum of N/2+1. It keeps no per-lock state, so any number of
 // replicas can share the same nodes.
 type Manager struct {
-	nodes   []*node
-	rs      *redsync.Redsync
-	scripts []*redsyncredis.Script
-	waiters waitlist
-	maxTTL  time.Duration
-	delay   time.Duration // how long a restarted node stays out of quorums
-	log     *slog.Logger
-	obs     Observer
-	replica string // named in the events this Manager writes
-	keepOld bool   // write the layout before 0.3 (Config.LegacyKeys)
+	nodes    []*node
+	rs       *redsync.Redsync
+	scripts  []*redsyncredis.Script
+	waiters  waitlist
+	maxTTL   time.Duration
+	delay    time.Duration // how long a restarted node stays out of quorums
+	log      *slog.Logger
+	obs      Observer
+	replica  string // named in the events this Manager writes
+	keepOld  bool   // write the layout before 0.3 (Config.LegacyKeys)
 	expiries *expiries
 
 	maxWaiters  int

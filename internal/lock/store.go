@@ -150,4 +150,3 @@ func parseReleased(msg string) (name string, fence int64) {
 	}
 	return n, v
 }
-
