@@ -129,4 +129,3 @@ func TestV1RedisTrace(t *testing.T) {
 		t.Errorf("keys naming the released lock: %q", keys)
 	}
 }
-
