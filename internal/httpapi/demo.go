@@ -42,30 +42,21 @@ func (s *server) demoLock(c *gin.Context) {
 		c.JSON(http.StatusBadRequest, demoError{Error: "invalid resource_id: " + err.Error()})
 		return
 	}
-	// The request's Redis commands, for its events (tokens redacted).
-	ctx, cmds := lock.WithCommandLog(c.Request.Context())
-	event := func(typ string) {
-		s.emit(ctx, eventJSON{Type: typ, Name: id, TTLMS: s.opts.LockExpiry.Milliseconds(),
-			Source: "demo", Commands: cmds.Lines()})
-	}
-
+	// The request's Redis commands, which the domain puts in its events
+	// (tokens redacted).
+	ctx, _ := lock.WithCommandLog(c.Request.Context())
 	lease, err := s.locks.Acquire(ctx, id, s.opts.LockExpiry)
-	if isLocked(err) {
-		event(evContended)
-	}
 	if err != nil {
 		s.log.ErrorContext(ctx, fmt.Sprintf("Error: Failed to acquire lock for resource %s: %v", id, err))
 		c.JSON(http.StatusInternalServerError, demoError{Error: "Failed to acquire lock", Details: err.Error()})
 		return
 	}
 	s.log.InfoContext(ctx, fmt.Sprintf("Lock acquired for resource %s, performing critical operation", id))
-	event(evAcquired)
 
 	lease, err = s.locks.Hold(ctx, lease, s.criticalOperation)
 	switch {
 	case errors.Is(err, lock.ErrLost):
 		// The key is gone or belongs to someone else: nothing to release.
-		event(evLost)
 		s.log.ErrorContext(ctx, fmt.Sprintf("Error: Lock lost for resource %s, critical operation cancelled: %v", id, err))
 		c.JSON(http.StatusInternalServerError, demoError{Error: "Lock lost during critical operation", Details: err.Error()})
 		return
@@ -78,15 +69,11 @@ func (s *server) demoLock(c *gin.Context) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	if rerr := s.locks.Release(rctx, lease); rerr != nil {
-		if isNotHolder(rerr) {
-			event(evLost)
-		}
 		s.log.ErrorContext(ctx, fmt.Sprintf("Error: Failed to release lock for resource %s: %v", id, rerr))
 		c.JSON(http.StatusInternalServerError, demoError{Error: "Failed to release lock", Details: rerr.Error()})
 		return
 	}
 	s.log.InfoContext(ctx, fmt.Sprintf("Lock released for resource %s", id))
-	event(evReleased)
 	if err != nil {
 		c.JSON(http.StatusServiceUnavailable, demoError{Error: "Critical operation cancelled", Details: err.Error()})
 		return

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -16,50 +15,13 @@ import (
 
 // Event types, as /v1/events and doc/openapi.yaml name them.
 const (
-	evAcquired  = "acquired"
-	evExtended  = "extended"
-	evReleased  = "released"
-	evExpired   = "expired"
-	evContended = "contended" // a /v1 409 locked, or the demo's 500
-	evLost      = "lost"      // the holder found its lease gone (demo, or a /v1 extend or release)
+	evAcquired  = lock.EventAcquired
+	evExtended  = lock.EventExtended
+	evReleased  = lock.EventReleased
+	evExpired   = lock.EventExpired
+	evContended = lock.EventContended
+	evLost      = lock.EventLost
 )
-
-// eventJSON is one lock event. It never carries a token: Commands have them
-// replaced by "…". ID is the stream id, added when the event is sent.
-type eventJSON struct {
-	ID       string   `json:"id,omitempty"`
-	Type     string   `json:"type"`
-	Replica  string   `json:"replica"`
-	Name     string   `json:"name"`
-	Fence    int64    `json:"fence"`
-	Owner    string   `json:"owner"`
-	TTLMS    int64    `json:"ttl_ms"`
-	Time     string   `json:"time"`
-	Source   string   `json:"source"` // "v1" or "demo"
-	Commands []string `json:"commands,omitempty"`
-}
-
-// eventTime is RFC 3339 in UTC with milliseconds, as the domain writes
-// the /v1 events.
-const eventTime = "2006-01-02T15:04:05.000Z07:00"
-
-// emit publishes ev to the shared stream. It is best effort: a failure is
-// logged, never answered. It runs before the handler answers, so a
-// client's next call (on any replica) is published after this one, and
-// each lock's events keep their real order.
-func (s *server) emit(ctx context.Context, ev eventJSON) string {
-	ev.Replica = s.opts.Replica
-	ev.Time = time.Now().UTC().Format(eventTime)
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return ""
-	}
-	id, err := s.locks.PublishEvent(context.WithoutCancel(ctx), b)
-	if err != nil {
-		s.log.WarnContext(ctx, "lock event not published", "type", ev.Type, "err", err)
-	}
-	return id
-}
 
 // Stream settings: a client's buffer, how long one write may take, and the
 // keep-alive period (proxies close connections idle for a minute or so).
@@ -206,7 +168,3 @@ func sseFrame(ev lock.StreamEvent) []byte {
 	b.WriteString("\n\n")
 	return b.Bytes()
 }
-
-// isLocked and isNotHolder keep the handlers' emit calls short.
-func isLocked(err error) bool    { return errors.Is(err, lock.ErrLocked) }
-func isNotHolder(err error) bool { return errors.Is(err, lock.ErrNotHolder) }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
+
 	"github.com/getkin/kin-openapi/openapi3filter"
 )
 
@@ -20,6 +22,13 @@ func init() {
 	// kin-openapi checks a body only in the media types it can decode; the
 	// stream's body is text, and its schema says so.
 	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
+}
+
+// eventJSON is an event's data as /v1/events sends it: the stored event
+// with its stream id in front.
+type eventJSON struct {
+	ID string `json:"id"`
+	lock.Event
 }
 
 // sseEvent is one event as a client of /v1/events receives it.
@@ -145,14 +154,14 @@ func TestEventsFromBothReplicas(t *testing.T) {
 	}
 
 	want := []eventJSON{
-		{Type: evAcquired, Replica: "replica-0", Name: "ev-job", Fence: 1, Owner: "alice", TTLMS: 10_000, Source: "v1"},
-		{Type: evContended, Replica: "replica-1", Name: "ev-job", Fence: 1, Owner: "bob", Source: "v1"},
-		{Type: evExtended, Replica: "replica-1", Name: "ev-job", Fence: 1, Owner: "alice", TTLMS: 10_000, Source: "v1"},
-		{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: 1, Owner: "alice", Source: "v1"},
-		{Type: evAcquired, Replica: "replica-1", Name: "ev-job", Fence: 2, Owner: "bob", TTLMS: 10_000, Source: "v1"},
-		{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: 2, Owner: "bob", Source: "v1"},
-		{Type: evAcquired, Replica: "replica-1", Name: "ev-demo", TTLMS: 2000, Source: "demo"},
-		{Type: evReleased, Replica: "replica-1", Name: "ev-demo", TTLMS: 2000, Source: "demo"},
+		{Event: lock.Event{Type: evAcquired, Replica: "replica-0", Name: "ev-job", Fence: 1, Owner: "alice", TTLMS: 10_000, Source: "v1"}},
+		{Event: lock.Event{Type: evContended, Replica: "replica-1", Name: "ev-job", Fence: 1, Owner: "bob", Source: "v1"}},
+		{Event: lock.Event{Type: evExtended, Replica: "replica-1", Name: "ev-job", Fence: 1, Owner: "alice", TTLMS: 10_000, Source: "v1"}},
+		{Event: lock.Event{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: 1, Owner: "alice", Source: "v1"}},
+		{Event: lock.Event{Type: evAcquired, Replica: "replica-1", Name: "ev-job", Fence: 2, Owner: "bob", TTLMS: 10_000, Source: "v1"}},
+		{Event: lock.Event{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: 2, Owner: "bob", Source: "v1"}},
+		{Event: lock.Event{Type: evAcquired, Replica: "replica-1", Name: "ev-demo", TTLMS: 2000, Source: "demo"}},
+		{Event: lock.Event{Type: evReleased, Replica: "replica-1", Name: "ev-demo", TTLMS: 2000, Source: "demo"}},
 	}
 	var got []sseEvent
 	start := time.Now()

@@ -43,6 +43,9 @@ func (m *Manager) Hold(ctx context.Context, l Lease, work func(context.Context) 
 		case errors.Is(err, ErrNotHolder) || !time.Now().Before(l.Until):
 			cancel()
 			<-done
+			if l.Fence == 0 {
+				m.demoEvent(ctx, EventLost, l.Name, l.TTL)
+			}
 			return l, fmt.Errorf("%w: %w", ErrLost, err)
 		case workCtx.Err() != nil:
 			// The caller gave up; work is stopping on its own.

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,6 +25,32 @@ const eventsMaxLen = 10000
 // eventsTimeout bounds one XADD or non-blocking read: events are best
 // effort and must not hold a request up for long.
 const eventsTimeout = 500 * time.Millisecond
+
+// Event types, as the events stream and /v1/events name them.
+const (
+	EventAcquired  = "acquired"
+	EventExtended  = "extended"
+	EventReleased  = "released"
+	EventExpired   = "expired"
+	EventContended = "contended" // an acquire refused: a /v1 409, or the demo's 500
+	EventLost      = "lost"      // the holder found its lease gone (an extend or release refused)
+)
+
+// Event is one entry of EventsStream, as JSON in its "data" field. The /v1
+// scripts write the same fields in the same order (scripts/common.lua);
+// the demo's are written from here. It never carries a token: Commands
+// have them replaced by "…".
+type Event struct {
+	Type     string   `json:"type"`
+	Replica  string   `json:"replica"`
+	Name     string   `json:"name"`
+	Fence    int64    `json:"fence"`
+	Owner    string   `json:"owner"`
+	TTLMS    int64    `json:"ttl_ms"`
+	Time     string   `json:"time"`
+	Source   string   `json:"source"` // "v1" or "demo"
+	Commands []string `json:"commands,omitempty"`
+}
 
 // StreamEvent is one entry of EventsStream: its id and the data a replica
 // published, unchanged.
@@ -122,113 +147,4 @@ func (m *Manager) ReadEvents(ctx context.Context, lastID string, count int, bloc
 		}
 	}
 	return out, nil
-}
-
-// CommandLog collects the Redis commands issued under one context, as
-// RedisInsight's profiler shows them, with every token replaced by "…".
-// The demo shows them per request.
-type CommandLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-// maxCommandLines bounds a CommandLog: a contended demo request sends 32
-// SETs, each followed by redsync's clean-up release.
-const maxCommandLines = 256
-
-type commandLogKey struct{}
-
-// WithCommandLog returns a context under which this package's Redis
-// commands are recorded in the returned log.
-func WithCommandLog(ctx context.Context) (context.Context, *CommandLog) {
-	l := &CommandLog{}
-	return context.WithValue(ctx, commandLogKey{}, l), l
-}
-
-// Lines returns the commands so far, oldest first. A command, or a pair of
-// commands, repeated in a row (the demo's retries: SET, then the release
-// redsync sends after a refused SET) is listed once, each line ending in
-// " ×N".
-func (l *CommandLog) Lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for i := 0; i < len(l.lines); {
-		block, reps := 1, 1
-		for _, k := range []int{1, 2} {
-			n := 1
-			for i+(n+1)*k <= len(l.lines) && slices.Equal(l.lines[i:i+k], l.lines[i+n*k:i+(n+1)*k]) {
-				n++
-			}
-			if n > 1 {
-				block, reps = k, n
-				break
-			}
-		}
-		for _, line := range l.lines[i : i+block] {
-			if reps > 1 {
-				line += " ×" + strconv.Itoa(reps)
-			}
-			out = append(out, line)
-		}
-		i += block * reps
-	}
-	return out
-}
-
-func (l *CommandLog) add(line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) < maxCommandLines {
-		l.lines = append(l.lines, line)
-	}
-}
-
-// profilerLine renders a command's arguments the way the profiler does,
-// each one quoted. The tokens redsync sends are redacted by position: the
-// value of SET, and the first argument after the keys of a script (both of
-// redsync's scripts take the token as ARGV[1]).
-func profilerLine(args []any) string {
-	parts := make([]string, len(args))
-	for i, a := range args {
-		parts[i] = fmt.Sprint(a)
-	}
-	secret := -1
-	if len(parts) > 0 {
-		switch strings.ToLower(parts[0]) {
-		case "set":
-			secret = 2
-		case "eval", "evalsha":
-			if len(parts) > 2 {
-				if keys, err := strconv.Atoi(parts[2]); err == nil {
-					secret = 3 + keys
-				}
-			}
-		}
-	}
-	for i, p := range parts {
-		if i == secret {
-			p = "…"
-		}
-		parts[i] = strconv.Quote(p)
-	}
-	return strings.Join(parts, " ")
-}
-
-// commandLogHook records commands whose context carries a CommandLog.
-type commandLogHook struct{}
-
-func (commandLogHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (commandLogHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if l, _ := ctx.Value(commandLogKey{}).(*CommandLog); l != nil {
-			l.add(profilerLine(cmd.Args()))
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (commandLogHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
