@@ -77,7 +77,7 @@ type cluster struct {
 	redis    []*redistest.Server
 	addrs    []string
 	rdb      []*redis.Client  // the benchmark's own clients, one per node
-	sent     *sentCounter     // commands those clients sent
+	sent     *sentCounter     // round trips those clients made
 	proxies  []*countingProxy // counted clusters: one in front of each node
 	viaProxy *redis.Client    // counted clusters: a benchmark client through the first proxy
 	lockd    []*proc
