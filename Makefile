@@ -39,8 +39,9 @@ safety:
 	SAFETY_REPORT=$(abspath $(SAFETY_REPORT)) $(GO) test -count=1 -timeout 30m -run '^TestSafety$$' ./internal/safety -safety.full
 	cat $(SAFETY_REPORT)
 
-# lockd against its Redis floor and redsync, on real processes it starts on
-# loopback; rewrites doc/BENCHMARKS.md (a few minutes).
+# lockd against its Redis floor, redsync and its peers (a naive Gin +
+# redsync service; etcd when etcd-server is installed), on real processes it
+# starts on loopback; rewrites doc/BENCHMARKS.md (a few minutes).
 bench: build
 	$(GO) run ./cmd/lockbench -lockd bin/lockd -out doc/BENCHMARKS.md
 

@@ -93,3 +93,22 @@ func (a *api) metric(ctx context.Context, base, name string) (float64, error) {
 	}
 	return 0, fmt.Errorf("/metrics has no %s", name)
 }
+
+// postJSON posts body to url, wants the status want, and decodes the answer
+// into out unless out is nil.
+func (a *api) postJSON(ctx context.Context, url, body string, want int, out any) error {
+	code, b, err := a.do(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return err
+	}
+	if code != want {
+		return fmt.Errorf("POST %s: %d %s", url, code, bytes.TrimSpace(b))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("POST %s: %w", url, err)
+	}
+	return nil
+}

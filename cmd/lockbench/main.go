@@ -1,7 +1,11 @@
-// Command lockbench measures lockd against its Redis floor and against
-// redsync used directly, on real redis-server and lockd processes that it
-// starts on loopback and stops itself. `make bench` runs it and rewrites
-// doc/BENCHMARKS.md; `make bench-smoke` only checks that it works.
+// Command lockbench measures lockd against its Redis floor, against redsync
+// used directly, and against two peers run as their own processes: a naive
+// Gin + redsync service (./naive) and, where the etcd binary is installed,
+// etcd's lock service through its JSON gateway. It starts real
+// redis-server, lockd and peer processes on loopback and stops them itself,
+// and counts Redis round trips from outside the services with a TCP proxy
+// (proxy.go). `make bench` runs it and rewrites doc/BENCHMARKS.md; `make
+// bench-smoke` only checks that it works, with or without etcd.
 package main
 
 import (

@@ -55,9 +55,10 @@ func takeoverScenario(b *bench) (section, error) {
 }
 
 // quorumScenario compares quorum mode (three nodes) with one node on the
-// uncontended cycle at concurrency 16, interleaved.
+// uncontended cycle at concurrency 16, interleaved, and counts the round
+// trips of each on counted clusters.
 func quorumScenario(b *bench) (section, error) {
-	q, err := startCluster(b.ctx, b.lockd, b.dir+"/quorum", 3, nil)
+	q, err := startCluster(b.ctx, b.lockd, b.dir+"/quorum", clusterOptions{nodes: 3})
 	if err != nil {
 		return section{}, err
 	}
@@ -74,7 +75,7 @@ func quorumScenario(b *bench) (section, error) {
 			c  *cluster
 			to *cell
 		}{{b.single, single}, {q, quorum}} {
-			r, err := runCycles(b.ctx, x.c, 16, d, lockdCycle(a, x.c.urls[0]))
+			r, err := runCycles(b.ctx, x.c, 16, d, lockdLocker(a, x.c.urls[0]))
 			if err != nil {
 				return section{}, fmt.Errorf("%s: %w", x.to.name, err)
 			}
@@ -82,15 +83,44 @@ func quorumScenario(b *bench) (section, error) {
 			b.logf("  %-18s %8.0f ops/s", x.to.name, r.opsPerSec)
 		}
 	}
-	t := &table{header: []string{"Redis", "cycles/s", "p50", "p99", "max", "Redis round trips/cycle (all nodes)", "Redis cmds/cycle (all nodes)", "lockd CPU/cycle", "Redis CPU/cycle (all nodes)"}}
-	for _, ce := range []*cell{single, quorum} {
-		l, u := ce.lat(), ce.cost()
-		t.add(ce.name, fmt.Sprintf("%.0f", ce.ops()), ms(l.p50), ms(l.p99), ms(l.max), thousandths(u.sent), thousandths(u.commands), us(u.lockdCPU), us(u.redisCPU))
+
+	// Round trips, on counted clusters of the same shapes.
+	n := 1000
+	if b.smoke {
+		n = 100
 	}
+	cs, err := b.counted()
+	if err != nil {
+		return section{}, err
+	}
+	qc, err := startCluster(b.ctx, b.lockd, b.dir+"/quorum-counted", clusterOptions{nodes: 3, counted: true})
+	if err != nil {
+		return section{}, err
+	}
+	defer qc.stop()
+	var counted []trips
+	for _, c := range []*cluster{cs, qc} {
+		tr, err := countTrips(b.ctx, c, lockdLocker(a, c.urls[0]), n, 16)
+		if err != nil {
+			return section{}, fmt.Errorf("counting round trips: %w", err)
+		}
+		counted = append(counted, tr)
+	}
+
+	t := &table{header: []string{"Redis", "cycles/s", "p50", "p99", "max", "round trips/acquire (all nodes)", "round trips/release (all nodes)",
+		"Redis cmds/cycle (all nodes)", "lockd CPU/cycle", "Redis CPU/cycle (all nodes)"}}
+	for i, ce := range []*cell{single, quorum} {
+		l, u := ce.lat(), ce.cost()
+		t.add(ce.name, fmt.Sprintf("%.0f", ce.ops()), ms(l.p50), ms(l.p99), ms(l.max),
+			fmt.Sprintf("%.2f", counted[i].acquire), fmt.Sprintf("%.2f", counted[i].release),
+			thousandths(u.commands), us(u.serviceCPU), us(u.redisCPU))
+	}
+	r := quorum.ops() / single.ops()
 	shows := fmt.Sprintf("`/v1` acquire + release at concurrency 16 against one Redis and against three (Redlock, a majority "+
-		"of votes per lock). Quorum mode does %.2f× the single node's throughput at %.2f× its median latency: every step "+
-		"goes to three nodes and the fence needs a read and a write round on a majority.",
-		quorum.ops()/single.ops(), float64(quorum.lat().p50)/float64(single.lat().p50))
+		"of votes per lock). Quorum mode does %.2f× the single node's throughput (target ≥ 0.75×: %s) at %.2f× its median "+
+		"latency. Round trips are counted as in section 1, by a proxy in front of each node, over %d acquires and their "+
+		"releases, and added up over the nodes.",
+		r, verdict(r >= 0.75), float64(quorum.lat().p50)/float64(single.lat().p50), n)
 	return section{title: "4. Quorum mode", tables: []*table{t}, shows: shows}, nil
 }
 

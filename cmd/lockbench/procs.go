@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,25 +71,45 @@ func (p *proc) stop() {
 }
 
 // cluster is what one scenario runs against: nodes redis-servers and two
-// lockd replicas over them (quorum mode with more than one node).
+// lockd replicas over them (quorum mode with more than one node), and the
+// naive service on node 1 when asked for.
 type cluster struct {
-	redis []*redistest.Server
-	addrs []string
-	rdb   []*redis.Client // the benchmark's own clients, one per node
-	sent  *sentCounter    // commands those clients sent
-	lockd []*proc
-	urls  []string
-	dir   string
+	redis    []*redistest.Server
+	addrs    []string
+	rdb      []*redis.Client  // the benchmark's own clients, one per node
+	sent     *sentCounter     // round trips those clients made
+	proxies  []*countingProxy // counted clusters: one in front of each node
+	viaProxy *redis.Client    // counted clusters: a benchmark client through the first proxy
+	lockd    []*proc
+	urls     []string
+	naive    *proc
+	naiveURL string
+	peerPIDs []int // set by a scenario while it runs a peer such as etcd
+	dir      string
 }
 
-func startCluster(ctx context.Context, lockdBin, dir string, nodes int, extraEnv []string) (c *cluster, err error) {
+// clusterOptions say what startCluster starts.
+type clusterOptions struct {
+	nodes int      // redis-servers; more than one is quorum mode
+	env   []string // extra lockd environment
+	// counted puts a countingProxy in front of every redis-server and
+	// points lockd and the naive service at the proxies, so that their
+	// round trips are counted from outside them. The benchmark's own
+	// clients still connect directly, and timings are never taken on such
+	// a cluster: the proxy is one more hop.
+	counted bool
+	naive   string // the naive service's binary, started on node 1; "" for none
+}
+
+func startCluster(ctx context.Context, lockdBin, dir string, o clusterOptions) (c *cluster, err error) {
 	c = &cluster{dir: dir, sent: &sentCounter{}}
 	defer func() {
 		if err != nil {
 			c.stop()
 		}
 	}()
-	for i := range nodes {
+	var serviceAddrs []string // what lockd and the naive service connect to
+	for i := range o.nodes {
 		rdir := filepath.Join(dir, fmt.Sprintf("redis-%d", i+1))
 		if err := os.MkdirAll(rdir, 0o755); err != nil {
 			return c, err
@@ -107,10 +127,23 @@ func startCluster(ctx context.Context, lockdBin, dir string, nodes int, extraEnv
 		// redsync competitors, plus their releases).
 		c.rdb = append(c.rdb, redis.NewClient(&redis.Options{Addr: addr, PoolSize: 160, MaxRetries: -1}))
 		c.rdb[i].AddHook(c.sent)
+		if !o.counted {
+			serviceAddrs = append(serviceAddrs, addr)
+			continue
+		}
+		p, err := startProxy(addr)
+		if err != nil {
+			return c, err
+		}
+		c.proxies = append(c.proxies, p)
+		serviceAddrs = append(serviceAddrs, p.addr())
 	}
-	redisEnv := []string{"REDIS_ADDR=" + c.addrs[0], "REDIS_ADDRS=", "REDIS_URLS="}
-	if nodes > 1 {
-		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(c.addrs, ","), "REDIS_URLS="}
+	if o.counted {
+		c.viaProxy = redis.NewClient(&redis.Options{Addr: serviceAddrs[0], PoolSize: 160, MaxRetries: -1})
+	}
+	redisEnv := []string{"REDIS_ADDR=" + serviceAddrs[0], "REDIS_ADDRS=", "REDIS_URLS="}
+	if o.nodes > 1 {
+		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(serviceAddrs, ","), "REDIS_URLS="}
 	}
 	for i := range 2 {
 		port, err := redistest.FreePort()
@@ -119,7 +152,7 @@ func startCluster(ctx context.Context, lockdBin, dir string, nodes int, extraEnv
 		}
 		env := append(os.Environ(), "PORT="+strconv.Itoa(port), "LOG_FORMAT=json",
 			"REDIS_PASSWORD=", "REDIS_DB=0", "API_TOKENS=", "API_TOKENS_FILE=")
-		env = append(append(env, redisEnv...), extraEnv...)
+		env = append(append(env, redisEnv...), o.env...)
 		p, err := startProc("lockd", filepath.Join(dir, fmt.Sprintf("lockd-%d.log", i+1)), env, lockdBin)
 		if err != nil {
 			return c, err
@@ -131,7 +164,39 @@ func startCluster(ctx context.Context, lockdBin, dir string, nodes int, extraEnv
 			return c, err
 		}
 	}
+	if o.naive != "" {
+		if c.naive, c.naiveURL, err = startNaive(ctx, o.naive, dir, serviceAddrs[0]); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
+}
+
+// startNaive runs the naive service (cmd/lockbench/naive) against the Redis
+// at addr, in Gin's release mode as it would be deployed.
+func startNaive(ctx context.Context, bin, dir, addr string) (*proc, string, error) {
+	port, err := redistest.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	env := append(os.Environ(), "REDIS_ADDR="+addr, "PORT="+strconv.Itoa(port), "GIN_MODE=release")
+	p, err := startProc("naive", filepath.Join(dir, "naive.log"), env, bin)
+	if err != nil {
+		return nil, "", err
+	}
+	hostport := "127.0.0.1:" + strconv.Itoa(port)
+	err = waitFor(ctx, "the naive service on "+hostport, func() error {
+		conn, err := net.Dial("tcp", hostport)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	if err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	return p, "http://" + hostport, nil
 }
 
 func ready(ctx context.Context, url string) error {
@@ -173,15 +238,44 @@ func (c *cluster) stop() {
 	for _, p := range c.lockd {
 		p.stop()
 	}
+	if c.naive != nil {
+		c.naive.stop()
+	}
 	for _, r := range c.rdb {
 		_ = r.Close()
+	}
+	if c.viaProxy != nil {
+		_ = c.viaProxy.Close()
+	}
+	for _, p := range c.proxies {
+		p.stop()
 	}
 	for _, srv := range c.redis {
 		srv.Stop()
 	}
 }
 
+// proxyTrips is the round trips counted so far by the cluster's proxies;
+// 0 on a cluster that is not counted.
+func (c *cluster) proxyTrips() int64 {
+	var n int64
+	for _, p := range c.proxies {
+		n += p.trips.Load()
+	}
+	return n
+}
+
 func (c *cluster) lockdPIDs() []int { return pids(c.lockd) }
+
+// servicePIDs are the processes that serve locks: the lockd replicas, the
+// naive service and any peer a scenario runs beside them (peerPIDs).
+func (c *cluster) servicePIDs() []int {
+	out := c.lockdPIDs()
+	if c.naive != nil {
+		out = append(out, c.naive.pid())
+	}
+	return append(out, c.peerPIDs...)
+}
 func (c *cluster) redisPIDs() []int {
 	var out []int
 	for _, srv := range c.redis {
@@ -273,15 +367,19 @@ func commandCalls(ctx context.Context, rdbs ...*redis.Client) (int64, error) {
 	return total, nil
 }
 
-// sentCounter is a go-redis hook that counts the commands a client sends,
-// each a round trip (pipelines count once, as they are one).
+// sentCounter is a go-redis hook that counts the round trips of the
+// benchmark's in-process clients: a command or a pipeline is one, as for
+// countingProxy.
 type sentCounter struct{ n atomic.Int64 }
 
 func (*sentCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (s *sentCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		s.n.Add(1)
+		// INFO is the benchmark reading its figures, not load.
+		if cmd.Name() != "info" {
+			s.n.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }
@@ -291,38 +389,6 @@ func (s *sentCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		s.n.Add(1)
 		return next(ctx, cmds)
 	}
-}
-
-// sentByLockd is the number of Redis commands the replicas sent, from their
-// lockd_redis_command_duration_seconds histograms (every node's).
-func (c *cluster) sentByLockd(ctx context.Context) (int64, error) {
-	var total float64
-	for _, url := range c.urls {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
-		if err != nil {
-			return 0, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return 0, err
-		}
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if strings.HasPrefix(line, "lockd_redis_command_duration_seconds_count") {
-				f := strings.Fields(line)
-				v, err := strconv.ParseFloat(f[len(f)-1], 64)
-				if err != nil {
-					return 0, fmt.Errorf("/metrics: %q: %w", line, err)
-				}
-				total += v
-			}
-		}
-	}
-	return int64(total), nil
 }
 
 // infoField reads one numeric field of a Redis INFO section.

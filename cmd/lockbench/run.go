@@ -30,6 +30,9 @@ var scenarios = []scenario{
 	{"quorum", quorumScenario},
 	{"demo", demoScenario},
 	{"scale", scaleScenario},
+	{"memory", memoryScenario},
+	// Last: the current lockd goes on checking expiries for a while after.
+	{"expiry", expiryScenario},
 }
 
 // section is one scenario's part of the report.
@@ -48,9 +51,27 @@ type bench struct {
 	smoke  bool
 	reps   int
 	lockd  string
+	naive  string // the naive service's binary
 	dir    string
-	single *cluster // one Redis, two replicas
-	log    io.Writer
+	single *cluster // one Redis, two replicas, the naive service
+	// countedSingle is single's shape behind counting proxies, started by
+	// the first scenario that counts round trips (counted).
+	countedSingle *cluster
+	log           io.Writer
+}
+
+// counted is a cluster like single whose lockd replicas and naive service
+// reach Redis through a countingProxy.
+func (b *bench) counted() (*cluster, error) {
+	if b.countedSingle != nil {
+		return b.countedSingle, nil
+	}
+	c, err := startCluster(b.ctx, b.lockd, filepath.Join(b.dir, "counted"), clusterOptions{nodes: 1, counted: true, naive: b.naive})
+	if err != nil {
+		return nil, fmt.Errorf("counted cluster: %w", err)
+	}
+	b.countedSingle = c
+	return c, nil
 }
 
 func (b *bench) logf(format string, args ...any) { fmt.Fprintf(b.log, format+"\n", args...) }
@@ -96,24 +117,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	if *lockdBin == "" {
 		*lockdBin = filepath.Join(dir, "lockd")
-		build := exec.CommandContext(ctx, "go", "build", "-o", *lockdBin, "./cmd/lockd")
-		build.Stdout, build.Stderr = stderr, stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build lockd: %w", err)
+		if err := goBuild(ctx, *lockdBin, "./cmd/lockd", stderr); err != nil {
+			return err
 		}
 	} else if _, err := os.Stat(*lockdBin); err != nil {
 		return fmt.Errorf("lockd binary: %w (build it with: make build)", err)
 	}
+	naiveBin := filepath.Join(dir, "naive")
+	if err := goBuild(ctx, naiveBin, "./cmd/lockbench/naive", stderr); err != nil {
+		return err
+	}
 
 	// Thousands of waiters in the scale scenario need that many requests
 	// waiting per replica.
-	single, err := startCluster(ctx, *lockdBin, filepath.Join(dir, "single"), 1, []string{"MAX_WAITERS=20000"})
+	single, err := startCluster(ctx, *lockdBin, filepath.Join(dir, "single"),
+		clusterOptions{nodes: 1, env: []string{"MAX_WAITERS=20000"}, naive: naiveBin})
 	if err != nil {
 		return err
 	}
 	defer single.stop()
 
-	b := &bench{ctx: ctx, smoke: *smoke, reps: *reps, lockd: *lockdBin, dir: dir, single: single, log: stderr}
+	b := &bench{ctx: ctx, smoke: *smoke, reps: *reps, lockd: *lockdBin, naive: naiveBin, dir: dir, single: single, log: stderr}
+	defer func() {
+		if b.countedSingle != nil {
+			b.countedSingle.stop()
+		}
+	}()
 	started := time.Now()
 	var sections []section
 	for _, s := range chosen {
@@ -133,6 +162,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *out != "" {
 		cmdline := "go run ./cmd/lockbench " + strings.Join(args, " ")
 		return os.WriteFile(*out, []byte(report(ctx, cmdline, total, sections)), 0o644)
+	}
+	return nil
+}
+
+// goBuild builds the command pkg (relative to the module root, where make
+// runs lockbench) into out.
+func goBuild(ctx context.Context, out, pkg string, stderr io.Writer) error {
+	build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	build.Stdout, build.Stderr = stderr, stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build %s: %w", pkg, err)
 	}
 	return nil
 }
@@ -182,8 +222,10 @@ func report(ctx context.Context, cmdline string, took time.Duration, sections []
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
 	b.WriteString("Written by `make bench` (cmd/lockbench); do not edit by hand. Everything runs on loopback on\n")
-	b.WriteString("one machine: a redis-server (`--save \"\" --appendonly no`), two lockd replicas and the load\n")
-	b.WriteString("generator share its cores, so the ratios inside one run are what count, not the absolute figures.\n")
+	b.WriteString("one machine: a redis-server (`--save \"\" --appendonly no`), two lockd replicas, the peers (the\n")
+	b.WriteString("naive Gin + redsync service, etcd) and the load generator share its cores, so the ratios inside\n")
+	b.WriteString("one run are what count, not the absolute figures. Redis round trips are counted by a TCP proxy in\n")
+	b.WriteString("front of Redis, on a separate copy of the cluster that is never timed (section 1 says how).\n")
 	b.WriteString("Each figure is the median over the interleaved repetitions; p99 is the median of the\n")
 	b.WriteString("repetitions' p99s and max the largest value seen in any of them. Latencies are in ms, CPU in µs.\n\n")
 	fmt.Fprintf(&b, "- Machine: %d cores (runtime.NumCPU), %s\n", runtime.NumCPU(), cpuModel())

@@ -51,12 +51,14 @@ func median[T int64 | float64 | time.Duration](v []T) T {
 }
 
 // usage is a snapshot of what a run costs: Redis commands and the CPU time
-// of the Redis, lockd and benchmark processes.
+// of the Redis, service (lockd, the naive service, a peer such as etcd)
+// and benchmark processes.
 type usage struct {
-	// commands counts those run inside scripts too; sent counts what the
-	// clients sent, each a round trip.
-	commands, sent           int64
-	redisCPU, lockdCPU, self time.Duration
+	// commands counts those run inside scripts too (INFO commandstats);
+	// sent counts round trips, of the benchmark's in-process clients (a
+	// go-redis hook) and through a counted cluster's proxies.
+	commands, sent             int64
+	redisCPU, serviceCPU, self time.Duration
 }
 
 func (c *cluster) usage(ctx context.Context) (usage, error) {
@@ -65,14 +67,13 @@ func (c *cluster) usage(ctx context.Context) (usage, error) {
 	if u.commands, err = commandCalls(ctx, c.rdb...); err != nil {
 		return u, err
 	}
-	if u.sent, err = c.sentByLockd(ctx); err != nil {
-		return u, err
-	}
-	u.sent += c.sent.n.Load()
+	// lockd's own round trips are seen only on a counted cluster, by its
+	// proxies: never by asking lockd.
+	u.sent = c.sent.n.Load() + c.proxyTrips()
 	if u.redisCPU, err = cpuTime(c.redisPIDs()...); err != nil {
 		return u, err
 	}
-	if u.lockdCPU, err = cpuTime(c.lockdPIDs()...); err != nil {
+	if u.serviceCPU, err = cpuTime(c.servicePIDs()...); err != nil {
 		return u, err
 	}
 	u.self, err = cpuTime(0)
@@ -80,7 +81,7 @@ func (c *cluster) usage(ctx context.Context) (usage, error) {
 }
 
 func (u usage) sub(v usage) usage {
-	return usage{u.commands - v.commands, u.sent - v.sent, u.redisCPU - v.redisCPU, u.lockdCPU - v.lockdCPU, u.self - v.self}
+	return usage{u.commands - v.commands, u.sent - v.sent, u.redisCPU - v.redisCPU, u.serviceCPU - v.serviceCPU, u.self - v.self}
 }
 
 // table is one markdown table.

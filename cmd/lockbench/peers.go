@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+)
+
+// naiveLocker calls the naive service (cmd/lockbench/naive) at base.
+func naiveLocker(a *api, base string) locker {
+	return func(ctx context.Context, name string) (func(context.Context) error, error) {
+		var l lease
+		if err := a.postJSON(ctx, base+"/acquire/"+name, "", http.StatusOK, &l); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			return a.postJSON(ctx, base+"/release/"+name, `{"token":"`+l.Token+`"}`, http.StatusNoContent, nil)
+		}, nil
+	}
+}
+
+// etcdServer is one etcd member that lockbench runs as a peer, its data on
+// tmpfs so that fsync is not what gets compared.
+type etcdServer struct {
+	p       *proc
+	url     string
+	dataDir string
+}
+
+// etcdInstallHint says how to get the binary the etcd rows need.
+const etcdInstallHint = "Debian/Ubuntu: apt-get install etcd-server"
+
+// startEtcd runs etcd on two free loopback ports (client and peer) with
+// its data under /dev/shm. It returns nil and why when there is no etcd
+// binary or it does not come up, so that its rows are skipped, never failed.
+func startEtcd(ctx context.Context, logDir string) (*etcdServer, string) {
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		return nil, "etcd is not on PATH (" + etcdInstallHint + "), so its rows are skipped"
+	}
+	shm := "/dev/shm"
+	if st, err := os.Stat(shm); err != nil || !st.IsDir() {
+		return nil, "there is no /dev/shm to keep etcd's data on tmpfs, so its rows are skipped"
+	}
+	data, err := os.MkdirTemp(shm, "lockbench-etcd")
+	if err != nil {
+		return nil, fmt.Sprintf("etcd's data directory: %v; its rows are skipped", err)
+	}
+	client, err1 := redistest.FreePort()
+	peer, err2 := redistest.FreePort()
+	if err1 != nil || err2 != nil {
+		os.RemoveAll(data)
+		return nil, "no free port for etcd; its rows are skipped"
+	}
+	clientURL := "http://127.0.0.1:" + strconv.Itoa(client)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(peer)
+	p, err := startProc("etcd", filepath.Join(logDir, "etcd.log"), os.Environ(), bin,
+		"--name", "lockbench", "--data-dir", data,
+		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "lockbench="+peerURL, "--log-level", "warn")
+	if err != nil {
+		os.RemoveAll(data)
+		return nil, fmt.Sprintf("%v; its rows are skipped", err)
+	}
+	e := &etcdServer{p: p, url: clientURL, dataDir: data}
+	a := newAPI(1)
+	defer a.close()
+	err = waitFor(ctx, "etcd on "+clientURL, func() error {
+		var h struct {
+			Health string `json:"health"`
+		}
+		code, b, err := a.do(ctx, http.MethodGet, clientURL+"/health", "")
+		if err == nil && (code != http.StatusOK || json.Unmarshal(b, &h) != nil || h.Health != "true") {
+			err = fmt.Errorf("/health: %d %s", code, b)
+		}
+		return err
+	})
+	if err != nil {
+		e.stop()
+		return nil, fmt.Sprintf("%v (its log: %s); its rows are skipped", err, filepath.Join(logDir, "etcd.log"))
+	}
+	return e, ""
+}
+
+func (e *etcdServer) stop() {
+	e.p.stop()
+	os.RemoveAll(e.dataDir)
+}
+
+func (e *etcdServer) version(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, e.p.cmd.Path, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	var v string
+	if _, err := fmt.Sscanf(string(out), "etcd Version: %s", &v); err != nil {
+		return "unknown"
+	}
+	return v
+}
+
+// etcdLease is how long each client's lease lasts: longer than any run.
+const etcdLease = time.Hour
+
+// locker uses etcd's lock service through its JSON gateway, as a program
+// that has no etcd client library does: each client grants itself one
+// lease (POST /v3/lease/grant) and then locks (/v3/lock/lock, a base64
+// name and the lease) and unlocks (/v3/lock/unlock, the returned key). A
+// client here is one concurrent cycle: leases are kept in a pool that
+// grows to the concurrency and are reused.
+func (e *etcdServer) locker(a *api) locker {
+	leases := make(chan string, 256)
+	return func(ctx context.Context, name string) (func(context.Context) error, error) {
+		var id string
+		select {
+		case id = <-leases:
+		default:
+			var g struct {
+				ID string `json:"ID"`
+			}
+			body := fmt.Sprintf(`{"TTL":%d}`, int(etcdLease.Seconds()))
+			if err := a.postJSON(ctx, e.url+"/v3/lease/grant", body, http.StatusOK, &g); err != nil {
+				return nil, fmt.Errorf("etcd lease: %w", err)
+			}
+			id = g.ID
+		}
+		var l struct {
+			Key string `json:"key"`
+		}
+		body := fmt.Sprintf(`{"name":%q,"lease":%q}`, base64.StdEncoding.EncodeToString([]byte(name)), id)
+		if err := a.postJSON(ctx, e.url+"/v3/lock/lock", body, http.StatusOK, &l); err != nil {
+			return nil, fmt.Errorf("etcd lock: %w", err)
+		}
+		return func(ctx context.Context) error {
+			if err := a.postJSON(ctx, e.url+"/v3/lock/unlock", fmt.Sprintf(`{"key":%q}`, l.Key), http.StatusOK, nil); err != nil {
+				return fmt.Errorf("etcd unlock: %w", err)
+			}
+			select {
+			case leases <- id:
+			default:
+			}
+			return nil
+		}, nil
+	}
+}
