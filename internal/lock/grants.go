@@ -78,9 +78,6 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 	start := time.Now()
 	keys := m.keys(name)
 	ttl := g.TTL.Milliseconds()
-	if len(m.nodes) > 1 {
-		mode += modeQuorum
-	}
 	got, errs := onEvery(ctx, m, nodeTimeout(g.TTL), func(ctx context.Context, n *node) (scriptReply, error) {
 		return evalOn(ctx, n, acquireScript, keys, m.argv(token, ttl, g.Owner, mode))
 	})
@@ -108,8 +105,17 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 		}
 		return Lease{}, refused
 	}
-	if len(m.nodes) > 1 {
-		if err := m.raise(ctx, l); err != nil {
+	// Nodes whose candidate fence was lower (their counters lagged) are
+	// raised to the chosen one; when the counters agree, as they do while
+	// every node takes part, the acquire was one round trip.
+	lagging := map[int]string{}
+	for _, r := range got {
+		if r.val.int(0) == 1 && r.val.int(1) < fence {
+			lagging[r.node] = r.val.str(3)
+		}
+	}
+	if len(lagging) > 0 {
+		if err := m.raise(ctx, l, won-len(lagging), lagging); err != nil {
 			m.undo(ctx, l)
 			return Lease{}, err
 		}
@@ -123,19 +129,24 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 }
 
 // raise, in quorum mode, makes the highest candidate fence of the nodes
-// that granted the lease its fence on a majority. A maximum over per-node
-// counters alone would not do: two grants' majorities share a node, but the
-// maximum may come from another one. Written back to a majority, the
-// fence is seen by any later grant's majority.
-func (m *Manager) raise(ctx context.Context, l Lease) error {
+// that granted the lease its fence on the lagging ones (node index to the
+// id of the event each wrote), so that a majority holds it: ready of them
+// already do. A maximum over per-node counters alone would not do: two
+// grants' majorities share a node, but the maximum may come from another
+// one. Written to a majority, the fence is seen by any later grant's.
+func (m *Manager) raise(ctx context.Context, l Lease, ready int, lagging map[int]string) error {
 	keys := m.keys(l.Name)
 	got, errs := onEvery(ctx, m, nodeTimeout(l.TTL), func(ctx context.Context, n *node) (int64, error) {
-		return raiseScript.Run(ctx, n.client, keys, m.argv(l.Token, l.Fence, "", "")...).Int64()
+		id, ok := lagging[n.index]
+		if !ok {
+			return 0, nil
+		}
+		return raiseScript.Run(ctx, n.client, keys, append(m.argv(l.Token, l.Fence, "", ""), id)...).Int64()
 	})
-	if countIf(got, func(v int64) bool { return v == 1 }) >= m.quorum() {
+	if ready+countIf(got, func(v int64) bool { return v == 1 }) >= m.quorum() {
 		return nil
 	}
-	if len(got) < m.quorum() {
+	if errs != nil {
 		return unavailable("write fences on a quorum", errs)
 	}
 	return &LockedError{} // the key was lost on a majority meanwhile

@@ -67,7 +67,6 @@ func (m *Manager) keys(name string) []string {
 // Mode letters for the scripts' ARGV[5].
 const (
 	modeContended = "c"
-	modeQuorum    = "q"
 	modeKeepOld   = "k"
 	modeSilent    = "n"
 )

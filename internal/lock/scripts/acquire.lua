@@ -1,13 +1,14 @@
 -- acquire: take the lock if it is free, give it the next fence of its slot
 -- and record the grant; if it is held, say by whom. A call retried after it
 -- won finds its own token and answers the same grant again.
--- Returns {1, fence, pttl} or {0, holder fence, pttl, holder owner}.
+-- Returns {1, fence, pttl, event id} or {0, holder fence, pttl, holder
+-- owner}. In quorum mode (q) the fence is this node's candidate.
 local v = redis.call("GET", KEYS[1])
 if v then
   local g = grant(v)
   local pttl = redis.call("PTTL", KEYS[1])
   if g.token == ARGV[1] then
-    return {1, g.fence, pttl}
+    return {1, g.fence, pttl, ""}
   end
   if has("c") then
     emit("contended", g.fence, ARGV[3], pttl)
@@ -37,7 +38,4 @@ else
   end
   redis.call("SET", KEYS[1], encode(g), "PX", ttl)
 end
-if not has("q") then
-  emit("acquired", fence, g.owner, ttl)
-end
-return {1, fence, ttl}
+return {1, fence, ttl, emit("acquired", fence, g.owner, ttl)}

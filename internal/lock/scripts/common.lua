@@ -10,9 +10,9 @@
 -- ARGV[1] token   ARGV[2] ttl in ms (or a fence)   ARGV[3] owner
 -- ARGV[4] now in ms   ARGV[5] mode letters   ARGV[6] replica
 -- ARGV[7] event time   ARGV[8] the released channel
--- Mode letters: c report a refusal as "contended"; q quorum round one (the
--- fence is this node's candidate and no event is written); k keep the old
--- layout, for a rolling upgrade with older replicas; n write no event.
+-- ARGV[9] (raise only) the id of the event to replace
+-- Mode letters: c report a refusal as "contended"; k keep the old layout,
+-- for a rolling upgrade with older replicas; n write no event.
 --
 -- A /v1 grant is the value "fence|ttl_ms|at_ms|token|owner". A value with
 -- no "|" is a redsync value (the demo's) or a grant of the old layout.
@@ -49,10 +49,11 @@ local function encode(g)
 end
 
 -- emit appends one event to the stream, in the same step as the change it
--- reports, so each lock's events are in the order of its changes.
+-- reports, so each lock's events are in the order of its changes. It
+-- returns the entry's id ("" when events are off).
 local function emit(typ, fence, owner, ttl)
-  if has("n") then return end
-  redis.call("XADD", KEYS[3], "MAXLEN", "~", "10000", "*", "data",
+  if has("n") then return "" end
+  return redis.call("XADD", KEYS[3], "MAXLEN", "~", "10000", "*", "data",
     '{"type":"' .. typ .. '","replica":' .. cjson.encode(ARGV[6]) .. ',"name":' .. cjson.encode(name) ..
     ',"fence":' .. int(fence) .. ',"owner":' .. cjson.encode(owner) .. ',"ttl_ms":' .. int(ttl) ..
     ',"time":"' .. ARGV[7] .. '","source":"v1"}')

@@ -1,7 +1,9 @@
--- raise (quorum mode, round two): make the fence chosen from a majority's
--- candidates this grant's fence on this node, and lift the slot's counter
--- to it, only while the node's key holds this grant's token.
--- ARGV[2] is the fence. Returns 1, or 0 when the key is not this grant's.
+-- raise (quorum mode, round two, on the nodes whose candidate was lower):
+-- make the fence chosen from a majority's candidates this grant's fence on
+-- this node, and lift the slot's counter to it, only while the node's key
+-- holds this grant's token. ARGV[2] is the fence; the "acquired" event
+-- round one wrote here (ARGV[9]) is replaced by one with this fence.
+-- Returns 1, or 0 when the key is not this grant's.
 local v = redis.call("GET", KEYS[1])
 if not v then return 0 end
 local g = grant(v)
@@ -18,6 +20,9 @@ if g.kind == "old" then
   redis.call("HSET", KEYS[5], "fence", int(fence))
 else
   redis.call("SET", KEYS[1], encode(g), "KEEPTTL")
+end
+if ARGV[9] ~= "" then
+  redis.call("XDEL", KEYS[3], ARGV[9])
 end
 emit("acquired", fence, g.owner, g.ttl)
 return 1
