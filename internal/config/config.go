@@ -67,7 +67,7 @@ type Config struct {
 	// ReplicaName names this replica in lock events (REPLICA_NAME; empty:
 	// cmd/lockd uses hostname:port).
 	ReplicaName string
-	// LegacyKeys makes /v1 grants use the key layout of lockd before 0.3,
+	// LegacyKeys makes /v1 grants use the three-key layout of earlier releases,
 	// for the length of a rolling upgrade or a rollback (LEGACY_KEYS,
 	// false; see doc/FENCING.md).
 	LegacyKeys bool

@@ -67,7 +67,7 @@ func TestReleasedLocksLeaveNoKey(t *testing.T) {
 	}
 }
 
-// oldReplica does what lockd before 0.3 did for a fenced acquire, extend
+// oldReplica does what lockd of earlier releases did for a fenced acquire, extend
 // and release, to test that both layouts work side by side.
 type oldReplica struct{ rdb *redis.Client }
 
@@ -108,7 +108,7 @@ func (o oldReplica) release(t *testing.T, name, token string) bool {
 	return err == nil && n == 1
 }
 
-// TestOldLayoutIsHonouredThenRetired: with keys of the layout before 0.3
+// TestOldLayoutIsHonouredThenRetired: with keys of the three-key layout of earlier releases
 // present, a new replica reads the old grant (inspect, extend, release),
 // continues fences above the old counters, and then deletes them.
 func TestOldLayoutIsHonouredThenRetired(t *testing.T) {

@@ -27,7 +27,7 @@ type Manager struct {
 	log      *slog.Logger
 	obs      Observer
 	replica  string // named in the events this Manager writes
-	keepOld  bool   // write the layout before 0.3 (Config.LegacyKeys)
+	keepOld  bool   // write the three-key layout of earlier releases (Config.LegacyKeys)
 	expiries *expiries
 
 	maxWaiters  int
@@ -103,7 +103,7 @@ type Config struct {
 	MaxWaiters int
 	// Replica names this process in the events it writes.
 	Replica string
-	// LegacyKeys makes grants use the key layout before 0.3 (the lock key
+	// LegacyKeys makes grants use the three-key layout of earlier releases (the lock key
 	// holds the bare token, lockmeta:NAME the grant and lockfence:NAME the
 	// name's counter), so that older replicas running beside this one in
 	// a rolling upgrade can extend and release them and keep fences

@@ -53,7 +53,7 @@ const (
 	// every lock in the slot takes its fences from it, so the counters are
 	// bounded (at most 16,384) and a released lock leaves nothing behind.
 	fenceCounterPrefix = "lockd:fence:"
-	// The layout before 0.3: a name's own counter and grant record. lockd
+	// The three-key layout of earlier releases: a name's own counter and grant record. lockd
 	// honours and retires them, and writes them while LegacyKeys is set.
 	metaPrefix  = "lockmeta:"
 	fencePrefix = "lockfence:"

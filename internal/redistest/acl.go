@@ -29,7 +29,7 @@ const LockdACL = "resetkeys resetchannels -@all" +
 	" +publish +subscribe" + // release wake-ups between replicas
 	" +xadd +xread +xrevrange" + // the lock events stream behind /v1/events
 	" ~lock:* ~lockd:fence:* ~lockd:node ~lockd:events" + // locks, the slots' fence counters, the restart marker, the events
-	" ~lockmeta:* ~lockfence:*" + // grants and counters of the layout before 0.3, honoured and retired
+	" ~lockmeta:* ~lockfence:*" + // grants and counters of the three-key layout of earlier releases, honoured and retired
 	" &lockd:released" // the wake-up channel
 
 // ACLRefusals returns what ACL LOG has recorded so far, oldest first, as

@@ -3,8 +3,8 @@
 -- KEYS[1] lock:NAME             the lock: one string key while held
 -- KEYS[2] lockd:fence:{TAG}     the fence counter of the lock's cluster slot
 -- KEYS[3] lockd:events          the capped events stream
--- KEYS[4] lockfence:NAME        before 0.3: the name's own fence counter
--- KEYS[5] lockmeta:NAME         before 0.3: the live grant's record (a hash)
+-- KEYS[4] lockfence:NAME        of earlier releases: the name's own fence counter
+-- KEYS[5] lockmeta:NAME         of earlier releases: the live grant's record (a hash)
 -- Keys 4 and 5 are passed only where data of the old layout may exist.
 --
 -- ARGV[1] token   ARGV[2] ttl in ms (or a fence)   ARGV[3] owner
