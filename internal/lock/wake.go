@@ -111,7 +111,10 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		l, err := m.tryAcquire(ctx, name, g, mode)
 		var le *LockedError
 		if !errors.As(err, &le) || final {
-			m.waiters.remove(name, w)
+			// A waiter that got the lock keeps any wake-up that came
+			// meanwhile: it was the previous holder's release, and the
+			// next waiter would only find the lock taken.
+			m.waiters.remove(name, w, err != nil)
 			if err == nil && ctx.Err() != nil {
 				// Nobody is left to use or release this lease.
 				_ = m.ReleaseToken(context.WithoutCancel(ctx), name, l.Token)
@@ -132,15 +135,15 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		case <-timer.C:
 		case <-m.stopWaiting:
 			timer.Stop()
-			m.waiters.remove(name, w)
+			m.waiters.remove(name, w, true)
 			return Lease{}, errShuttingDown
 		case <-ctx.Done():
 			timer.Stop()
-			m.waiters.remove(name, w)
+			m.waiters.remove(name, w, true)
 			return Lease{}, ctx.Err()
 		}
 		timer.Stop()
-		m.waiters.remove(name, w)
+		m.waiters.remove(name, w, true)
 	}
 }
 
@@ -178,8 +181,8 @@ func (wl *waitlist) add(name string) chan struct{} {
 }
 
 // remove drops w. If w was woken but its owner is leaving without using the
-// wake-up, it passes the wake-up on to the next waiter.
-func (wl *waitlist) remove(name string, w chan struct{}) {
+// wake-up, and passOn is set, it passes the wake-up on to the next waiter.
+func (wl *waitlist) remove(name string, w chan struct{}, passOn bool) {
 	wl.mu.Lock()
 	list := wl.byName[name]
 	for i, c := range list {
@@ -194,10 +197,13 @@ func (wl *waitlist) remove(name string, w chan struct{}) {
 		wl.byName[name] = list
 	}
 	wl.mu.Unlock()
+	if !passOn {
+		return
+	}
 	select {
 	case <-w:
-		// It had been woken; whether it used that or not, the lock may be
-		// free for the next one, which will find out with one attempt.
+		// It had been woken and is leaving without the lock: the lock may
+		// be free for the next one, which will find out with one attempt.
 		wl.wakeOne(name)
 	default:
 	}
