@@ -16,7 +16,15 @@ type Holder struct {
 
 // LockedError is returned when a lock is held by someone else. It matches
 // ErrLocked with errors.Is and says who holds it and for how long.
-type LockedError struct{ Holder Holder }
+type LockedError struct {
+	Holder Holder
+	votes  int // nodes that refused for this holder
+}
+
+// errVotesSplit answers an acquire that no grant holds a majority against:
+// with several nodes, contenders can split the votes. It matches
+// ErrUnavailable; AcquireWait tries again at once after a short pause.
+var errVotesSplit = &kindError{ErrUnavailable, errors.New("lock: no majority for any holder (the votes split); try again")}
 
 func (e *LockedError) Error() string {
 	return fmt.Sprintf("lock: already held (owner %q, fence %d, %v left)", e.Holder.Owner, e.Holder.Fence, e.Holder.TTL.Round(100*time.Millisecond))
@@ -83,13 +91,25 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 	})
 	won := 0
 	var fence int64
+	refusals := map[string]*LockedError{} // by the holder's token
 	var refused *LockedError
 	for _, r := range got {
 		if r.val.int(0) == 1 {
 			won++
 			fence = max(fence, r.val.int(1))
-		} else if h := (Holder{Owner: r.val.str(3), Fence: r.val.int(1), TTL: ms(r.val.int(2))}); refused == nil || h.Fence > refused.Holder.Fence {
-			refused = &LockedError{Holder: h}
+			continue
+		}
+		h := Holder{Owner: r.val.str(3), Fence: r.val.int(1), TTL: ms(r.val.int(2))}
+		e := refusals[r.val.str(4)]
+		if e == nil {
+			e = &LockedError{Holder: h}
+			refusals[r.val.str(4)] = e
+		}
+		e.votes++
+		e.Holder.Fence = max(e.Holder.Fence, h.Fence)
+		e.Holder.TTL = min(e.Holder.TTL, h.TTL)
+		if e.votes >= m.quorum() {
+			refused = e
 		}
 	}
 	l := Lease{Name: name, Token: token, TTL: g.TTL, Until: validUntil(start, g.TTL), Owner: g.Owner, Fence: fence}
@@ -97,13 +117,16 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 		if won > 0 {
 			m.undo(ctx, l)
 		}
-		if len(got) < m.quorum() {
+		switch {
+		case refused != nil:
+			return Lease{}, refused // a majority holds one grant
+		case len(got) < m.quorum():
 			return Lease{}, unavailable("acquire", errs)
 		}
-		if refused == nil {
-			refused = &LockedError{} // the votes split: nobody holds it
-		}
-		return Lease{}, refused
+		// No grant holds a majority: contenders split the votes, or the
+		// holder's grant lost nodes. Nobody is known to hold the lock, so
+		// this is no refusal: try again.
+		return Lease{}, errVotesSplit
 	}
 	// Nodes whose candidate fence was lower (their counters lagged) are
 	// raised to the chosen one; when the counters agree, as they do while
@@ -203,7 +226,9 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 		l.Until = validUntil(start, l.TTL)
 		m.expiries.extended(l)
 		return l, nil
-	case len(got) < m.quorum():
+	case ok+len(m.nodes)-len(got) >= m.quorum():
+		// The nodes that did not answer could make a majority with those
+		// that extended: whether the lease still holds is not known.
 		return Lease{}, unavailable("extend", errs)
 	case bare >= m.quorum():
 		return Lease{}, &kindError{ErrNotHolder, errors.New("lock: held without a grant; use the API that took it")}
@@ -255,7 +280,9 @@ func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holde
 			held = time.Since(time.UnixMilli(at))
 		}
 		return h, nil
-	case len(got) < m.quorum():
+	case ok+len(m.nodes)-len(got) >= m.quorum():
+		// The nodes that did not answer could make a majority with those
+		// that released: whether this token held the lock is not known.
 		return Holder{}, unavailable("release", errs)
 	}
 	return Holder{}, &kindError{ErrNotHolder, errors.New("lock: token does not hold the lock")}

@@ -110,7 +110,8 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		}
 		l, err := m.tryAcquire(ctx, name, g, mode)
 		var le *LockedError
-		if !errors.As(err, &le) || final {
+		split := err == errVotesSplit
+		if (!errors.As(err, &le) && !split) || final {
 			// A waiter that got the lock keeps any wake-up that came
 			// meanwhile: it was the previous holder's release, and the
 			// next waiter would only find the lock taken.
@@ -122,10 +123,14 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 			}
 			return l, err
 		}
-		// The holder's TTL is 0 when the lock was freed in between, or
-		// when no grant holds a quorum (attempts split the votes): then try
-		// again after a short random pause, so racing waiters fall apart.
-		pause := le.Holder.TTL
+		// The holder's TTL is 0 when the lock was freed in between; when
+		// no grant holds a quorum (attempts split the votes), there is no
+		// holder: then try again after a short random pause, so racing
+		// waiters fall apart.
+		var pause time.Duration
+		if le != nil {
+			pause = le.Holder.TTL
+		}
 		if pause == 0 {
 			pause = time.Duration(1+rand.IntN(5)) * time.Millisecond
 		}

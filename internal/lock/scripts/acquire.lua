@@ -2,7 +2,9 @@
 -- and record the grant; if it is held, say by whom. A call retried after it
 -- won finds its own token and answers the same grant again.
 -- Returns {1, fence, pttl, event id} or {0, holder fence, pttl, holder
--- owner}. In quorum mode (q) the fence is this node's candidate.
+-- owner, holder token}; the token tells lockd whether a majority refused
+-- for the same grant, and never leaves it. With several nodes the fence
+-- is this node's candidate.
 local v = redis.call("GET", KEYS[1])
 if v then
   local g = grant(v)
@@ -13,7 +15,7 @@ if v then
   if has("c") then
     emit("contended", g.fence, ARGV[3], pttl)
   end
-  return {0, g.fence, pttl, g.owner}
+  return {0, g.fence, pttl, g.owner, g.token}
 end
 
 local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
