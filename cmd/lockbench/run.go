@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	if *out != "" {
 		cmdline := "go run ./cmd/lockbench " + strings.Join(args, " ")
-		return os.WriteFile(*out, []byte(report(ctx, cmdline, total, sections)), 0o644)
+		return os.WriteFile(*out, []byte(report(ctx, cmdline, total, sections)+keptTail(*out)), 0o644)
 	}
 	return nil
 }
@@ -216,6 +216,22 @@ func (s section) markdown() string {
 		fmt.Fprintf(&b, "**Profile finding.** %s\n\n", s.findings)
 	}
 	return b.String()
+}
+
+// keptMarker starts the part of the report file that a run keeps as it
+// is: the figures of earlier runs, written by hand for comparison.
+const keptMarker = "<!-- make bench keeps everything below this line -->"
+
+// keptTail is what the file at path holds from keptMarker on, or "".
+func keptTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if i := strings.Index(string(b), keptMarker); i >= 0 {
+		return "\n" + string(b[i:])
+	}
+	return ""
 }
 
 func report(ctx context.Context, cmdline string, took time.Duration, sections []section) string {

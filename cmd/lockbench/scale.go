@@ -28,8 +28,8 @@ func scaleScenario(b *bench) (section, error) {
 		return section{}, err
 	}
 	shows := fmt.Sprintf("%d requests wait on one lock, half on each replica, then drain one grant at a time (each waiter "+
-		"releases at once). %s With %d locks held, Redis spends %d bytes per lock (the lock key, its grant's metadata hash "+
-		"and its fence counter), and a page of 100 from `GET /v1/locks` takes %s ms at the median.",
+		"releases at once). %s With %d locks held, Redis spends %d bytes per lock (the lock key, which holds its grant, "+
+		"and a share of the per-slot fence counters), and a page of 100 from `GET /v1/locks` takes %s ms at the median.",
 		waiters, wt.note, held, perLock, ms(page))
 	return section{title: "6. Scale", tables: []*table{wt.t, ht}, shows: shows}, nil
 }
