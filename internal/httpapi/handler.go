@@ -1,6 +1,7 @@
 // Package httpapi is lockd's HTTP layer: Gin routes over the lock domain.
 // routes.go lists the whole API; demo.go serves the README's GET /lock,
-// events.go the lock events and ui.go the dashboard.
+// events.go the lock events, stream.go the replica's one reader of them
+// and ui.go the dashboard.
 package httpapi
 
 import (
@@ -50,6 +51,7 @@ type server struct {
 	log   *slog.Logger
 	locks *lock.Manager
 	opts  Options
+	hub   *eventHub // behind /v1/events
 }
 
 // NewHandler returns lockd's HTTP handler. It never touches Redis itself:
@@ -59,7 +61,7 @@ func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) (http.Ha
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = defaultMaxBody
 	}
-	s := &server{log: logger, locks: locks, opts: opts}
+	s := &server{log: logger, locks: locks, opts: opts, hub: newEventHub(locks, logger)}
 	r := gin.New()
 	// Only the proxies named are believed about the client's address;
 	// with none, the client IP in the logs is the peer's address.
