@@ -2,6 +2,9 @@ package lock
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +53,44 @@ func TestExpiryIsReportedOnce(t *testing.T) {
 	}
 	if len(expired) != 1 || !strings.Contains(expired[0], `"name":"exp"`) || !strings.Contains(expired[0], `"fence":`) {
 		t.Fatalf("expired events %q, want exactly one, for exp", expired)
+	}
+}
+
+// TestEventsQuoteOwners: the scripts write events as JSON themselves; an
+// owner with quotes, a backslash or non-ASCII text comes out intact.
+func TestEventsQuoteOwners(t *testing.T) {
+	t.Parallel()
+	m, rdb, _ := setup(t)
+	ctx := context.Background()
+	for i, owner := range []string{`say "hi" \ ok`, "café ☕", ""} {
+		name := fmt.Sprintf("quote-%d", i)
+		l, err := m.TryAcquire(ctx, name, Grant{TTL: time.Minute, Owner: owner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.ReleaseToken(ctx, name, l.Token); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := rdb.XRange(ctx, EventsStream, "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for _, msg := range msgs {
+			var ev Event
+			data, _ := msg.Values["data"].(string)
+			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				t.Fatalf("event %q is not JSON: %v", data, err)
+			}
+			if ev.Name == name {
+				if ev.Owner != owner || ev.Fence != l.Fence || ev.Source != "v1" {
+					t.Errorf("event %+v, want owner %q fence %d", ev, owner, l.Fence)
+				}
+				types = append(types, ev.Type)
+			}
+		}
+		if !slices.Equal(types, []string{EventAcquired, EventReleased}) {
+			t.Errorf("%s: events %q", name, types)
+		}
 	}
 }

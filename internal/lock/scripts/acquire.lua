@@ -19,9 +19,13 @@ if v then
 end
 
 local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
+local old = false
 if #KEYS >= 5 then
   -- A counter of the old layout is honoured once, then retired.
-  fence = math.max(fence, tonumber(redis.call("GET", KEYS[4]) or "0"))
+  old = redis.call("GET", KEYS[4])
+  if old then
+    fence = math.max(fence, tonumber(old))
+  end
 end
 fence = fence + 1
 redis.call("SET", KEYS[2], int(fence))
@@ -35,7 +39,7 @@ if has("k") then
   redis.call("HSET", KEYS[5], "token", g.token, "owner", g.owner, "fence", int(fence), "ttl_ms", int(ttl), "at", int(g.at))
   redis.call("PEXPIRE", KEYS[5], 7200000)
 else
-  if #KEYS >= 5 then
+  if old then
     redis.call("DEL", KEYS[4], KEYS[5])
   end
   redis.call("SET", KEYS[1], encode(g), "PX", ttl)
