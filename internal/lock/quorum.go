@@ -461,14 +461,17 @@ func onEvery[T any](ctx context.Context, m *Manager, timeout time.Duration,
 	return fanOut(ctx, m, timeout, fn, func([]reply[T]) bool { return false })
 }
 
-// nodeTimeout bounds one call to one node: 5% of the TTL, as redsync bounds
-// its own, at least 50 ms and at most a second (also when the TTL is not
-// known, 0).
+// nodeTimeout bounds one call to one node: 10% of the TTL, at least 100 ms
+// and at most a second (also when the TTL is not known, 0). redsync's 5%
+// and 50 ms floor proved too tight for a loaded machine: a node that
+// misses it is skipped until a probe answers, and with one more slow node
+// the quorum fails. A lease whose validity ran out meanwhile is refused
+// anyway, so a longer bound costs availability, never safety.
 func nodeTimeout(ttl time.Duration) time.Duration {
 	if ttl <= 0 {
 		return time.Second
 	}
-	return min(max(ttl/20, 50*time.Millisecond), time.Second)
+	return min(max(ttl/10, 100*time.Millisecond), time.Second)
 }
 
 func newPools(nodes []*node) []redsyncredis.Pool {
