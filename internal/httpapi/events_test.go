@@ -227,12 +227,7 @@ func TestEventsFromBothReplicas(t *testing.T) {
 }
 
 // idLess orders stream ids ("ms-seq").
-func idLess(a, b string) bool {
-	var am, as, bm, bs uint64
-	fmt.Sscanf(a, "%d-%d", &am, &as)
-	fmt.Sscanf(b, "%d-%d", &bm, &bs)
-	return am < bm || am == bm && as < bs
-}
+func idLess(a, b string) bool { return parseStreamID(a).Less(parseStreamID(b)) }
 
 func TestEventsExpiry(t *testing.T) {
 	t.Parallel()

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,14 +50,14 @@ type eventHub struct {
 	// after base, up to pos, the id of the last one read. Entries trimmed
 	// before the reader got to them are missing here as in the stream.
 	ring []ringEvent
-	base streamID
-	pos  streamID
+	base lock.EventID
+	pos  lock.EventID
 }
 
 // ringEvent is an event as the hub keeps it: its id, to find where a
 // client resumes, and its frame, made once for all clients.
 type ringEvent struct {
-	id    streamID
+	id    lock.EventID
 	frame []byte
 }
 
@@ -68,8 +66,8 @@ type ringEvent struct {
 type subscriber struct {
 	frames chan []byte // closed when the hub ends the stream
 	live   bool
-	after  streamID // the client has every event up to here
-	cut    func()   // unblocks a write to a client that is dropped
+	after  lock.EventID // the client has every event up to here
+	cut    func()       // unblocks a write to a client that is dropped
 }
 
 func newEventHub(locks *lock.Manager, log *slog.Logger) *eventHub {
@@ -117,10 +115,10 @@ func (h *eventHub) attach(sub *subscriber, after string, force bool) ([][]byte, 
 	if after != "" {
 		from = parseStreamID(after)
 	}
-	if from.less(h.base) && !force {
+	if from.Less(h.base) && !force {
 		return nil, false
 	}
-	i := sort.Search(len(h.ring), func(i int) bool { return from.less(h.ring[i].id) })
+	i := sort.Search(len(h.ring), func(i int) bool { return from.Less(h.ring[i].id) })
 	backlog := make([][]byte, 0, len(h.ring)-i)
 	for _, ev := range h.ring[i:] {
 		backlog = append(backlog, ev.frame)
@@ -190,7 +188,7 @@ func (h *eventHub) send(ev lock.StreamEvent) {
 	h.ring = append(h.ring, ringEvent{id: id, frame: frame})
 	h.pos = id
 	for sub := range h.subs {
-		if !sub.live || !sub.after.less(id) {
+		if !sub.live || !sub.after.Less(id) {
 			continue
 		}
 		select {
@@ -210,22 +208,11 @@ func (h *eventHub) end(sub *subscriber) {
 	close(sub.frames)
 }
 
-// streamID is a stream id, "ms-seq", in a form that compares as Redis
-// orders ids.
-type streamID struct{ ms, seq uint64 }
-
-// parseStreamID reads an id that lock.ValidEventID accepts, or that Redis
+// parseStreamID reads an id that lock.ValidEventID accepted, or that Redis
 // gave.
-func parseStreamID(s string) streamID {
-	ms, seq, _ := strings.Cut(s, "-")
-	var id streamID
-	id.ms, _ = strconv.ParseUint(ms, 10, 64)
-	id.seq, _ = strconv.ParseUint(seq, 10, 64)
+func parseStreamID(s string) lock.EventID {
+	id, _ := lock.ParseEventID(s)
 	return id
-}
-
-func (a streamID) less(b streamID) bool {
-	return a.ms < b.ms || a.ms == b.ms && a.seq < b.seq
 }
 
 // sseWriter writes one stream, each write bounded by streamWriteTimeout.

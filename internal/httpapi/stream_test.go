@@ -334,7 +334,7 @@ func TestStreamResume(t *testing.T) {
 
 	// Ahead of the replica's reader (a client coming from a replica that
 	// read further): what it has is not sent again.
-	ms := parseStreamID(end[0]).ms + 60_000
+	ms := parseStreamID(end[0]).MS + 60_000
 	ahead := open(fmt.Sprintf("%d-2", ms))
 	for seq := 1; seq <= 3; seq++ {
 		if err := c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: lock.EventsStream, ID: fmt.Sprintf("%d-%d", ms, seq),

@@ -164,7 +164,7 @@ func (m *Manager) lookAtExpired(ctx context.Context, batch []*watched) {
 			out[i] = v
 		}
 		return out, nil
-	}, func([]reply[[]int64]) bool { return false })
+	})
 	for i, w := range batch {
 		held, gone, left := 0, 0, time.Duration(0)
 		for _, r := range got {

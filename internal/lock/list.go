@@ -127,7 +127,7 @@ func (m *Manager) inspectMany(ctx context.Context, names []string) ([]Entry, err
 	}
 	got, errs := fanOut(ctx, m, inspectTimeout, func(ctx context.Context, n *node) ([]inspected, error) {
 		return inspectOn(ctx, m, n, names)
-	}, func([]reply[[]inspected]) bool { return false })
+	})
 	if len(got) < m.quorum() {
 		return nil, unavailable("inspect", errs)
 	}

@@ -102,22 +102,23 @@ func (h healthHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h healthHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if unanswered(err) && !isMaintenance(ctx) {
-			h.n.setSlow(true, h.log)
-		}
-		return err
+		return h.saw(ctx, next(ctx, cmd))
 	}
 }
 
 func (h healthHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		if unanswered(err) && !isMaintenance(ctx) {
-			h.n.setSlow(true, h.log)
-		}
-		return err
+		return h.saw(ctx, next(ctx, cmds))
 	}
+}
+
+// saw marks the node slow when err says it gave no answer, outside the
+// maintenance checks (which look at nodes known to be in trouble).
+func (h healthHook) saw(ctx context.Context, err error) error {
+	if unanswered(err) && !isMaintenance(ctx) {
+		h.n.setSlow(true, h.log)
+	}
+	return err
 }
 
 // probeSlow pings every slow node and lets back those that answer.
@@ -394,12 +395,12 @@ type reply[T any] struct {
 }
 
 // fanOut runs fn on every node in quorums at once, each bounded by
-// timeout, and returns the answers gathered when enough says they suffice
-// or when every node has answered. A node that is out, slow or fails is
-// left out of the answers but counted in errs, so one dead node never
-// stalls a call that a quorum can answer.
+// timeout, and returns once every node has answered or failed. A node that
+// is out or slow is not asked, and it and any that fails are left out of
+// the answers but counted in errs; since slow nodes are skipped, waiting
+// for all costs at most one timeout per node that stops answering.
 func fanOut[T any](ctx context.Context, m *Manager, timeout time.Duration,
-	fn func(context.Context, *node) (T, error), enough func([]reply[T]) bool) (got []reply[T], errs error) {
+	fn func(context.Context, *node) (T, error)) (got []reply[T], errs error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ch := make(chan reply[T], len(m.nodes))
@@ -424,9 +425,6 @@ func fanOut[T any](ctx context.Context, m *Manager, timeout time.Duration,
 			continue
 		}
 		got = append(got, r)
-		if enough(got) {
-			return got, errs
-		}
 	}
 	return got, errs
 }
@@ -458,7 +456,7 @@ func onEvery[T any](ctx context.Context, m *Manager, timeout time.Duration,
 		}
 		return []reply[T]{{node: n.index, val: v}}, nil
 	}
-	return fanOut(ctx, m, timeout, fn, func([]reply[T]) bool { return false })
+	return fanOut(ctx, m, timeout, fn)
 }
 
 // nodeTimeout bounds one call to one node: 10% of the TTL, at least 100 ms

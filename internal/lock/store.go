@@ -4,8 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	redsyncredis "github.com/go-redsync/redsync/v4/redis"
@@ -102,7 +100,7 @@ func scriptsOnConnect(extra []*redsyncredis.Script) func(context.Context, *redis
 	}
 }
 
-// reply reads a script's array reply as integers and strings.
+// scriptReply is a script's array reply, read as integers and strings.
 type scriptReply []any
 
 func (r scriptReply) int(i int) int64 {
@@ -134,18 +132,4 @@ func evalOn(ctx context.Context, n *node, s *redis.Script, keys []string, argv [
 // unavailable wraps a Redis failure of step.
 func unavailable(step string, err error) error {
 	return &kindError{ErrUnavailable, fmt.Errorf("lock: %s: %w", step, err)}
-}
-
-// parseReleased reads a ReleasedChannel message, "fence name"; a bare name
-// (an older replica's message) has fence 0.
-func parseReleased(msg string) (name string, fence int64) {
-	f, n, ok := strings.Cut(msg, " ")
-	if !ok {
-		return msg, 0
-	}
-	v, err := strconv.ParseInt(f, 10, 64)
-	if err != nil {
-		return msg, 0
-	}
-	return n, v
 }

@@ -71,7 +71,7 @@ func (m *Manager) PublishEvent(ctx context.Context, data []byte) (string, error)
 		return n.client.XAdd(ctx, &redis.XAddArgs{
 			Stream: EventsStream, MaxLen: eventsMaxLen, Approx: true, Values: []any{"data", data},
 		}).Result()
-	}, func([]reply[string]) bool { return false })
+	})
 	if len(got) == 0 {
 		return "", unavailable("publish event", errs)
 	}
@@ -100,12 +100,28 @@ func (m *Manager) LastEventID(ctx context.Context) (string, error) {
 	return msgs[0].ID, nil
 }
 
+// EventID is an id of EventsStream, "ms-seq", in a form that compares as
+// Redis orders ids.
+type EventID struct{ MS, Seq uint64 }
+
+// ParseEventID reads a stream id; ok is false when id is not "ms-seq".
+func ParseEventID(id string) (e EventID, ok bool) {
+	ms, seq, ok := strings.Cut(id, "-")
+	var err1, err2 error
+	e.MS, err1 = strconv.ParseUint(ms, 10, 64)
+	e.Seq, err2 = strconv.ParseUint(seq, 10, 64)
+	return e, ok && err1 == nil && err2 == nil
+}
+
+// Less reports whether a comes before b in the stream.
+func (a EventID) Less(b EventID) bool {
+	return a.MS < b.MS || a.MS == b.MS && a.Seq < b.Seq
+}
+
 // ValidEventID reports whether id has the form of a stream id, "ms-seq".
 func ValidEventID(id string) bool {
-	ms, seq, ok := strings.Cut(id, "-")
-	_, err1 := strconv.ParseUint(ms, 10, 64)
-	_, err2 := strconv.ParseUint(seq, 10, 64)
-	return ok && err1 == nil && err2 == nil
+	_, ok := ParseEventID(id)
+	return ok
 }
 
 // ReadEvents returns up to count entries of EventsStream after lastID,

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
 
-// ReleasedChannel is the Redis pub/sub channel on which every release is
-// announced, with the lock's name as the message. A message is only a hint
-// that a lock may be free: the SET NX that follows decides.
+// ReleasedChannel is the Redis pub/sub channel on which every /v1 release
+// is announced, as "fence name" (see parseReleased). A message is only a
+// hint that a lock may be free: the acquire that follows decides. The
+// fence lets the granting replica's expiry watcher tell this grant's
+// release from a later grant's.
 const ReleasedChannel = "lockd:released"
 
 // Run does this Manager's background work until ctx ends: it holds one
@@ -235,4 +239,18 @@ func (m *Manager) Waiting() int {
 		n += len(l)
 	}
 	return n
+}
+
+// parseReleased reads a ReleasedChannel message, "fence name"; a bare name
+// (an older replica's message) has fence 0.
+func parseReleased(msg string) (name string, fence int64) {
+	f, n, ok := strings.Cut(msg, " ")
+	if !ok {
+		return msg, 0
+	}
+	v, err := strconv.ParseInt(f, 10, 64)
+	if err != nil {
+		return msg, 0
+	}
+	return n, v
 }
