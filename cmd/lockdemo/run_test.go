@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -126,7 +127,11 @@ func runDemo(t *testing.T, lockd, demo string, nodes int) {
 	}
 	waitOut(t, out, `web-1 \| .*Redis ready addr=`+strings.Join(addrs, ",")+` db=1`)
 	if nodes > 1 {
-		// A /v1 lease lands on every node.
+		// A /v1 lease lands on every node that votes. Two replicas starting
+		// together can each keep a node out for up to a second (one saw it
+		// unmarked just before the other marked it), so wait until web-1
+		// counts every node in.
+		waitAllNodesIn(t, ports[0], nodes)
 		resp, err := http.Post("http://localhost:"+strconv.Itoa(ports[0])+"/v1/locks/quorum-demo/acquire", "", nil)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("acquire in quorum mode: %v %v", resp, err)
@@ -213,4 +218,38 @@ func TestDemoSaysHowToInstallRedis(t *testing.T) {
 	if err == nil || err.Error() != redisHint {
 		t.Fatalf("got %v, want the install hint", err)
 	}
+}
+
+// waitAllNodesIn waits until the replica on port reports every one of its
+// nodes ready on /readyz.
+func waitAllNodesIn(t *testing.T, port, nodes int) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://localhost:" + strconv.Itoa(port) + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Nodes []struct {
+				OK bool `json:"ok"`
+			} `json:"nodes"`
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = string(raw)
+		if json.Unmarshal(raw, &body) != nil || len(body.Nodes) != nodes {
+			continue
+		}
+		in := 0
+		for _, n := range body.Nodes {
+			if n.OK {
+				in++
+			}
+		}
+		if in == nodes {
+			return
+		}
+	}
+	t.Fatalf("web on :%d never counted all %d nodes in; last /readyz: %s", port, nodes, last)
 }

@@ -269,6 +269,11 @@ func (m *Manager) judge(n *node, st nodeState) bool {
 	defer n.mu.Unlock()
 	switch {
 	case st.marker == st.runID:
+		if n.out {
+			// Another replica let it in (it re-synced it or found the
+			// cluster new) after this one last looked.
+			m.log.Info("Redis node back in quorums", "node", n.index, "addr", n.addr)
+		}
 		n.out = false
 		return false
 	case n.out:
