@@ -101,7 +101,7 @@ func TestV1RedisTrace(t *testing.T) {
 	}
 	counter := counters[0]
 	check("acquire", sent, inScript, []string{
-		"GET lock:" + name, "GET " + counter, "GET lockfence:" + name, "SET " + counter,
+		"GET lock:" + name, "GET lockfence:" + name, "INCR " + counter,
 		"SET lock:" + name, "XADD lockd:events",
 	})
 	value := regexp.MustCompile(fmt.Sprintf(`^%d\|30000\|\d{13}\|%s\|tracer$`, fence, regexp.QuoteMeta(token)))
@@ -122,10 +122,41 @@ func TestV1RedisTrace(t *testing.T) {
 	check("check", sent, inScript, []string{"GET lock:" + name, "PTTL lock:" + name})
 
 	sent, inScript, _ = op("POST", "/v1/locks/"+name+"/release", tokenJSON(token), 204)
-	check("release", sent, inScript, []string{"GET lock:" + name, "DEL lock:" + name, "PUBLISH lockd:released", "XADD lockd:events"})
+	// Nobody waits and this replica granted it: no wake-up to send.
+	check("release", sent, inScript, []string{"GET lock:" + name, "DEL lock:" + name, "XADD lockd:events"})
 
 	// Nothing names the released lock any more.
 	if keys := rdb.Keys(ctx, "*"+name+"*").Val(); len(keys) != 0 {
 		t.Errorf("keys naming the released lock: %q", keys)
+	}
+
+	// A caller that waits marks the grant that refused it, in the same
+	// script, and the grant's release then wakes it with a PUBLISH.
+	_, _, body = op("POST", "/v1/locks/"+name+"/acquire", `{"ttl":"30s"}`, 200)
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan reply, 1)
+	go func() {
+		r, _ := send(t, "POST", web.url+"/v1/locks/"+name+"/acquire", http.Header{"Content-Type": {"application/json"}}, `{"ttl":"30s","wait":"10s"}`)
+		waited <- r
+	}()
+	mark := `"SET" "lock:` + name + `" "*`
+	for _, line := range mon.WaitFor(t, mark, 5*time.Second) {
+		if strings.Contains(line, mark) && !strings.HasSuffix(line, `"KEEPTTL"`) {
+			t.Errorf("the refused waiter marked the grant with %s, want SET ... KEEPTTL", line)
+		}
+	}
+	_, inScript, _ = op("POST", "/v1/locks/"+name+"/release", tokenJSON(l.Token), 204)
+	if !slices.Contains(inScript, "PUBLISH lockd:released") {
+		t.Errorf("release of a grant someone waits for ran %q, want a PUBLISH", inScript)
+	}
+	select {
+	case r := <-waited:
+		if r.status != 200 {
+			t.Errorf("waiter: %d %s", r.status, r.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the waiter was not woken by the release")
 	}
 }

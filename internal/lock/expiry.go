@@ -16,8 +16,8 @@ import (
 // at once.
 //
 // Each grant made here is kept in a heap by the time its key expires.
-// Releases here, and releases anywhere announced on ReleasedChannel with
-// their fence, take it out. When its time comes, one script per lease,
+// Releases here, and releases elsewhere (which are always announced on
+// ReleasedChannel with their fence), take it out. When its time comes, one script per lease,
 // pipelined in batches, either finds the grant still there (extended,
 // maybe elsewhere: look again then) or writes the "expired" event.
 
@@ -80,6 +80,15 @@ func (e *expiries) disarm(name string, fence int64) {
 		heap.Remove(&e.heap, w.index)
 		delete(e.byName, name)
 	}
+}
+
+// watching reports whether this replica watches the grant of token on
+// name: it granted it, so the release need not be announced for it.
+func (e *expiries) watching(name, token string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := e.byName[name]
+	return w != nil && w.token == token
 }
 
 func (e *expiries) poke() {

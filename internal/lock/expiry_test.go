@@ -42,7 +42,7 @@ func TestExpiryIsReportedOnce(t *testing.T) {
 		}
 		expired = expired[:0]
 		for _, msg := range msgs {
-			if d, _ := msg.Values["data"].(string); strings.Contains(d, `"type":"expired"`) {
+			if d := string(EntryData(msg)); strings.Contains(d, `"type":"expired"`) {
 				expired = append(expired, d)
 			}
 		}
@@ -78,8 +78,8 @@ func TestEventsQuoteOwners(t *testing.T) {
 		var types []string
 		for _, msg := range msgs {
 			var ev Event
-			data, _ := msg.Values["data"].(string)
-			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			data := EntryData(msg)
+			if err := json.Unmarshal(data, &ev); err != nil {
 				t.Fatalf("event %q is not JSON: %v", data, err)
 			}
 			if ev.Name == name {

@@ -260,8 +260,12 @@ func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holde
 		return Holder{}, err
 	}
 	keys := m.keys(name)
+	mode := ""
+	if m.expiries.watching(name, token) {
+		mode = modeLocal
+	}
 	got, errs := onEvery(ctx, m, nodeTimeout(0), func(ctx context.Context, n *node) (scriptReply, error) {
-		return evalOn(ctx, n, releaseScript, keys, m.argv(token, 0, "", ""))
+		return evalOn(ctx, n, releaseScript, keys, m.argv(token, 0, "", mode))
 	})
 	ok := 0
 	var at int64

@@ -67,16 +67,18 @@ const (
 	modeContended = "c"
 	modeKeepOld   = "k"
 	modeSilent    = "n"
+	modeWaiter    = "w"
+	modeQueue     = "q"
+	modeLocal     = "l"
 )
 
 // argv builds a script's arguments (see common.lua). The event fields ride
 // along, so the script writes the event in the same step as the change.
 func (m *Manager) argv(token string, n int64, owner, mode string) []any {
-	now := time.Now()
 	if m.keepOld {
 		mode += modeKeepOld
 	}
-	return []any{token, n, owner, now.UnixMilli(), mode, m.replica, now.UTC().Format(eventTime), ReleasedChannel}
+	return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, ReleasedChannel}
 }
 
 // eventTime is RFC 3339 in UTC with milliseconds, as events carry it.

@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -36,10 +37,10 @@ const (
 	EventLost      = "lost"      // the holder found its lease gone (an extend or release refused)
 )
 
-// Event is one entry of EventsStream, as JSON in its "data" field. The /v1
-// scripts write the same fields in the same order (scripts/common.lua);
-// the demo's are written from here. It never carries a token: Commands
-// have them replaced by "…".
+// Event is one lock event, as /v1/events sends it (JSON). The demo's are
+// stored so, in an entry's "data" field; the /v1 scripts store theirs
+// compact (see EntryData). It never carries a token: Commands have them
+// replaced by "…".
 type Event struct {
 	Type     string   `json:"type"`
 	Replica  string   `json:"replica"`
@@ -158,9 +159,36 @@ func (m *Manager) ReadEvents(ctx context.Context, lastID string, count int, bloc
 	var out []StreamEvent
 	for _, s := range streams {
 		for _, msg := range s.Messages {
-			data, _ := msg.Values["data"].(string)
-			out = append(out, StreamEvent{ID: msg.ID, Data: []byte(data)})
+			out = append(out, StreamEvent{ID: msg.ID, Data: EntryData(msg)})
 		}
 	}
 	return out, nil
+}
+
+// EntryData is an EventsStream entry as the JSON of its Event. A /v1
+// script's entry is compact: "e" is "type fence ttl_ms", "n" the name, "r"
+// the replica, "o" the owner, and the time is the entry id's (Redis's
+// clock). Building the JSON here, for readers only, keeps it off every
+// lock operation. The demo's entries, and those of earlier releases,
+// hold the JSON in "data", returned as it is.
+func EntryData(msg redis.XMessage) []byte {
+	e, ok := msg.Values["e"].(string)
+	if !ok {
+		data, _ := msg.Values["data"].(string)
+		return []byte(data)
+	}
+	ev := Event{Source: "v1"}
+	typ, rest, _ := strings.Cut(e, " ")
+	fence, ttl, _ := strings.Cut(rest, " ")
+	ev.Type = typ
+	ev.Fence, _ = strconv.ParseInt(fence, 10, 64)
+	ev.TTLMS, _ = strconv.ParseInt(ttl, 10, 64)
+	ev.Name, _ = msg.Values["n"].(string)
+	ev.Replica, _ = msg.Values["r"].(string)
+	ev.Owner, _ = msg.Values["o"].(string)
+	if id, ok := ParseEventID(msg.ID); ok {
+		ev.Time = time.UnixMilli(int64(id.MS)).UTC().Format(eventTime)
+	}
+	data, _ := json.Marshal(ev) // strings and numbers only: cannot fail
+	return data
 }

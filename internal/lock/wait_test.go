@@ -183,3 +183,77 @@ func TestManyWaitersTakeTurns(t *testing.T) {
 		t.Fatalf("%d of %d waiters got the lock", len(fences), n)
 	}
 }
+
+// TestWaitersOnTwoReplicasTakeTurns: with several waiters on each of two
+// replicas, every release that someone waits for is announced, even
+// though a woken waiter that wins leaves others of its replica behind and
+// an uncontended release announces nothing. Without the announcements
+// each waiter would sleep until the 30 s TTL of the grant that refused it.
+func TestWaitersOnTwoReplicasTakeTurns(t *testing.T) {
+	t.Parallel()
+	m, _, s := setup(t)
+	other := replica(t, s)
+	listen(t, m)
+	listen(t, other)
+	ctx := context.Background()
+	for {
+		subs, err := m.nodes[0].client.PubSubNumSub(ctx, ReleasedChannel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subs[ReleasedChannel] >= 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	first, err := m.TryAcquire(ctx, "turns", Grant{TTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perReplica = 5
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var fences []int64
+	for _, r := range []*Manager{m, other} {
+		for range perReplica {
+			wg.Go(func() {
+				l, _, err := r.AcquireWait(ctx, "turns", Grant{TTL: 30 * time.Second}, 25*time.Second)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				fences = append(fences, l.Fence)
+				mu.Unlock()
+				// Released on the other replica half of the time, which
+				// then must announce it for the granting one's watcher.
+				rel := r
+				if l.Fence%2 == 0 {
+					rel = m
+					if r == m {
+						rel = other
+					}
+				}
+				if err := rel.ReleaseToken(ctx, "turns", l.Token); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	for m.Waiting() < perReplica || other.Waiting() < perReplica {
+		time.Sleep(time.Millisecond)
+	}
+	if err := m.ReleaseToken(ctx, "turns", first.Token); err != nil {
+		t.Fatal(err)
+	}
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		t.Fatal("waiters were not handed the lock on release")
+	}
+	if len(fences) != 2*perReplica {
+		t.Fatalf("%d of %d waiters got the lock", len(fences), 2*perReplica)
+	}
+}

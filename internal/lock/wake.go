@@ -112,6 +112,17 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		if final {
 			mode = modeContended
 		}
+		// A release PUBLISHes only when its grant is marked: by an attempt
+		// that is going to wait, or that leaves other waiters of this
+		// replica behind, whether it wins (they wait for this grant) or
+		// not (for the holder's). A woken waiter re-registers last, so
+		// without the mark, those left would sleep through the release.
+		switch {
+		case m.waiters.count(name) > 1:
+			mode += modeWaiter + modeQueue
+		case !final:
+			mode += modeWaiter
+		}
 		l, err := m.tryAcquire(ctx, name, g, mode)
 		var le *LockedError
 		split := err == errVotesSplit
@@ -216,6 +227,13 @@ func (wl *waitlist) remove(name string, w chan struct{}, passOn bool) {
 		wl.wakeOne(name)
 	default:
 	}
+}
+
+// count is how many wait on name here.
+func (wl *waitlist) count(name string) int {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	return len(wl.byName[name])
 }
 
 func (wl *waitlist) wakeOne(name string) {

@@ -15,23 +15,24 @@ if v then
   if has("c") then
     emit("contended", g.fence, ARGV[3], pttl)
   end
+  if has("w") and g.kind == "v1" and not g.waited then
+    redis.call("SET", KEYS[1], "*" .. v, "KEEPTTL")
+  end
   return {0, g.fence, pttl, g.owner, g.token}
 end
 
-local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
-local old = false
-if #KEYS >= 5 then
+local old = #KEYS >= 5 and redis.call("GET", KEYS[4])
+local fence
+if old then
   -- A counter of the old layout is honoured once, then retired.
-  old = redis.call("GET", KEYS[4])
-  if old then
-    fence = math.max(fence, tonumber(old))
-  end
+  fence = math.max(tonumber(redis.call("GET", KEYS[2]) or "0"), tonumber(old)) + 1
+  redis.call("SET", KEYS[2], int(fence))
+else
+  fence = redis.call("INCR", KEYS[2])
 end
-fence = fence + 1
-redis.call("SET", KEYS[2], int(fence))
 
 local ttl = tonumber(ARGV[2])
-local g = {fence = fence, ttl = ttl, at = tonumber(ARGV[4]), token = ARGV[1], owner = ARGV[3]}
+local g = {fence = fence, ttl = ttl, at = tonumber(ARGV[4]), token = ARGV[1], owner = ARGV[3], waited = has("q")}
 if has("k") then
   -- Old layout, so that older replicas can extend and release this grant.
   redis.call("SET", KEYS[1], g.token, "PX", ttl)

@@ -2,7 +2,7 @@
 -- make the fence chosen from a majority's candidates this grant's fence on
 -- this node, and lift the slot's counter to it, only while the node's key
 -- holds this grant's token. ARGV[2] is the fence; the "acquired" event
--- round one wrote here (ARGV[9]) is replaced by one with this fence.
+-- round one wrote here (ARGV[8]) is replaced by one with this fence.
 -- Returns 1, or 0 when the key is not this grant's.
 local v = redis.call("GET", KEYS[1])
 if not v then return 0 end
@@ -21,8 +21,8 @@ if g.kind == "old" then
 else
   redis.call("SET", KEYS[1], encode(g), "KEEPTTL")
 end
-if ARGV[9] ~= "" then
-  redis.call("XDEL", KEYS[3], ARGV[9])
+if ARGV[8] ~= "" then
+  redis.call("XDEL", KEYS[3], ARGV[8])
 end
 emit("acquired", fence, g.owner, g.ttl)
 return 1

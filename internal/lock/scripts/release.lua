@@ -1,5 +1,6 @@
 -- release: delete the lock if ARGV[1] holds it, leaving no key that names
--- it, and wake the waiters of every replica with "fence name".
+-- it. When someone waits, or another replica granted the lease and
+-- watches its expiry, tell every replica with "fence name".
 -- Returns {1, fence, at, owner}, {0} or {-1} as extend does.
 local g, why = ours()
 if not g then return {why} end
@@ -7,6 +8,8 @@ redis.call("DEL", KEYS[1])
 if g.kind == "old" then
   redis.call("DEL", KEYS[5])
 end
-redis.call("PUBLISH", ARGV[8], int(g.fence) .. " " .. name)
+if g.waited or g.kind == "old" or not has("l") then
+  redis.call("PUBLISH", ARGV[7], int(g.fence) .. " " .. name)
+end
 emit("released", g.fence, g.owner, 0)
 return {1, g.fence, g.at, g.owner}
