@@ -19,13 +19,14 @@ func ExampleClient_Acquire() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("alice holds", lease.Name(), "with fence", lease.Fence())
+	// Fences rise with every grant; they start at Redis's clock in µs.
+	fmt.Println("alice holds", lease.Name(), "with a fence:", lease.Fence() > 0)
 
 	// Bob does not wait: he is told who holds it and when to try again.
 	_, err = c.Acquire(ctx, "nightly-report", client.AcquireOptions{Owner: "bob"})
 	var locked *client.LockedError
 	if errors.As(err, &locked) {
-		fmt.Println("bob: locked by", locked.Owner, "fence", locked.Fence, "retry within", locked.RetryAfter <= 30*time.Second)
+		fmt.Println("bob: locked by", locked.Owner, "with alice's fence:", locked.Fence == lease.Fence(), "retry within", locked.RetryAfter <= 30*time.Second)
 	}
 
 	if err := lease.Release(ctx); err != nil {
@@ -33,8 +34,8 @@ func ExampleClient_Acquire() {
 	}
 	fmt.Println("alice's lease:", lease.Err())
 	// Output:
-	// alice holds nightly-report with fence 1
-	// bob: locked by alice fence 1 retry within true
+	// alice holds nightly-report with a fence: true
+	// bob: locked by alice with alice's fence: true retry within true
 	// alice's lease: client: lease released
 }
 
@@ -90,13 +91,13 @@ func ExampleClient_Check() {
 	err = c.Check(ctx, "ledger", old.Fence())
 	var stale *client.StaleFenceError
 	if errors.As(err, &stale) {
-		fmt.Printf("fence %d refused, current is %d\n", old.Fence(), stale.Current)
+		fmt.Println("old fence refused; the current one is next's:", stale.Current == next.Fence(), "and higher:", next.Fence() > old.Fence())
 	}
-	fmt.Println("fence", next.Fence(), "accepted:", c.Check(ctx, "ledger", next.Fence()) == nil)
+	fmt.Println("next's fence accepted:", c.Check(ctx, "ledger", next.Fence()) == nil)
 	// Output:
 	// old lease: true
-	// fence 1 refused, current is 2
-	// fence 2 accepted: true
+	// old fence refused; the current one is next's: true and higher: true
+	// next's fence accepted: true
 }
 
 // ExampleNew has no output: it shows how a program connects, with the

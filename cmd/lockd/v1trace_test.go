@@ -66,9 +66,12 @@ func TestV1RedisTrace(t *testing.T) {
 			switch {
 			case m[1] == "lua":
 				inScript = append(inScript, c)
-			case slices.Contains([]string{"HELLO", "AUTH", "SELECT", "SCRIPT", "CLIENT"}, strings.Fields(c)[0]):
+			case slices.Contains([]string{"HELLO", "AUTH", "SELECT", "SCRIPT", "CLIENT", "INFO"}, strings.Fields(c)[0]) ||
+				c == "GET lockd:node":
 				// A new connection's set-up, once per connection: it
-				// authenticates and loads the scripts before its first use.
+				// authenticates, loads the scripts and checks that Redis
+				// did not restart (its run id against lockd:node) before
+				// its first use.
 			default:
 				sent = append(sent, c)
 			}
@@ -101,7 +104,7 @@ func TestV1RedisTrace(t *testing.T) {
 	}
 	counter := counters[0]
 	check("acquire", sent, inScript, []string{
-		"GET lock:" + name, "GET lockfence:" + name, "INCR " + counter,
+		"GET lock:" + name, "TIME", "GET " + counter, "GET lockfence:" + name, "SET " + counter,
 		"SET lock:" + name, "XADD lockd:events",
 	})
 	value := regexp.MustCompile(fmt.Sprintf(`^%d\|30000\|\d{13}\|%s\|tracer$`, fence, regexp.QuoteMeta(token)))

@@ -154,12 +154,12 @@ func TestEventsFromBothReplicas(t *testing.T) {
 	}
 
 	want := []eventJSON{
-		{Event: lock.Event{Type: evAcquired, Replica: "replica-0", Name: "ev-job", Fence: 1, Owner: "alice", TTLMS: 10_000, Source: "v1"}},
-		{Event: lock.Event{Type: evContended, Replica: "replica-1", Name: "ev-job", Fence: 1, Owner: "bob", Source: "v1"}},
-		{Event: lock.Event{Type: evExtended, Replica: "replica-1", Name: "ev-job", Fence: 1, Owner: "alice", TTLMS: 10_000, Source: "v1"}},
-		{Event: lock.Event{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: 1, Owner: "alice", Source: "v1"}},
-		{Event: lock.Event{Type: evAcquired, Replica: "replica-1", Name: "ev-job", Fence: 2, Owner: "bob", TTLMS: 10_000, Source: "v1"}},
-		{Event: lock.Event{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: 2, Owner: "bob", Source: "v1"}},
+		{Event: lock.Event{Type: evAcquired, Replica: "replica-0", Name: "ev-job", Fence: l1.Fence, Owner: "alice", TTLMS: 10_000, Source: "v1"}},
+		{Event: lock.Event{Type: evContended, Replica: "replica-1", Name: "ev-job", Fence: l1.Fence, Owner: "bob", Source: "v1"}},
+		{Event: lock.Event{Type: evExtended, Replica: "replica-1", Name: "ev-job", Fence: l1.Fence, Owner: "alice", TTLMS: 10_000, Source: "v1"}},
+		{Event: lock.Event{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: l1.Fence, Owner: "alice", Source: "v1"}},
+		{Event: lock.Event{Type: evAcquired, Replica: "replica-1", Name: "ev-job", Fence: l2.Fence, Owner: "bob", TTLMS: 10_000, Source: "v1"}},
+		{Event: lock.Event{Type: evReleased, Replica: "replica-0", Name: "ev-job", Fence: l2.Fence, Owner: "bob", Source: "v1"}},
 		{Event: lock.Event{Type: evAcquired, Replica: "replica-1", Name: "ev-demo", TTLMS: 2000, Source: "demo"}},
 		{Event: lock.Event{Type: evReleased, Replica: "replica-1", Name: "ev-demo", TTLMS: 2000, Source: "demo"}},
 	}

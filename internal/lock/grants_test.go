@@ -55,8 +55,8 @@ func TestTryAcquireGrantsIncreasingFences(t *testing.T) {
 		t.Fatal(err)
 	}
 	l, err := m.TryAcquire(ctx, "fenced", Grant{TTL: time.Second})
-	if err != nil || l.Fence != last+1 {
-		t.Fatalf("after a demo lock: fence %d (err %v), want %d", l.Fence, err, last+1)
+	if err != nil || l.Fence <= last {
+		t.Fatalf("after a demo lock: fence %d (err %v), want above %d", l.Fence, err, last)
 	}
 }
 

@@ -191,8 +191,8 @@ func TestFencedAPIRejectsBadArgumentsBeforeRedis(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrInvalidArgument", c.what, err)
 		}
 	}
-	if n, _ := rdb.DBSize(ctx).Result(); n != 0 {
-		t.Errorf("bad arguments left %d keys in Redis", n)
+	if keys := keysBesideMarker(t, rdb); len(keys) != 0 {
+		t.Errorf("bad arguments left keys %q in Redis", keys)
 	}
 }
 

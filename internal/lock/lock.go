@@ -168,6 +168,13 @@ func (m *Manager) Close() error {
 func (m *Manager) Prepare(ctx context.Context) error {
 	m.maintain(ctx)
 	ctx = context.WithValue(ctx, maintenanceKey{}, true)
+	if len(m.nodes) == 1 {
+		// Marked from the start, so that a restart is told apart from a
+		// first meeting, and the marker is there before any lock.
+		if err := m.markSingle(ctx, m.nodes[0], m.nodes[0].client); err != nil {
+			return &kindError{ErrUnavailable, fmt.Errorf("node #0: %w", err)}
+		}
+	}
 	var errs error
 	ready := 0
 	for _, n := range m.nodes {

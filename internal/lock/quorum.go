@@ -15,6 +15,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// freshUptime is how long every node of a new cluster must have been up
+// before it votes: more than the one-second granularity of quorum fences'
+// clock floor (INFO gives uptime in whole seconds, so 2 means at least 2 s).
+const freshUptime = 2 * time.Second
+
 // markerKey holds, on each node, the Redis run id under which lockd last
 // found the node's data whole. A node whose run id no longer matches has
 // restarted since, and may have lost lock keys and fence counters.
@@ -44,6 +49,10 @@ type node struct {
 	// skipped by every request until a probe (see Run) finds it answering,
 	// so one stopped node costs one per-node timeout, not one per request.
 	slow bool
+	// runID is the Redis run id this replica last saw the node marked
+	// with: once set, the node coming back empty is a restart that lost
+	// data, never a new cluster.
+	runID string
 }
 
 func (n *node) isOut() bool {
@@ -204,8 +213,11 @@ func (m *Manager) onConnect(n *node) func(context.Context, *redis.Conn) error {
 		if err := load(ctx, cn); err != nil {
 			return err
 		}
-		if len(m.nodes) == 1 || isMaintenance(ctx) {
+		if isMaintenance(ctx) {
 			return nil
+		}
+		if len(m.nodes) == 1 {
+			return m.markSingle(ctx, n, cn)
 		}
 		st, err := readNodeState(ctx, cn)
 		if err != nil {
@@ -215,6 +227,62 @@ func (m *Manager) onConnect(n *node) func(context.Context, *redis.Conn) error {
 			return errNodeOut
 		}
 		return nil
+	}
+}
+
+// markSingle checks, over c, whether the one node restarted since this
+// replica last saw it, reports it, and marks the node with its run id. One
+// node decides alone: a restart is reported, never waited out (fences stay
+// safe by their clock floor; leases held on a node that lost its data are
+// gone either way). A node already marked with its run id costs one round
+// trip.
+func (m *Manager) markSingle(ctx context.Context, n *node, c redis.Cmdable) error {
+	var info *redis.StringCmd
+	var marker *redis.StringCmd
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		info = p.Info(ctx, "server")
+		marker = p.Get(ctx, markerKey)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if runID := parseRunID(info.Val()); runID != "" && marker.Val() == runID {
+		n.mu.Lock()
+		n.runID = runID
+		n.mu.Unlock()
+		return nil
+	}
+	st, err := readNodeState(ctx, c)
+	if err != nil {
+		return err
+	}
+	m.noticeRestart(n, st)
+	if err := c.Set(ctx, markerKey, st.runID, 0).Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.runID = st.runID
+	n.mu.Unlock()
+	return nil
+}
+
+// noticeRestart logs, once per restart, a node that came back under a new
+// run id: a WARN when it lost its data, saying what that means for the
+// leases that were live on it.
+func (m *Manager) noticeRestart(n *node, st nodeState) {
+	n.mu.Lock()
+	last := n.runID
+	n.mu.Unlock()
+	switch {
+	case st.marker == st.runID || (last == "" && st.marker == ""):
+		return // the same run, or a node this replica meets for the first time
+	case st.empty:
+		m.log.Warn("Redis node restarted without its data: leases live on it are gone, "+
+			"and their locks may be granted again before their holders stop; fences still rise above every earlier one",
+			"node", n.index, "addr", n.addr, "run_id", st.runID, "durable", st.durable)
+	default:
+		m.log.Info("Redis node restarted with its data", "node", n.index, "addr", n.addr, "run_id", st.runID)
 	}
 }
 
@@ -233,15 +301,9 @@ func readNodeState(ctx context.Context, c redis.Cmdable) (nodeState, error) {
 	if err != nil {
 		return st, err
 	}
-	for _, line := range strings.Split(info, "\r\n") {
-		k, v, _ := strings.Cut(line, ":")
-		switch k {
-		case "run_id":
-			st.runID = v
-		case "uptime_in_seconds":
-			s, _ := strconv.Atoi(v)
-			st.uptime = time.Duration(s) * time.Second
-		}
+	st.runID = parseRunID(info)
+	if s, err := strconv.Atoi(infoField(info, "uptime_in_seconds")); err == nil {
+		st.uptime = time.Duration(s) * time.Second
 	}
 	st.marker, err = c.Get(ctx, markerKey).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -262,6 +324,18 @@ func readNodeState(ctx context.Context, c redis.Cmdable) (nodeState, error) {
 	return st, nil
 }
 
+// infoField is the value of key in an INFO answer, or "".
+func infoField(info, key string) string {
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func parseRunID(info string) string { return infoField(info, "run_id") }
+
 // judge decides from st whether n may vote, records the decision, and
 // returns true when n is (now) out.
 func (m *Manager) judge(n *node, st nodeState) bool {
@@ -275,12 +349,19 @@ func (m *Manager) judge(n *node, st nodeState) bool {
 			m.log.Info("Redis node back in quorums", "node", n.index, "addr", n.addr)
 		}
 		n.out = false
+		n.runID = st.runID
 		return false
 	case n.out:
 		return true // already waiting; maintenance decides when it ends
 	}
 	n.out = true
 	n.outUntil = time.Now().Add(max(0, m.delay-st.uptime))
+	if n.runID != "" && st.empty {
+		m.log.Warn("Redis node restarted without its data: leases live on it are gone, so it stays out of quorums "+
+			"until every lease it could have held has ended; fences still rise above every earlier one",
+			"node", n.index, "addr", n.addr, "until", n.outUntil.Format(time.RFC3339), "durable", st.durable)
+		return true
+	}
 	m.log.Warn("Redis node kept out of quorums after a restart", "node", n.index, "addr", n.addr,
 		"until", n.outUntil.Format(time.RFC3339), "durable", st.durable, "empty", st.empty)
 	return true
@@ -305,9 +386,17 @@ func (m *Manager) maintain(ctx context.Context) {
 			m.judge(n, st)
 		}
 	}
-	fresh := true // every node reachable, empty and unmarked: a new cluster
-	for _, st := range states {
-		if st == nil || st.marker != "" || !st.empty {
+	// A new cluster: every node reachable, empty, unmarked, never seen
+	// marked by this replica, and up for freshUptime, so that the clock
+	// floor of its fences (whole seconds in quorum mode) is past every
+	// fence given out before, had the nodes all lost their data instead.
+	fresh := true
+	for i, st := range states {
+		n := m.nodes[i]
+		n.mu.Lock()
+		known := n.runID != ""
+		n.mu.Unlock()
+		if st == nil || st.marker != "" || !st.empty || known || st.uptime < freshUptime {
 			fresh = false
 		}
 	}
@@ -334,6 +423,7 @@ func (m *Manager) maintain(ctx context.Context) {
 		}
 		n.mu.Lock()
 		n.out = false
+		n.runID = st.runID
 		n.mu.Unlock()
 		m.log.Info("Redis node back in quorums", "node", n.index, "addr", n.addr)
 	}
@@ -347,18 +437,18 @@ return 1
 `)
 
 // resync raises n's fence counters to the highest value on the nodes in
-// quorums. It needs a majority of all nodes to copy from: every fence ever
-// answered was written to a majority, and any majority shares a node with
-// it.
+// quorums, when there are any. Fences do not depend on it: each is floored
+// at its node's clock, and a node rejoins only after its keep-out delay
+// (at least two seconds), so even with no node to copy from (a majority,
+// or every node, lost its data) its fences start above every earlier one.
+// Copying keeps the counters together, so candidates agree and acquires
+// stay one round.
 func (m *Manager) resync(ctx context.Context, n *node) error {
 	var sources []*node
 	for _, o := range m.nodes {
 		if o != n && !o.isOut() {
 			sources = append(sources, o)
 		}
-	}
-	if len(sources) < m.quorum() {
-		return fmt.Errorf("only %d nodes to copy fences from, need %d", len(sources), m.quorum())
 	}
 	for _, src := range sources {
 		// The slots' counters, and the names' counters of the old layout.

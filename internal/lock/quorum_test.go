@@ -36,7 +36,21 @@ func quorumManager(t *testing.T, maxTTL time.Duration, srvs ...*redistest.Server
 		t.Fatal(err)
 	}
 	listen(t, m)
-	return m
+	// The nodes of a new cluster vote once they have been up freshUptime.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		in := 0
+		for _, n := range m.nodes {
+			if !n.isOut() {
+				in++
+			}
+		}
+		if in == len(m.nodes) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d nodes of a new cluster in quorums after 10s", in, len(m.nodes))
+		}
+	}
 }
 
 // restartEmpty kills s and starts a new redis-server on its port with no
@@ -71,14 +85,10 @@ func TestQuorumGrantsOnEveryNode(t *testing.T) {
 	srvs := three(t)
 	m := quorumManager(t, time.Minute, srvs...)
 	ctx := context.Background()
-	for _, n := range m.nodes {
-		if n.isOut() {
-			t.Fatalf("node %d of a new cluster is out", n.index)
-		}
-	}
 	l, err := m.TryAcquire(ctx, "q", Grant{TTL: 10 * time.Second, Owner: "o"})
-	if err != nil || l.Fence != 1 {
-		t.Fatalf("lease %+v, err %v", l, err)
+	// A first fence is the nodes' clock floor: whole seconds, in µs.
+	if err != nil || l.Fence%1_000_000 != 0 || l.Fence/1_000_000 < time.Now().Unix()-5 || l.Fence/1_000_000 > time.Now().Unix() {
+		t.Fatalf("lease %+v, err %v; want the fence at the clock's second", l, err)
 	}
 	withFence := 0
 	for _, s := range srvs {
@@ -86,7 +96,7 @@ func TestQuorumGrantsOnEveryNode(t *testing.T) {
 		if v, _ := c.Get(ctx, "lock:q").Result(); tokenOf(v) != l.Token {
 			t.Errorf("node %s holds %q", s.Addr, v)
 		}
-		if f, _ := c.Get(ctx, sharedKey(fenceCounterPrefix, "q")).Int64(); f == 1 {
+		if f, _ := c.Get(ctx, sharedKey(fenceCounterPrefix, "q")).Int64(); f == l.Fence {
 			withFence++
 		}
 		if marker, _ := c.Get(ctx, markerKey).Result(); marker == "" {
@@ -96,7 +106,7 @@ func TestQuorumGrantsOnEveryNode(t *testing.T) {
 	if withFence < 2 {
 		t.Errorf("fence written on %d nodes, want a majority", withFence)
 	}
-	if h, held, err := m.Inspect(ctx, "q"); err != nil || !held || h.Fence != 1 || h.Owner != "o" {
+	if h, held, err := m.Inspect(ctx, "q"); err != nil || !held || h.Fence != l.Fence || h.Owner != "o" {
 		t.Fatalf("inspect: %+v %v %v", h, held, err)
 	}
 	if _, err := m.Renew(ctx, "q", l.Token, 0); err != nil {

@@ -70,6 +70,7 @@ const (
 	modeWaiter    = "w"
 	modeQueue     = "q"
 	modeLocal     = "l"
+	modeQuorum    = "s"
 )
 
 // argv builds a script's arguments (see common.lua). The event fields ride
@@ -77,6 +78,9 @@ const (
 func (m *Manager) argv(token string, n int64, owner, mode string) []any {
 	if m.keepOld {
 		mode += modeKeepOld
+	}
+	if len(m.nodes) > 1 {
+		mode += modeQuorum
 	}
 	return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, ReleasedChannel}
 }

@@ -60,7 +60,7 @@ func TestWaiterWokenByReleaseOnAnotherReplica(t *testing.T) {
 	}
 	select {
 	case r := <-got:
-		if r.err != nil || r.l.Fence != held.Fence+1 {
+		if r.err != nil || r.l.Fence <= held.Fence {
 			t.Fatalf("waiter got %+v, %v", r.l, r.err)
 		}
 		t.Logf("waited %v", r.waited)
@@ -83,7 +83,7 @@ func TestWaiterTakesOverAtExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	l, waited, err := m.AcquireWait(ctx, "abandoned", Grant{TTL: time.Second}, 10*time.Second)
-	if err != nil || l.Fence != held.Fence+1 {
+	if err != nil || l.Fence <= held.Fence {
 		t.Fatalf("got %+v %v", l, err)
 	}
 	if waited < 300*time.Millisecond {

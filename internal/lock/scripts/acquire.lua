@@ -21,15 +21,24 @@ if v then
   return {0, g.fence, pttl, g.owner, g.token}
 end
 
+-- The fence: one above the slot's counter, and never below Redis's clock,
+-- in microseconds since the epoch (in quorum mode, mode letter s, whole
+-- seconds in microseconds, so that the nodes' candidates agree). A counter
+-- lost with Redis's data, or behind on a replica promoted after a
+-- failover, so still restarts above every fence given before.
+local now = redis.call("TIME")
+local floor = tonumber(now[1]) * 1000000
+if not has("s") then
+  floor = floor + tonumber(now[2])
+end
+local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
 local old = #KEYS >= 5 and redis.call("GET", KEYS[4])
-local fence
 if old then
   -- A counter of the old layout is honoured once, then retired.
-  fence = math.max(tonumber(redis.call("GET", KEYS[2]) or "0"), tonumber(old)) + 1
-  redis.call("SET", KEYS[2], int(fence))
-else
-  fence = redis.call("INCR", KEYS[2])
+  fence = math.max(fence, tonumber(old))
 end
+fence = math.max(fence + 1, floor)
+redis.call("SET", KEYS[2], int(fence))
 
 local ttl = tonumber(ARGV[2])
 local g = {fence = fence, ttl = ttl, at = tonumber(ARGV[4]), token = ARGV[1], owner = ARGV[3], waited = has("q")}

@@ -16,7 +16,7 @@
 -- waits if refused, so mark the holder's grant for its release to wake
 -- waiters; q others wait on this replica, so mark this grant too; l the
 -- releasing replica granted the lease itself (its expiry watcher needs no
--- message).
+-- message); s quorum mode: fences are floored at whole seconds.
 --
 -- A /v1 grant is the value "fence|ttl_ms|at_ms|token|owner", with a "*" in
 -- front once someone waits for its release (mode letters w and q): only
