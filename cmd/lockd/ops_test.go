@@ -337,6 +337,52 @@ func TestProbes(t *testing.T) {
 	}
 }
 
+// TestEvictingRedisNotReady: against a Redis whose maxmemory-policy can
+// evict held locks, lockd logs an error naming the node, the setting, its
+// value and the fix, and /readyz answers 503 with that reason; fixing the
+// policy makes it ready without a restart.
+func TestEvictingRedisNotReady(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{Password: opsPassword, Args: []string{"--maxmemory-policy", "allkeys-lru"}})
+	web := startLockd(t, map[string]string{"REDIS_ADDR": srv.Addr, "REDIS_PASSWORD": opsPassword, "LOG_FORMAT": "json"})
+
+	web.logs.waitFor(t, `"msg":"Redis not ready, retrying".*maxmemory-policy is allkeys-lru`, 5*time.Second)
+	refused := records(t, web.logs.String(), func(r map[string]any) bool {
+		msg, _ := r["msg"].(string)
+		return strings.HasPrefix(msg, "Redis node refused")
+	})
+	if len(refused) != 1 {
+		t.Fatalf("got %d refusals logged, want 1:\n%s", len(refused), web.logs)
+	}
+	for k, want := range map[string]string{"level": "ERROR", "addr": srv.Addr, "setting": "maxmemory-policy", "value": "allkeys-lru"} {
+		if got, _ := refused[0][k].(string); got != want {
+			t.Errorf("refusal logged with %s %q, want %q: %v", k, got, want, refused[0])
+		}
+	}
+	if fix, _ := refused[0]["fix"].(string); !strings.HasPrefix(fix, "set maxmemory-policy noeviction") {
+		t.Errorf("refusal logged with fix %q, want maxmemory-policy noeviction", fix)
+	}
+	r, rd := waitReadyz(t, web, 5*time.Second, func(_ reply, rd readiness) bool { return rd.Status == "not_ready" })
+	if r.status != http.StatusServiceUnavailable || len(rd.Nodes) != 1 || rd.Nodes[0].OK {
+		t.Fatalf("/readyz: got %d %s, want 503 with the node failing", r.status, r.body)
+	}
+	for _, want := range []string{"maxmemory-policy is allkeys-lru", "set maxmemory-policy noeviction"} {
+		if !strings.Contains(rd.Reason, want) || !strings.Contains(rd.Nodes[0].Error, want) {
+			t.Errorf("/readyz: got %s, want reason and node error to say %q", r.body, want)
+		}
+	}
+	if strings.Contains(web.logs.String(), "Redis ready") {
+		t.Errorf("lockd said Redis was ready:\n%s", web.logs)
+	}
+
+	if err := srv.Client(t, 0).ConfigSet(context.Background(), "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyz(t, web, 5*time.Second, func(r reply, rd readiness) bool { return r.status == http.StatusOK && rd.Status == "ready" })
+	web.logs.waitFor(t, "Redis node fit for locks again", 5*time.Second)
+	web.logs.waitFor(t, "Redis ready", 10*time.Second)
+}
+
 // records returns the JSON log records that satisfy match.
 func records(t *testing.T, logs string, match func(map[string]any) bool) []map[string]any {
 	t.Helper()

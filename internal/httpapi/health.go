@@ -28,8 +28,9 @@ func (s *server) healthz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "alive"})
 }
 
-// readyz is readiness: a quorum of Redis nodes answered within 500 ms, and
-// the replica is not shutting down.
+// readyz is readiness: a quorum of Redis nodes answered within 500 ms and
+// are fit for locks (lock.Manager.Health), and the replica is not shutting
+// down.
 func (s *server) readyz(c *gin.Context) {
 	ready, nodes := s.locks.Health(c.Request.Context(), readyTimeout)
 	body := readyJSON{Status: "ready", Nodes: make([]nodeJSON, len(nodes))}

@@ -5,17 +5,22 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/go-distributed-lock/go-distributed-lock/internal/apitest"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
 // apiToken is the one bearer token of the authenticated replicas below.
@@ -127,6 +132,36 @@ func TestTokenRequired(t *testing.T) {
 		if resp := get(t, r.url+path); resp.status != http.StatusOK {
 			t.Errorf("GET %s without a token: %d %s", path, resp.status, resp.body)
 		}
+	}
+}
+
+// TestReadyzRefusesEvictingRedis: over a Redis whose maxmemory-policy can
+// evict held locks, /readyz is 503 in the documented shape, naming the
+// setting, its value and the fix.
+func TestReadyzRefusesEvictingRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{Password: "pw", Args: []string{"--maxmemory-policy", "volatile-lru"}})
+	m := lock.New(lock.Config{Nodes: []*redis.Options{{Addr: srv.Addr, Password: "pw"}}, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { _ = m.Close() })
+	h, err := NewHandler(slog.New(slog.DiscardHandler), m, Options{LockExpiry: 30 * time.Second, CriticalSection: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+
+	resp := get(t, hs.URL+"/readyz")
+	var body readyJSON
+	resp.json(t, &body)
+	if resp.status != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || body.Status != "not_ready" {
+		t.Fatalf("got %d %s, want 503 not_ready with Retry-After", resp.status, resp.body)
+	}
+	want := srv.Addr + ": maxmemory-policy is volatile-lru: "
+	if !strings.HasPrefix(body.Reason, want) || !strings.Contains(body.Reason, "fix: set maxmemory-policy noeviction") {
+		t.Errorf("reason %q, want it to start %q and name the fix", body.Reason, want)
+	}
+	if len(body.Nodes) != 1 || body.Nodes[0].OK || body.Reason != srv.Addr+": "+body.Nodes[0].Error {
+		t.Errorf("nodes %+v, want the one node failing with the reason", body.Nodes)
 	}
 }
 

@@ -163,8 +163,11 @@ func (m *Manager) Close() error {
 // so a restarted Redis has them before its first call), so that even the
 // first release on a fresh Redis is a plain EVALSHA rather than a NOSCRIPT
 // answer followed by EVAL, and in quorum mode decides which nodes may
-// vote. It returns ErrUnavailable when fewer than a
-// quorum of nodes can be reached.
+// vote. It also checks each node's maxmemory-policy and version
+// (nodecheck.go), logging an error for a node that can lose locks by
+// design or cannot run the scripts: such a node does not count as
+// ready. It returns ErrUnavailable when fewer than a quorum of nodes can
+// be reached and are fit for locks.
 func (m *Manager) Prepare(ctx context.Context) error {
 	m.maintain(ctx)
 	ctx = context.WithValue(ctx, maintenanceKey{}, true)
@@ -181,6 +184,11 @@ func (m *Manager) Prepare(ctx context.Context) error {
 		err := m.loadScripts(ctx, n)
 		if err != nil && !errors.Is(err, ErrUnavailable) {
 			return err
+		}
+		if err == nil {
+			if err = m.checkNode(ctx, n); err != nil {
+				err = &kindError{ErrUnavailable, fmt.Errorf("node #%d (%s): %w", n.index, n.addr, err)}
+			}
 		}
 		if err == nil {
 			ready++

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +52,9 @@ type node struct {
 	// with: once set, the node coming back empty is a restart that lost
 	// data, never a new cluster.
 	runID string
+	// refused is why the node's last check found it unfit for locks
+	// (nodecheck.go), or "": it is kept so that only a change is logged.
+	refused string
 }
 
 func (n *node) isOut() bool {
@@ -247,7 +249,7 @@ func (m *Manager) markSingle(ctx context.Context, n *node, c redis.Cmdable) erro
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	if runID := parseRunID(info.Val()); runID != "" && marker.Val() == runID {
+	if runID := infoFields(info.Val())["run_id"]; runID != "" && marker.Val() == runID {
 		n.mu.Lock()
 		n.runID = runID
 		n.mu.Unlock()
@@ -301,10 +303,10 @@ func readNodeState(ctx context.Context, c redis.Cmdable) (nodeState, error) {
 	if err != nil {
 		return st, err
 	}
-	st.runID = parseRunID(info)
-	if s, err := strconv.Atoi(infoField(info, "uptime_in_seconds")); err == nil {
-		st.uptime = time.Duration(s) * time.Second
-	}
+	f := infoFields(info)
+	st.runID = f["run_id"]
+	s, _ := strconv.Atoi(f["uptime_in_seconds"])
+	st.uptime = time.Duration(s) * time.Second
 	st.marker, err = c.Get(ctx, markerKey).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return st, err
@@ -323,18 +325,6 @@ func readNodeState(ctx context.Context, c redis.Cmdable) (nodeState, error) {
 	}
 	return st, nil
 }
-
-// infoField is the value of key in an INFO answer, or "".
-func infoField(info, key string) string {
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-func parseRunID(info string) string { return infoField(info, "run_id") }
 
 // judge decides from st whether n may vote, records the decision, and
 // returns true when n is (now) out.
@@ -576,16 +566,21 @@ func newPools(nodes []*node) []redsyncredis.Pool {
 }
 
 // NodeHealth is one node's answer to a readiness check. Err never holds
-// credentials: it is Redis's or the network's message.
+// credentials: it is Redis's or the network's message, or why lockd
+// refuses the node (its setting, value and fix).
 type NodeHealth struct {
 	Addr string
 	OK   bool
 	Err  string
 }
 
-// Health pings every node at once, each bounded by timeout, and reports
-// whether a quorum of them can vote now. A node kept out after a restart
-// counts as not ready, with the time it may vote again.
+// Health asks every node at once for its INFO, each bounded by timeout,
+// and reports whether a quorum of them can vote now. A node kept out after
+// a restart counts as not ready, with the time it may vote again, and so
+// does a node refused for its maxmemory-policy or version (nodecheck.go),
+// with the setting and the fix. Each call reads the settings afresh, so a
+// policy changed at runtime shows at the next readiness check, and is
+// logged then.
 func (m *Manager) Health(ctx context.Context, timeout time.Duration) (bool, []NodeHealth) {
 	out := make([]NodeHealth, len(m.nodes))
 	var wg sync.WaitGroup
@@ -594,13 +589,18 @@ func (m *Manager) Health(ctx context.Context, timeout time.Duration) (bool, []No
 			h := NodeHealth{Addr: n.addr}
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			err := n.client.Ping(cctx).Err()
+			refused, err := readRefusal(cctx, n.client)
+			if err == nil {
+				m.noteRefusal(n, refused)
+			}
 			n.mu.Lock()
 			kept, until := n.out, n.outUntil
 			n.mu.Unlock()
 			switch {
 			case err != nil:
 				h.Err = err.Error()
+			case refused != nil:
+				h.Err = refused.Error()
 			case kept:
 				h.Err = "kept out of quorums after a restart, until " + until.UTC().Format(time.RFC3339) + " and a re-sync"
 			default:

@@ -26,7 +26,7 @@ const LockdACL = "resetkeys resetchannels -@all" +
 	" +hset +hmget" + // the old layout's grant records (LEGACY_KEYS)
 	" +evalsha +eval +script|load" + // scripts are loaded at start; EVAL is go-redis's fallback on NOSCRIPT and how locks are inspected
 	" +scan" + // listing locks, and looking for lock keys on a restarted node
-	" +info" + // a node's run id and uptime, to notice a restart
+	" +info" + // a node's version and maxmemory-policy, at start and in /readyz; its run id and uptime, to notice a restart
 	" +publish +subscribe" + // release wake-ups between replicas
 	" +xadd +xread +xrevrange" + // the lock events stream behind /v1/events
 	" +xdel" + // quorum mode: a grant's event replaced when its fence was raised
