@@ -31,6 +31,7 @@ var scenarios = []scenario{
 	{"demo", demoScenario},
 	{"scale", scaleScenario},
 	{"memory", memoryScenario},
+	{"degraded", degradedScenario},
 	// Last: the current lockd goes on checking expiries for a while after.
 	{"expiry", expiryScenario},
 }
