@@ -40,7 +40,7 @@ func degradedScenario(b *bench) (section, error) {
 		return func() error { return syscall.Kill(q.redis[node].Pid(), sig) }
 	}
 	cases := []struct {
-		name       string
+		name        string
 		fault, heal func() error
 	}{
 		{"all nodes up", nil, nil},
