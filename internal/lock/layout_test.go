@@ -227,3 +227,48 @@ func TestScriptsSurviveRedisRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestSingleNodeRestartedEmpty: the one node loses its data. lockd cannot
+// wait it out (nobody else could vote), but it says so in a WARN, and
+// fences go on rising above the lost counter.
+func TestSingleNodeRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{Password: "pw"})
+	m, logs := loggedManager(t, srv)
+	ctx := context.Background()
+	if err := m.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var high int64
+	for range 3 {
+		l, err := m.TryAcquire(ctx, "single", Grant{TTL: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		high = l.Fence
+		if _, err := m.ReleaseGrant(ctx, "single", l.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Stop()
+	n, err := redistest.Run(t.TempDir(), redistest.Options{Password: "pw", Port: srv.Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	var l Lease
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l, err = m.TryAcquire(ctx, "single", Grant{TTL: time.Second}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart: %v", err)
+		}
+	}
+	if l.Fence <= high {
+		t.Errorf("fence %d after Redis lost its data, want above %d", l.Fence, high)
+	}
+	if n := strings.Count(logs.String(), "Redis node restarted without its data"); n != 1 {
+		t.Errorf("%d WARNs about the lost data, want 1:\n%s", n, logs.String())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -372,5 +373,57 @@ func TestStoppedNodeIsSkippedThenProbedBack(t *testing.T) {
 	}
 	if v, _ := srvs[1].Client(t, 0).Get(ctx, "lock:stop2").Result(); tokenOf(v) != l.Token {
 		t.Fatalf("the resumed node holds %q, not the new grant", v)
+	}
+}
+
+// TestEveryNodeRestartedEmpty: all three nodes lose their data at once.
+// The replica has seen them marked, so it does not take them for a new
+// cluster: it keeps them out for the whole delay, then lets them back in
+// with no node to copy fences from, and fences go on rising (their floor
+// is the nodes' clock), with a WARN for each node.
+func TestEveryNodeRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	srvs := three(t)
+	m, logs := loggedManager(t, srvs...)
+	m.maxTTL, m.delay = time.Second, 4*time.Second
+	ctx := context.Background()
+	if err := m.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	listen(t, m)
+	for deadline := time.Now().Add(10 * time.Second); m.nodes[0].isOut() || m.nodes[1].isOut() || m.nodes[2].isOut(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes of a new cluster were not let in")
+		}
+	}
+	var high int64
+	for range 3 {
+		high = cycle(t, m, "all").Fence
+	}
+	for i, s := range srvs {
+		srvs[i] = restartEmpty(t, s)
+	}
+	restarted := time.Now()
+	// Until the delay has passed, no grant: any node could have held a
+	// lease that is still live.
+	var l Lease
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		l, err = m.TryAcquire(ctx, "all", Grant{TTL: time.Second})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("after every node restarted empty: %v", err)
+		}
+	}
+	if waited := time.Since(restarted); waited < m.delay-time.Second {
+		t.Errorf("granted %v after the restarts, before the %v delay", waited, m.delay)
+	}
+	if l.Fence <= high {
+		t.Errorf("fence %d after every node lost its data, want above %d", l.Fence, high)
+	}
+	if n := strings.Count(logs.String(), "Redis node restarted without its data"); n != 3 {
+		t.Errorf("%d WARNs about a node that lost its data, want 3:\n%s", n, logs.String())
 	}
 }
