@@ -202,8 +202,8 @@ func TestREADMEScenario(t *testing.T) {
 	}
 }
 
-// TestRedisTrace checks the commands on the wire, as the README's profiler
-// capture shows them, on a freshly started Redis.
+// TestRedisTrace checks the commands on the wire, as the profiler capture
+// in doc/DEMO.md shows them, on a freshly started Redis.
 func TestRedisTrace(t *testing.T) {
 	t.Parallel()
 	srv, db, env := dotEnvRedis(t)

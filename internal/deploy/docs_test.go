@@ -45,12 +45,12 @@ func matches(t *testing.T, file, re string) []string {
 	return out
 }
 
-// TestConfigurationIsDocumented: the README's table and .env.example list
-// exactly the variables lockd reads.
+// TestConfigurationIsDocumented: the configuration table of
+// doc/OPERATIONS.md and .env.example list exactly the variables lockd reads.
 func TestConfigurationIsDocumented(t *testing.T) {
 	want := configVariables(t)
-	if got := matches(t, "README.md", "(?m)^\\| `([A-Z_]+)` \\|"); !slices.Equal(got, want) {
-		t.Errorf("README configuration table lists %v, lockd reads %v", got, want)
+	if got := matches(t, "doc/OPERATIONS.md", "(?m)^\\| `([A-Z_]+)` \\|"); !slices.Equal(got, want) {
+		t.Errorf("doc/OPERATIONS.md configuration table lists %v, lockd reads %v", got, want)
 	}
 	if got := matches(t, ".env.example", `(?m)^([A-Z_]+)=`); !slices.Equal(got, want) {
 		t.Errorf(".env.example sets %v, lockd reads %v", got, want)

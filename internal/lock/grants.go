@@ -240,7 +240,7 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 // announces the release on ReleasedChannel so that waiters on every replica
 // wake at once. It returns ErrInvalidName, ErrInvalidArgument,
 // ErrNotHolder or ErrUnavailable. (The demo's Release does not announce: its
-// Redis trace is the README's.)
+// Redis trace is the one doc/DEMO.md shows.)
 func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
 	_, err := m.ReleaseGrant(ctx, name, token)
 	return err
