@@ -203,10 +203,14 @@ func (s *Server) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
+		info, err := c.Info(ctx, "server").Result()
 		cancel()
-		if err == nil {
+		if err == nil && strings.Contains(info, "process_id:"+strconv.Itoa(s.cmd.Process.Pid)+"\r\n") {
 			return nil
+		}
+		if err == nil {
+			// Another redis-server holds the port; this one will exit.
+			err = fmt.Errorf("redistest: port %d is another redis-server's", s.Port)
 		}
 		select {
 		case <-s.done:
@@ -250,16 +254,34 @@ func (s *Server) Client(t testing.TB, db int) *redis.Client {
 	return c
 }
 
-// FreePort asks the kernel for a free loopback port. Another process may take
-// it before it is used; tests accept that small race.
+// FreePort asks the kernel for a free loopback port, never one it already
+// returned in this process: a test that restarts a node on its port leaves
+// the port free for a moment, and a parallel test must not take it then.
+// Another process may still take it before it is used; waitReady notices
+// when the server answering is not the one started.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		given.Lock()
+		seen := given.ports[port]
+		given.ports[port] = true
+		given.Unlock()
+		if !seen {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// given is every port FreePort returned in this process.
+var given = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // DotEnv returns the Redis password and database that the repository's .env
 // gives the compose set-up, so tests run against the same settings.
