@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -15,18 +16,33 @@ import (
 // KillRedis kills node 0 with SIGKILL and restarts it on the same port and
 // directory after down (0: at once). What survives depends on the node's
 // persistence arguments.
-func KillRedis(down time.Duration) *Fault {
-	name := "kill -9 redis0, restart at once"
+func KillRedis(down time.Duration) *Fault { return KillNodes(down, 0) }
+
+// KillNodes kills the given nodes together with SIGKILL, as the loss of a
+// machine or a rack would, and restarts each on its port and directory
+// after down (0: at once). Without persistence every one comes back empty.
+func KillNodes(down time.Duration, nodes ...int) *Fault {
+	var names []string
+	for _, j := range nodes {
+		names = append(names, fmt.Sprintf("redis%d", j))
+	}
+	who := strings.Join(names, "+")
+	name := "kill -9 " + who + ", restart at once"
 	if down > 0 {
-		name = fmt.Sprintf("kill -9 redis0, restart after %v", down)
+		name = fmt.Sprintf("kill -9 %s, restart after %v", who, down)
 	}
 	return &Fault{Name: name, Run: func(h *Harness) error {
 		h.FaultStart(name)
-		h.Nodes[0].Kill()
+		for _, j := range nodes {
+			h.Nodes[j].Kill()
+		}
 		time.Sleep(down)
-		err := h.Nodes[0].Restart()
-		h.FaultEnd("redis0 restarted")
-		return err
+		var errs []error
+		for _, j := range nodes {
+			errs = append(errs, h.Nodes[j].Restart())
+		}
+		h.FaultEnd(who + " restarted")
+		return errors.Join(errs...)
 	}}
 }
 

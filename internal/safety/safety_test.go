@@ -24,9 +24,15 @@ var (
 	fsyncAlways   = []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}
 )
 
+// dataLoss is what the checkers may find when Redis lost live leases:
+// another client can be granted a lock whose holder still runs. Fences must
+// still rise and the store must still refuse every stale write.
+var dataLoss = []string{check.CheckerMutualExclusion, check.CheckerLinearizable}
+
 // scenarios is the suite. The S1 key deletion and the unfenced store must
-// show violations, the R3 key deletion may show overlapping grants (never
-// an accepted stale write); everything else must show none.
+// show violations, the R3 key deletion and the data losses may show
+// overlapping grants (never a fence that goes back or an accepted stale
+// write); everything else must show none.
 func scenarios() []safety.Scenario {
 	return []safety.Scenario{
 		{Name: "baseline", Mode: safety.S1, Redis: noPersistence},
@@ -41,8 +47,24 @@ func scenarios() []safety.Scenario {
 		{Name: "redis kill, restart at once, fsync always", Mode: safety.S1, Redis: fsyncAlways,
 			Fault: safety.KillRedis(0)},
 
+		// Data lost on a majority of nodes or on all of them: lockd keeps
+		// every node that came back empty out of quorums for KeepOut, so
+		// no lock is granted until every lease from before the loss has
+		// ended, and then fences go on above the old ones (their clock
+		// floor) though no node has the counters to copy.
+		{Name: "all redis kill -9, restart empty", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.KillNodes(0, 0, 1, 2), Liveness: safety.KeepOut + safety.TTL + 2*time.Second, Allow: dataLoss},
+		{Name: "two of three redis kill -9, restart empty", Mode: safety.R3, Redis: noPersistence,
+			Fault: safety.KillNodes(0, 0, 1), Liveness: safety.KeepOut + safety.TTL + 2*time.Second, Allow: dataLoss},
+		// One node decides alone and does not wait: leases live at the
+		// loss are gone at once, so overlaps are allowed, but fences still
+		// rise above every earlier one.
+		{Name: "redis kill, restart at once, no persistence", Mode: safety.S1, Redis: noPersistence,
+			Fault: safety.KillRedis(0), Liveness: safety.TTL + 2*time.Second, Allow: dataLoss, Short: true},
+
 		{Name: "redis SIGSTOP 2×TTL", Mode: safety.R3, Redis: noPersistence, Fault: safety.PauseRedis(2 * safety.TTL)},
 		{Name: "redis SIGSTOP 2×TTL", Mode: safety.S1, Redis: noPersistence, Fault: safety.PauseRedis(2 * safety.TTL)},
+		{Name: "redis SIGSTOP 5s", Mode: safety.R3, Redis: noPersistence, Fault: safety.PauseRedis(5 * time.Second)},
 
 		{Name: "latency 150±50ms", Mode: safety.R3, Redis: noPersistence,
 			Fault: safety.Toxic("latency", "downstream", `{"latency":150,"jitter":50}`, 3*time.Second, false)},

@@ -186,6 +186,15 @@ func TestFences(t *testing.T) {
 			acquired(1, 0, 10, "a", 5), released(1, 100, 110, "a", OK),
 			withValidity(acquired(2, 0, 120, "b", 4), 1000, 110),
 		}, want: []string{"fence-regression"}},
+		{name: "overlapping leases are concurrent, not ordered", ops: []Op{
+			// Lock keys lost: both held the lock from about 100ms, and
+			// the one answered first got the higher fence.
+			acquired(1, 0, 100, "a", 5), acquired(2, 50, 101, "b", 4),
+		}},
+		{name: "an earlier lease that ended still binds past an overlapping one", ops: []Op{
+			acquired(1, 0, 10, "a", 9), released(1, 100, 110, "a", OK),
+			acquired(2, 200, 300, "b", 5), acquired(3, 250, 301, "c", 4),
+		}, want: []string{"fence-regression", "fence-regression"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,18 @@ import (
 	"time"
 )
 
+// acquire is an OK acquire with its grant's interval (see grants).
+type acquire struct {
+	at         int
+	op         Op
+	start, end time.Duration
+}
+
+// precedes reports whether a was granted before b for certain, given that
+// a's interval starts first: a returned before b was sent, or a's lease
+// ended by b's start.
+func precedes(a, b acquire) bool { return a.op.Return < b.op.Call || a.end <= b.start }
+
 // Fences checks the fencing tokens of OK acquires and extends, per lock:
 //
 //   - no two grants share a fence ("fence-duplicate");
@@ -22,17 +34,16 @@ import (
 // start, so it could not have been granted before A without overlapping A's
 // lease on the server. When B's interval is empty (its validity ran out
 // while the answer was under way, as under heavy latency), B may have been
-// granted long before A returned, and a lower fence proves nothing.
+// granted long before A returned, and a lower fence proves nothing. Nor
+// does it when A's lease still ran at B's start and A had not returned
+// before B was sent: the two held the lock at once (MutualExclusion reports
+// that, and a scenario that loses lock keys may allow it), so neither was
+// granted first.
 func Fences(ops []Op) []Violation {
 	all, byKey := grants(ops)
 	ends := make(map[int]time.Duration, len(all))
 	for _, g := range all {
 		ends[g.at] = g.end
-	}
-	type acquire struct {
-		at         int
-		op         Op
-		start, end time.Duration
 	}
 	byLock := make(map[string][]acquire)
 	var out []Violation
@@ -76,7 +87,19 @@ func Fences(ops []Op) []Violation {
 				before = sort.Search(k, func(j int) bool { return as[j].start >= b.op.Call })
 			}
 			if before > 0 {
-				if a := as[best[before-1]]; a.op.Fence > b.op.Fence {
+				// The highest fence before b, among the grants certainly
+				// before it; without overlaps that is always the first.
+				top := best[before-1]
+				if !precedes(as[top], b) {
+					top = -1
+					for j, a := range as[:before] {
+						if precedes(a, b) && (top < 0 || a.op.Fence > as[top].op.Fence) {
+							top = j
+						}
+					}
+				}
+				if top >= 0 && as[top].op.Fence > b.op.Fence {
+					a := as[top]
 					out = append(out, Violation{Checker: CheckerFences, Kind: "fence-regression", Lock: lock,
 						Detail: fmt.Sprintf("%s (valid from %v) precedes %s (valid from %v) but has the higher fence",
 							describeOp(a.at, a.op), a.start, describeOp(b.at, b.op), b.start)})
