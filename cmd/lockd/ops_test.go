@@ -313,7 +313,7 @@ func TestProbes(t *testing.T) {
 		}
 	}
 	down := func(rd readiness) bool {
-		return rd.Status == "not_ready" && strings.Contains(rd.Reason, addr) && len(rd.Nodes) == 1 && !rd.Nodes[0].OK
+		return rd.Status == "not_ready" && rd.Reason == "redis" && strings.Contains(rd.Detail, addr) && len(rd.Nodes) == 1 && !rd.Nodes[0].OK
 	}
 	ready := func(r reply, rd readiness) bool { return r.status == http.StatusOK && rd.Status == "ready" }
 
@@ -367,8 +367,8 @@ func TestEvictingRedisNotReady(t *testing.T) {
 		t.Fatalf("/readyz: got %d %s, want 503 with the node failing", r.status, r.body)
 	}
 	for _, want := range []string{"maxmemory-policy is allkeys-lru", "set maxmemory-policy noeviction"} {
-		if !strings.Contains(rd.Reason, want) || !strings.Contains(rd.Nodes[0].Error, want) {
-			t.Errorf("/readyz: got %s, want reason and node error to say %q", r.body, want)
+		if !strings.Contains(rd.Detail, want) || !strings.Contains(rd.Nodes[0].Error, want) {
+			t.Errorf("/readyz: got %s, want detail and node error to say %q", r.body, want)
 		}
 	}
 	if strings.Contains(web.logs.String(), "Redis ready") {

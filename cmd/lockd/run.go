@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// quorum mode the others answer meanwhile.
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		APITokens: cfg.APITokens, MetricsRequireAuth: cfg.MetricsRequireAuth,
 		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies,
 		Metrics: m, Draining: draining,
-		Replica: replica, UIPeers: cfg.UIPeers,
+		Replica: replica, UIPeers: cfg.UIPeers, DemoDisabled: !cfg.DemoEnabled,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -179,7 +179,9 @@ func prepare(ctx context.Context, log *slog.Logger, locks *lock.Manager, cfg con
 }
 
 // healthcheck asks the local lockd's /readyz, for container healthchecks in
-// an image without a shell or curl. It returns nil when ready.
+// an image without a shell or curl. It returns nil when ready. It asks for
+// the details (?verbose, with the first API token if there are any), so a
+// failure says which node failed and why.
 func healthcheck(ctx context.Context, getenv func(string) string) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
@@ -187,19 +189,35 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(cfg.Port)+"/readyz", nil)
+	url := "http://" + net.JoinHostPort(localHost(cfg.ListenAddr), strconv.Itoa(cfg.Port)) + "/readyz?verbose"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if len(cfg.APITokens) > 0 {
+		req.Header.Set("Authorization", "Bearer "+cfg.APITokens[0])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("not ready: %w", err)
 	}
 	defer resp.Body.Close()
-	var body struct{ Reason string }
+	var body struct{ Reason, Detail string }
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("not ready (%d): %s", resp.StatusCode, body.Reason)
+		if body.Detail == "" {
+			body.Detail = body.Reason
+		}
+		return fmt.Errorf("not ready (%d): %s", resp.StatusCode, body.Detail)
 	}
 	return nil
+}
+
+// localHost is where healthcheck finds lockd: the loopback address when it
+// listens on every interface, else the address it listens on.
+func localHost(listen string) string {
+	if ip := net.ParseIP(listen); listen == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return listen
 }

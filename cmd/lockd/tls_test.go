@@ -37,10 +37,12 @@ func tlsRedis(t *testing.T, password string) (*redistest.Server, map[string]stri
 	}
 }
 
-// readiness is the body of GET /readyz.
+// readiness is the body of GET /readyz?verbose, which a client on
+// loopback (as tests are) gets in full when no API token is set.
 type readiness struct {
 	Status string `json:"status"`
 	Reason string `json:"reason"`
+	Detail string `json:"detail"`
 	Nodes  []struct {
 		Addr  string `json:"addr"`
 		OK    bool   `json:"ok"`
@@ -54,7 +56,7 @@ func waitReadyz(t *testing.T, web *replica, limit time.Duration, done func(reply
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		r := get(t, web.url+"/readyz")
+		r := get(t, web.url+"/readyz?verbose")
 		var rd readiness
 		err := json.Unmarshal([]byte(r.body), &rd)
 		if err == nil && done(r, rd) {
@@ -177,7 +179,7 @@ func TestRedisTLSUnknownCA(t *testing.T) {
 	web := startLockd(t, with(env, "REDIS_CA_FILE", other))
 
 	r, rd := waitReadyz(t, web, 10*time.Second, func(_ reply, rd readiness) bool {
-		return strings.Contains(rd.Reason, "certificate")
+		return strings.Contains(rd.Detail, "certificate")
 	})
 	if r.status != http.StatusServiceUnavailable || rd.Status != "not_ready" {
 		t.Errorf("/readyz: got %d %s, want 503 not_ready", r.status, r.body)
@@ -204,7 +206,7 @@ func TestRedisWrongACLPassword(t *testing.T) {
 
 	wrongPass := regexp.MustCompile(`WRONGPASS|invalid username-password`)
 	r, rd := waitReadyz(t, web, 10*time.Second, func(_ reply, rd readiness) bool {
-		return wrongPass.MatchString(rd.Reason)
+		return wrongPass.MatchString(rd.Detail)
 	})
 	if r.status != http.StatusServiceUnavailable || rd.Status != "not_ready" {
 		t.Errorf("/readyz: got %d %s, want 503 not_ready", r.status, r.body)

@@ -226,7 +226,7 @@ func waitAllNodesIn(t *testing.T, port, nodes int) {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://localhost:" + strconv.Itoa(port) + "/readyz")
+		resp, err := http.Get("http://localhost:" + strconv.Itoa(port) + "/readyz?verbose")
 		if err != nil {
 			t.Fatal(err)
 		}

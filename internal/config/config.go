@@ -25,6 +25,14 @@ import (
 type Config struct {
 	// Port is the HTTP port (PORT, default 8080; 0 picks a free port).
 	Port int
+	// ListenAddr is the address lockd listens on with Port: an IP address
+	// or a host name (LISTEN_ADDR; empty, the default, is every
+	// interface). Not HOST: zsh and some CI systems set HOST to the
+	// machine's name, which would silently narrow where lockd listens.
+	ListenAddr string
+	// DemoEnabled serves the README's GET /lock (DEMO_ENABLED, default
+	// true). It takes the same lock:NAME keys as /v1.
+	DemoEnabled bool
 	// Redis has one entry per independent Redis master: from REDIS_ADDR
 	// (one node, default localhost:6379), REDIS_ADDRS (host:port,... for
 	// quorum mode) or REDIS_URLS (redis:// or rediss:// URLs, one per
@@ -94,6 +102,8 @@ func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 
 	cfg.Port = p.intRange("PORT", 8080, 0, 65535)
+	cfg.ListenAddr = p.host("LISTEN_ADDR")
+	cfg.DemoEnabled = p.boolean("DEMO_ENABLED", true)
 	password := getenv("REDIS_PASSWORD")
 	db := p.intRange("REDIS_DB", 0, 0, 1<<20)
 	cfg.MaxTTL = p.duration("MAX_TTL", lock.MaxTTL, time.Second, lock.MaxTTL)
@@ -356,6 +366,43 @@ func (p *parser) boolean(name string, def bool) bool {
 		return def
 	}
 	return b
+}
+
+// host reads an IP address or a host name to listen on; empty is every
+// interface. IPv6 addresses may be given with or without brackets. No
+// port: that is PORT.
+func (p *parser) host(name string) string {
+	raw := strings.TrimSpace(p.getenv(name))
+	h := raw
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	if h == "" || net.ParseIP(h) != nil || validHostname(h) {
+		return h
+	}
+	p.fail(name, raw, "is not an IP address or host name (without a port: the port is PORT)")
+	return ""
+}
+
+// validHostname accepts a DNS name: dot-separated labels of letters,
+// digits and hyphens, 1 to 63 bytes each, not starting or ending with a
+// hyphen, at most 253 bytes in all.
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // list splits a comma-separated value, dropping empty entries.

@@ -27,6 +27,7 @@ func TestLoadDefaults(t *testing.T) {
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 5*time.Minute + 30*time.Second, IdleTimeout: time.Minute,
 		MaxHeaderBytes: 16 << 10, MaxBodyBytes: 64 << 10, MaxWaiters: 1000,
+		DemoEnabled: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
@@ -42,6 +43,7 @@ func TestLoadValues(t *testing.T) {
 		"HTTP_READ_HEADER_TIMEOUT": "2s", "HTTP_READ_TIMEOUT": "3s", "HTTP_WRITE_TIMEOUT": "10m",
 		"HTTP_IDLE_TIMEOUT": "4s", "HTTP_MAX_HEADER_BYTES": "8192", "MAX_BODY_BYTES": "2048",
 		"MAX_WAITERS": "7", "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1",
+		"LISTEN_ADDR": "127.0.0.1", "DEMO_ENABLED": "false",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +56,7 @@ func TestLoadValues(t *testing.T) {
 		ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 10 * time.Minute,
 		IdleTimeout: 4 * time.Second, MaxHeaderBytes: 8192, MaxBodyBytes: 2048, MaxWaiters: 7,
 		TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
+		ListenAddr:     "127.0.0.1", DemoEnabled: false,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
@@ -95,6 +98,11 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"MAX_WAITERS", "0"},
 		{"TRUSTED_PROXIES", "not-an-ip"},
 		{"REDIS_CA_FILE", "/nonexistent/ca.pem"},
+		{"LISTEN_ADDR", "127.0.0.1:8080"},
+		{"LISTEN_ADDR", "http://localhost"},
+		{"LISTEN_ADDR", "-bad-.example"},
+		{"LISTEN_ADDR", "a b"},
+		{"DEMO_ENABLED", "sometimes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -107,6 +115,20 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 				t.Fatalf("error %q should be one line naming %s", msg, tt.name)
 			}
 		})
+	}
+}
+
+// TestLoadListenAddr: LISTEN_ADDR takes IPv4 and IPv6 addresses (with or
+// without brackets) and host names, as net.Listen wants them with PORT.
+func TestLoadListenAddr(t *testing.T) {
+	for raw, want := range map[string]string{
+		"": "", " 127.0.0.1 ": "127.0.0.1", "0.0.0.0": "0.0.0.0", "::1": "::1", "[::1]": "::1",
+		"localhost": "localhost", "lockd-1.internal.example": "lockd-1.internal.example",
+	} {
+		cfg, err := Load(env(map[string]string{"LISTEN_ADDR": raw}))
+		if err != nil || cfg.ListenAddr != want {
+			t.Errorf("LISTEN_ADDR=%q: got %q, %v; want %q", raw, cfg.ListenAddr, err, want)
+		}
 	}
 }
 

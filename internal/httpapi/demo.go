@@ -48,6 +48,12 @@ func (s *server) demoLock(c *gin.Context) {
 	lease, err := s.locks.Acquire(ctx, id, s.opts.LockExpiry)
 	if err != nil {
 		s.log.ErrorContext(ctx, fmt.Sprintf("Error: Failed to acquire lock for resource %s: %v", id, err))
+		if errors.Is(err, lock.ErrTooManyWaiters) {
+			// Its retries wait like a /v1 waiter, and count as one.
+			c.Header("Retry-After", "1")
+			c.JSON(http.StatusTooManyRequests, demoError{Error: "Too many waiting requests", Details: message(err)})
+			return
+		}
 		c.JSON(http.StatusInternalServerError, demoError{Error: "Failed to acquire lock", Details: err.Error()})
 		return
 	}

@@ -37,8 +37,12 @@ type Options struct {
 	// Replica names this replica in lock events (REPLICA_NAME).
 	Replica string
 	// UIPeers are the origins (scheme://host:port) of the other replicas:
-	// the dashboard calls them, and CORS lets them call /lock and /v1.
+	// the dashboard calls them, and CORS and the cross-origin check let
+	// them call /lock and /v1.
 	UIPeers []string
+	// DemoDisabled removes GET /lock (DEMO_ENABLED=false); the zero value
+	// serves the README's demo.
+	DemoDisabled bool
 }
 
 // Metrics is what the HTTP layer needs from internal/metrics.
@@ -56,7 +60,8 @@ type server struct {
 
 // NewHandler returns lockd's HTTP handler. It never touches Redis itself:
 // every lock operation goes through locks. It returns an error only for
-// trusted proxies that are not addresses or CIDRs.
+// trusted proxies that are not addresses or CIDRs, or UI peers that are not
+// origins.
 func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) (http.Handler, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = defaultMaxBody
@@ -68,7 +73,11 @@ func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) (http.Ha
 	if err := r.SetTrustedProxies(opts.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.Use(requestID, accessLog(logger), recovery(logger), cors(opts.UIPeers))
+	csrf, err := crossOrigin(opts.UIPeers)
+	if err != nil {
+		return nil, err
+	}
+	r.Use(requestID, accessLog(logger), recovery(logger), cors(opts.UIPeers), csrf)
 	if opts.Metrics != nil {
 		r.Use(countRequests(opts.Metrics))
 	}

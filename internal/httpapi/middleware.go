@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -75,22 +76,28 @@ func validRequestID(id string) bool {
 }
 
 // requireToken lets a request through only with "Authorization: Bearer T"
-// for one of tokens. Every token is compared, in constant time, so the
-// answer's timing says nothing about how close a guess was.
+// for one of tokens.
 func requireToken(tokens []string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		got, ok := bearer(c.GetHeader("Authorization"))
-		match := 0
-		for _, t := range tokens {
-			match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
-		}
-		if !ok || match != 1 {
+		if !validToken(tokens, c.Request) {
 			c.Header("WWW-Authenticate", `Bearer realm="lockd"`)
 			writeError(c, http.StatusUnauthorized, "unauthenticated", "a valid bearer token is required: Authorization: Bearer <token>")
 			return
 		}
 		c.Next()
 	}
+}
+
+// validToken says whether r carries "Authorization: Bearer T" for one of
+// tokens. Every token is compared, in constant time, so the answer's timing
+// says nothing about how close a guess was.
+func validToken(tokens []string, r *http.Request) bool {
+	got, ok := bearer(r.Header.Get("Authorization"))
+	match := 0
+	for _, t := range tokens {
+		match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
+	}
+	return ok && match == 1
 }
 
 // bearer reads the token of an Authorization header of the Bearer scheme
@@ -147,4 +154,56 @@ func cors(origins []string) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// crossOrigin refuses what a page of another site makes a browser send to
+// change locks: a POST to /v1 (a text/plain POST needs no CORS preflight,
+// so CORS alone would let it through) and GET /lock, which takes a lock
+// although it is a GET. net/http's CrossOriginProtection decides, from
+// Sec-Fetch-Site, or from Origin against Host on browsers without it;
+// requests with neither header (curl, programs) pass, and so do the
+// dashboards of UI_PEERS. It lets safe methods through, so GET /lock is
+// judged as the POST it is in effect. peers must be origins
+// (scheme://host[:port]).
+func crossOrigin(peers []string) (gin.HandlerFunc, error) {
+	cop := http.NewCrossOriginProtection()
+	for _, p := range peers {
+		if err := cop.AddTrustedOrigin(p); err != nil {
+			return nil, err
+		}
+	}
+	return func(c *gin.Context) {
+		r, p := c.Request, c.Request.URL.Path
+		if p != "/lock" && !strings.HasPrefix(p, "/v1/") {
+			c.Next()
+			return
+		}
+		if p == "/lock" && r.Method == http.MethodGet {
+			r = r.WithContext(r.Context()) // a shallow copy
+			r.Method = http.MethodPost
+		}
+		if cop.Check(r) != nil {
+			writeError(c, http.StatusForbidden, "cross_origin",
+				"cross-origin request refused: a page of another site may not take or change locks here (only this replica's dashboard and those of UI_PEERS may)")
+			return
+		}
+		c.Next()
+	}, nil
+}
+
+// localClient says whether r came straight from this host: its peer is a
+// loopback address and it carries no proxy's forwarding header (a reverse
+// proxy on this host would make every client look local).
+func localClient(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-IP"} {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

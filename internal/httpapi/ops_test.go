@@ -127,8 +127,21 @@ func TestTokenRequired(t *testing.T) {
 		t.Errorf("keys went from %v to %v", keysBefore, after)
 	}
 
-	// Open without a token.
-	for _, path := range []string{"/lock?resource_id=open-demo", "/healthz", "/readyz"} {
+	// The demo takes the same keys as /v1: it needs the token too, and
+	// without one takes nothing.
+	resp = get(t, r.url+"/lock?resource_id=open-demo")
+	if resp.status != http.StatusUnauthorized || resp.errorCode() != "unauthenticated" || resp.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("GET /lock without a token: got %d %s, want 401 unauthenticated", resp.status, resp.body)
+	}
+	if n, err := c.rdb.Exists(ctx, lock.KeyPrefix+"open-demo").Result(); err != nil || n != 0 {
+		t.Errorf("GET /lock without a token: lock:open-demo exists %d (%v)", n, err)
+	}
+	resp = callWith(t, ctx, "GET", r.url+"/lock?resource_id=open-demo", "", good)
+	if resp.status != http.StatusOK || !strings.Contains(string(resp.body), "Lock acquired and released successfully") {
+		t.Errorf("GET /lock with the token: got %d %s, want 200", resp.status, resp.body)
+	}
+	// The probes stay open.
+	for _, path := range []string{"/healthz", "/readyz"} {
 		if resp := get(t, r.url+path); resp.status != http.StatusOK {
 			t.Errorf("GET %s without a token: %d %s", path, resp.status, resp.body)
 		}
@@ -150,18 +163,20 @@ func TestReadyzRefusesEvictingRedis(t *testing.T) {
 	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 
-	resp := get(t, hs.URL+"/readyz")
+	// The test's client is on loopback and sends no token: with ?verbose
+	// it gets the details.
+	resp := get(t, hs.URL+"/readyz?verbose")
 	var body readyJSON
 	resp.json(t, &body)
-	if resp.status != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || body.Status != "not_ready" {
-		t.Fatalf("got %d %s, want 503 not_ready with Retry-After", resp.status, resp.body)
+	if resp.status != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || body.Status != "not_ready" || body.Reason != "redis" {
+		t.Fatalf("got %d %s, want 503 not_ready, reason redis, with Retry-After", resp.status, resp.body)
 	}
 	want := srv.Addr + ": maxmemory-policy is volatile-lru: "
-	if !strings.HasPrefix(body.Reason, want) || !strings.Contains(body.Reason, "fix: set maxmemory-policy noeviction") {
-		t.Errorf("reason %q, want it to start %q and name the fix", body.Reason, want)
+	if !strings.HasPrefix(body.Detail, want) || !strings.Contains(body.Detail, "fix: set maxmemory-policy noeviction") {
+		t.Errorf("detail %q, want it to start %q and name the fix", body.Detail, want)
 	}
-	if len(body.Nodes) != 1 || body.Nodes[0].OK || body.Reason != srv.Addr+": "+body.Nodes[0].Error {
-		t.Errorf("nodes %+v, want the one node failing with the reason", body.Nodes)
+	if len(body.Nodes) != 1 || body.Nodes[0].OK || body.Detail != srv.Addr+": "+body.Nodes[0].Error {
+		t.Errorf("nodes %+v, want the one node failing with the detail", body.Nodes)
 	}
 }
 

@@ -6,10 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
 
 // defaultMaxBody bounds a /v1 request body unless configured. Real bodies
@@ -36,12 +43,17 @@ func badInput(format string, args ...any) error {
 
 // readBody reads a /v1 request body, at most limit bytes, and decodes it
 // with decodeBody. JSON, and the types curl -d and plain clients send
-// (form, text), are read as JSON; any other declared type is refused.
+// (form, text), are read as JSON; any other declared type is refused, and
+// so is a charset other than UTF-8 (JSON is UTF-8, and a body declared
+// latin1 would be read as something else than what was meant).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && r.ContentLength != 0 {
-		mt, _, err := mime.ParseMediaType(ct)
+		mt, params, err := mime.ParseMediaType(ct)
 		if err != nil || !acceptedTypes[mt] {
 			return fmt.Errorf("%w: send the body as application/json", errMediaType)
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+			return badInput("the body must be UTF-8, but its Content-Type says charset=%s", strconv.Quote(truncate(cs, 32)))
 		}
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -57,18 +69,87 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error 
 	return decodeBody(b, v)
 }
 
-// decodeBody decodes one JSON object into v, strictly: unknown fields,
-// wrong types and anything after the object are errors, so a typo such as
-// "tll" is refused instead of silently ignored. An empty body leaves v as
-// it is, which gives every optional field its default.
+// decodeBody decodes one JSON object into v, a pointer to one of the
+// request structs below, strictly. encoding/json alone is lenient where a
+// lock API must not be: the last of two equal keys wins ({"ttl":"5s",
+// "ttl":"1h"} is an hour), names match in any case ("TTL" is ttl), a null
+// body is accepted, and invalid UTF-8 becomes U+FFFD. So the body must be
+// UTF-8 and valid JSON, a pass over its tokens checks its shape (one object,
+// each field known by its exact name and given once), then encoding/json
+// fills v, refusing wrong types. An empty body leaves v as it is, which
+// gives every optional field its default; so does a field whose value is
+// null.
 func decodeBody(b []byte, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil
 	}
+	if !utf8.Valid(b) {
+		return badInput("the body is not valid UTF-8")
+	}
+	// The syntax first, in one pass that knows where an error is:
+	// json.Decoder.Token's offsets are not exact.
+	var syntax any
+	if err := json.Unmarshal(b, &syntax); err != nil {
+		return badInput("%s", syntaxProblem(b, err))
+	}
+	fields := jsonFields(v)
+	if err := checkShape(b, fields); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return badInput("the body is not a valid JSON request: %v", jsonProblem(err))
+		return badInput("%s", jsonProblem(err, fields))
+	}
+	return nil
+}
+
+// checkShape is decodeBody's shape check: b, valid JSON, must be one JSON
+// object whose keys are among fields, spelled exactly so, each at most
+// once.
+func checkShape(b []byte, fields map[string]string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return badInput("%s", syntaxProblem(b, err))
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return badInput("the body must be a JSON object with the fields %s, not %s", fieldList(fields), kindOf(tok))
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return badInput("%s", syntaxProblem(b, err))
+		}
+		key, _ := tok.(string) // the decoder allows only strings here
+		shown := strconv.Quote(truncate(key, 32))
+		switch _, known := fields[key]; {
+		case seen[key]:
+			return badInput("field %s appears more than once; send each field once", shown)
+		case !known:
+			for name := range fields {
+				if strings.EqualFold(name, key) {
+					return badInput("field %s is not known; field names are case-sensitive: did you mean %q?", shown, name)
+				}
+			}
+			return badInput("field %s is not known; the fields are %s", shown, fieldList(fields))
+		}
+		seen[key] = true
+		tok, err = dec.Token()
+		if err != nil {
+			return badInput("%s", syntaxProblem(b, err))
+		}
+		// Skip a nested value; its type is refused in the second pass.
+		for depth := nesting(tok); depth > 0; depth += nesting(tok) {
+			if tok, err = dec.Token(); err != nil {
+				return badInput("%s", syntaxProblem(b, err))
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return badInput("%s", syntaxProblem(b, err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return badInput("the body has more after its JSON object")
@@ -76,17 +157,116 @@ func decodeBody(b []byte, v any) error {
 	return nil
 }
 
-// jsonProblem rewords encoding/json's errors for an API caller: which field,
-// and what was wrong with it, without Go type names.
-func jsonProblem(err error) string {
+// nesting is +1 for a token that opens an object or array, -1 for one that
+// closes it, else 0.
+func nesting(tok json.Token) int {
+	switch tok {
+	case json.Delim('{'), json.Delim('['):
+		return 1
+	case json.Delim('}'), json.Delim(']'):
+		return -1
+	}
+	return 0
+}
+
+// kindOf names a JSON value by its first token, in plain words.
+func kindOf(tok json.Token) string {
+	switch t := tok.(type) {
+	case nil:
+		return "null"
+	case json.Delim:
+		if t == '[' {
+			return "an array"
+		}
+		return "an object"
+	case string:
+		return "a string"
+	case bool:
+		return "true or false"
+	default:
+		return "a number"
+	}
+}
+
+// jsonFields maps the JSON names of v's fields (v points to a struct) to
+// what each must be, in plain words.
+func jsonFields(v any) map[string]string {
+	t := reflect.TypeOf(v).Elem()
+	out := make(map[string]string, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch ft.Kind() {
+		case reflect.String:
+			out[name] = "a string"
+		case reflect.Int64:
+			out[name] = "a whole number"
+		default:
+			out[name] = "a " + ft.Kind().String()
+		}
+	}
+	return out
+}
+
+// fieldList is fields' names in order, for messages.
+func fieldList(fields map[string]string) string {
+	names := slices.Sorted(maps.Keys(fields))
+	return strings.Join(names, ", ")
+}
+
+// syntaxProblem rewords a JSON syntax error. encoding/json names the
+// offending byte, so a character outside ASCII ('é') shows as the first
+// byte of its UTF-8 form ('Ã'); this names the character.
+func syntaxProblem(b []byte, err error) string {
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se) && strings.Contains(se.Error(), "end of JSON input"):
+		return "the body is not valid JSON: it ends too early"
+	case errors.As(err, &se) && strings.Contains(se.Error(), "after top-level value"):
+		return "the body has more after its JSON object"
+	case errors.As(err, &se):
+		// Offset counts the bytes read, the offending one included.
+		off := int(se.Offset) - 1
+		if off >= 0 && off < len(b) {
+			r, _ := utf8.DecodeRune(b[off:])
+			return fmt.Sprintf("the body is not valid JSON: unexpected %s at byte %d", lock.DescribeRune(r), off+1)
+		}
+		return "the body is not valid JSON"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the body is not valid JSON: it ends too early"
+	}
+	return "the body is not valid JSON"
+}
+
+// jsonProblem rewords encoding/json's errors from the second pass for an
+// API caller: which field, and what it must be, without Go type names
+// (encoding/json's own text names httpapi.acquireRequest).
+func jsonProblem(err error, fields map[string]string) string {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Sprintf("field %q must not be a JSON %s", te.Field, te.Value)
+	if errors.As(err, &te) {
+		want, ok := fields[te.Field]
+		if !ok {
+			return "the body must be a JSON object with the fields " + fieldList(fields)
+		}
+		got, value, _ := strings.Cut(te.Value, " ") // "number 1.5"
+		switch {
+		case value != "" && strings.ContainsAny(value, ".eE"):
+			return fmt.Sprintf("field %q must be %s; %s is not", te.Field, want, truncate(value, 32))
+		case value != "":
+			return fmt.Sprintf("field %q is too large: %s", te.Field, truncate(value, 32))
+		}
+		if got == "bool" {
+			got = "true or false"
+		} else {
+			got = "a JSON " + got
+		}
+		return fmt.Sprintf("field %q must be %s, not %s", te.Field, want, got)
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "it ends too early"
-	}
-	return err.Error()
+	return syntaxProblem(nil, err)
 }
 
 // parseDuration reads field, a string in Go's duration syntax ("30s",

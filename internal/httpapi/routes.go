@@ -9,8 +9,16 @@ import (
 // routes is the whole HTTP API on one screen.
 func (s *server) routes(r *gin.Engine) {
 	// The README's demo: take lock:ID, work for CRITICAL_SECTION_DURATION,
-	// release. Kept exactly as documented, GET and all.
-	r.GET("/lock", s.demoLock)
+	// release. Kept exactly as documented, GET and all, while no API token
+	// is set. It takes the same lock:NAME keys as /v1, so with tokens it
+	// needs one too; DEMO_ENABLED=false removes it.
+	if !s.opts.DemoDisabled {
+		demo := []gin.HandlerFunc{s.demoLock}
+		if len(s.opts.APITokens) > 0 {
+			demo = append([]gin.HandlerFunc{requireToken(s.opts.APITokens)}, demo...)
+		}
+		r.GET("/lock", demo...)
+	}
 
 	// Probes and metrics, for orchestrators and Prometheus; never behind
 	// the API tokens, except /metrics when METRICS_REQUIRE_AUTH is set.
@@ -39,8 +47,9 @@ func (s *server) routes(r *gin.Engine) {
 	v1.POST("/locks/:name/check", s.check)
 	v1.GET("/events", s.events)
 
-	// The dashboard: one embedded page, open like /lock; it asks for an
-	// API token when /v1 needs one.
+	// The dashboard: one embedded page, open; it asks for an API token
+	// when /v1 needs one, and config.json names the peers only to a
+	// caller with one.
 	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusFound, "/ui/") })
 	r.GET("/ui", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/ui/") })
 	r.GET("/ui/*file", s.ui)

@@ -55,12 +55,20 @@ func (recordingConn) Close() error                                      { return
 
 // Acquire takes the lock name for ttl, retrying with redsync's defaults (32
 // tries, 50–250 ms apart, about 4–5 s in all) while another holder has it.
-// It returns ErrInvalidName, ErrLocked when the tries run out, ErrUnavailable
-// when Redis cannot be reached, or ctx's error when ctx ends first.
+// While it tries it takes one of the replica's MaxWaiters slots, as a /v1
+// wait does: its retries cost Redis as much as a waiter, or more. It returns
+// ErrInvalidName, ErrTooManyWaiters when no slot is left, ErrLocked when
+// the tries run out, ErrUnavailable when Redis cannot be reached, or ctx's
+// error when ctx ends first.
 func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (Lease, error) {
 	if err := ValidateName(name); err != nil {
 		return Lease{}, err
 	}
+	if err := m.startWaiting(); err != nil {
+		m.obs.Acquired(resultOf(err), 0)
+		return Lease{}, err
+	}
+	defer m.endWaiting()
 	start := time.Now()
 	mu := m.rs.NewMutex(KeyPrefix+name, redsync.WithExpiry(ttl))
 	err := mu.LockContext(ctx)

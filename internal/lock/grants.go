@@ -26,6 +26,11 @@ type LockedError struct {
 // ErrUnavailable; AcquireWait tries again at once after a short pause.
 var errVotesSplit = &kindError{ErrUnavailable, errors.New("lock: no majority for any holder (the votes split); try again")}
 
+// errWrongToken is the cause of ErrNotHolder from Renew and ReleaseToken,
+// in the words a caller needs: a wrong token, a second release and an
+// expired lease look the same from here.
+var errWrongToken = errors.New("lock: the token does not hold this lock")
+
 func (e *LockedError) Error() string {
 	return fmt.Sprintf("lock: already held (owner %q, fence %d, %v left)", e.Holder.Owner, e.Holder.Fence, e.Holder.TTL.Round(100*time.Millisecond))
 }
@@ -231,9 +236,9 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 		// that extended: whether the lease still holds is not known.
 		return Lease{}, unavailable("extend", errs)
 	case bare >= m.quorum():
-		return Lease{}, &kindError{ErrNotHolder, errors.New("lock: held without a grant; use the API that took it")}
+		return Lease{}, &kindError{ErrNotHolder, errors.New("lock: the token does not hold this lock; a demo request (GET /lock) holds it")}
 	}
-	return Lease{}, &kindError{ErrNotHolder, errors.New("lock: token does not hold the lock")}
+	return Lease{}, &kindError{ErrNotHolder, errWrongToken}
 }
 
 // ReleaseToken releases name for the holder of token, from any replica, and
@@ -289,7 +294,7 @@ func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holde
 		// that released: whether this token held the lock is not known.
 		return Holder{}, unavailable("release", errs)
 	}
-	return Holder{}, &kindError{ErrNotHolder, errors.New("lock: token does not hold the lock")}
+	return Holder{}, &kindError{ErrNotHolder, errWrongToken}
 }
 
 // StaleFenceError answers a fence check that failed. It matches

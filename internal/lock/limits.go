@@ -41,7 +41,10 @@ func validateWait(wait time.Duration) error {
 }
 
 // validateOwner keeps owners printable: they are shown to other callers and
-// written to logs.
+// written to logs. Invisible format characters (Unicode category Cf: the
+// bidirectional overrides U+202A–U+202E and U+2066–U+2069, zero-width
+// characters, U+FEFF) are refused too: an owner holding U+202E shows in a
+// dashboard or a terminal as different text from what it is.
 func validateOwner(owner string) error {
 	if len(owner) > MaxOwnerLen {
 		return invalid("owner is longer than %d bytes", MaxOwnerLen)
@@ -50,8 +53,11 @@ func validateOwner(owner string) error {
 		return invalid("owner is not valid UTF-8")
 	}
 	for _, r := range owner {
-		if unicode.IsControl(r) {
-			return invalid("owner contains a control character")
+		switch {
+		case unicode.IsControl(r):
+			return invalid("owner contains the control character %s", DescribeRune(r))
+		case unicode.Is(unicode.Cf, r):
+			return invalid("owner contains the invisible formatting character %s (such as a bidirectional override)", DescribeRune(r))
 		}
 	}
 	return nil

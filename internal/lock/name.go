@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -44,15 +43,27 @@ func ValidateStrictName(name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	// By rune, not by byte: "café" is refused for its 'é' (U+00E9), which
+	// a byte would show as 'Ã', the first byte of its UTF-8 form.
+	for i, r := range name {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 		if i == 0 && !alnum {
-			return &kindError{ErrInvalidName, errors.New("name must start with a letter or digit")}
+			return &kindError{ErrInvalidName, fmt.Errorf("name must start with a letter or digit, not %s", DescribeRune(r))}
 		}
-		if !alnum && !strings.ContainsRune("._:@+-", rune(c)) {
-			return &kindError{ErrInvalidName, fmt.Errorf("name contains %q; allowed are letters, digits and . _ : @ + -", c)}
+		if !alnum && !strings.ContainsRune("._:@+-", r) {
+			return &kindError{ErrInvalidName, fmt.Errorf("name contains %s; allowed are the ASCII letters and digits and . _ : @ + -", DescribeRune(r))}
 		}
 	}
 	return nil
+}
+
+// DescribeRune shows a character the way its sender typed it, with its
+// code point, for error messages: 'é' (U+00E9). A character that would not
+// show (a control or format character, a space other than ' ') is given by
+// its code point alone.
+func DescribeRune(r rune) string {
+	if unicode.IsGraphic(r) && !unicode.Is(unicode.Cf, r) && (r == ' ' || !unicode.IsSpace(r)) {
+		return fmt.Sprintf("%q (%U)", r, r)
+	}
+	return fmt.Sprintf("%U", r)
 }

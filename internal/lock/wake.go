@@ -95,12 +95,10 @@ func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait ti
 
 func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (Lease, error) {
 	if wait > 0 {
-		if m.waiting.Add(1) > int64(m.maxWaiters) {
-			m.waiting.Add(-1)
-			return Lease{}, &kindError{ErrTooManyWaiters, fmt.Errorf("lock: %d requests already wait on this replica", m.maxWaiters)}
+		if err := m.startWaiting(); err != nil {
+			return Lease{}, err
 		}
-		m.obs.Waiting(1)
-		defer func() { m.waiting.Add(-1); m.obs.Waiting(-1) }()
+		defer m.endWaiting()
 	}
 	deadline := time.Now().Add(wait)
 	for {
@@ -165,6 +163,23 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		timer.Stop()
 		m.waiters.remove(name, w, true)
 	}
+}
+
+// startWaiting takes one of the replica's MaxWaiters slots, or returns
+// ErrTooManyWaiters when none is left. Whoever gets a slot gives it back
+// with endWaiting.
+func (m *Manager) startWaiting() error {
+	if m.waiting.Add(1) > int64(m.maxWaiters) {
+		m.waiting.Add(-1)
+		return &kindError{ErrTooManyWaiters, fmt.Errorf("lock: %d requests already wait on this replica", m.maxWaiters)}
+	}
+	m.obs.Waiting(1)
+	return nil
+}
+
+func (m *Manager) endWaiting() {
+	m.waiting.Add(-1)
+	m.obs.Waiting(-1)
 }
 
 // ErrStopping answers waiters once StopWaiting was called: they should try

@@ -188,10 +188,15 @@ async function demoRequest(base, label, id) {
   const started = performance.now();
   logDemo("GET /lock?resource_id=" + id + " sent to " + label);
   try {
-    const resp = await fetch(base + "/lock?resource_id=" + encodeURIComponent(id));
+    // With API_TOKENS set, /lock needs the token too.
+    const resp = await fetch(base + "/lock?resource_id=" + encodeURIComponent(id), { headers: headers() });
+    if (resp.status === 401) askToken();
     const body = await resp.json();
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    logDemo(label + " answered after " + secs + " s: " + (body.message || body.error + (body.details ? " (" + body.details + ")" : "")), resp.status);
+    // The demo's own error shape is {error, details}; a refusal before the
+    // demo (401, 403) has the /v1 shape {error: {code, message}}.
+    const text = body.message || (body.error && body.error.message) || body.error + (body.details ? " (" + body.details + ")" : "");
+    logDemo(label + " answered after " + secs + " s: " + text, resp.status);
   } catch (err) {
     logDemo(label + " is unreachable: " + err.message);
   }
@@ -250,16 +255,26 @@ function askToken() {
   $("token").focus();
 }
 
-async function start() {
-  const cfg = await (await fetch("config.json")).json();
+// loadConfig reads config.json. With API_TOKENS set, the replica's name
+// and its peers come only with a valid token, so it is read again once the
+// user has given one.
+async function loadConfig() {
+  const cfg = await (await fetch("config.json", { headers: headers(), cache: "no-store" })).json();
   state.replica = cfg.replica;
   state.peers = cfg.peers;
   $("replica").textContent = cfg.replica;
+  if (state.peers.length) checkPeers();
+  return cfg;
+}
+
+async function start() {
+  const cfg = await loadConfig();
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     state.token = $("token").value.trim();
     sessionStorage.setItem("lockd-token", state.token);
     $("token-form").hidden = true;
+    loadConfig().catch((err) => banner("The dashboard could not read its settings: " + err.message));
     stream();
   });
   $("run-scenario").addEventListener("click", runScenario);
@@ -267,7 +282,7 @@ async function start() {
   if (cfg.auth && !state.token) { askToken(); streamState("needs a token", false); } else stream();
   setInterval(renderLocks, 250);
   setInterval(() => { if (!$("stream-state").classList.contains("bad")) refreshLocks().catch(() => {}); }, 2000);
-  if (state.peers.length) { checkPeers(); setInterval(checkPeers, 5000); }
+  setInterval(() => { if (state.peers.length) checkPeers(); }, 5000);
 }
 
 start().catch((err) => banner("The dashboard could not start: " + err.message));
