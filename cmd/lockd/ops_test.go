@@ -426,9 +426,10 @@ func TestRequestIDsAndSecretsInLogs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resource := "rid-" + strconv.Itoa(i)
-			var h http.Header
+			// With API_TOKENS set, the demo needs the token too.
+			h := http.Header{"Authorization": {"Bearer " + opsToken}}
 			if tc.sent != "" {
-				h = http.Header{"X-Request-Id": {tc.sent}}
+				h.Set("X-Request-Id", tc.sent)
 			}
 			r, hdr := send(t, "GET", web.url+"/lock?resource_id="+resource, h, "")
 			if r.status != http.StatusOK {

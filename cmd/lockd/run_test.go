@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -432,4 +433,41 @@ func TestShutdownReleasesDemoLocks(t *testing.T) {
 		t.Fatal("the demo lock outlived the shutdown")
 	}
 	web.logs.waitFor(t, "Lock released for resource interrupted", time.Second)
+}
+
+// TestListenAddr: with LISTEN_ADDR=127.0.0.1 lockd listens there and only
+// there; by default it listens on every interface; a value that is not an
+// address or a host name stops the start with an error naming it.
+func TestListenAddr(t *testing.T) {
+	t.Parallel()
+	_, _, env := dotEnvRedis(t)
+	web := startReady(t, with(env, "LISTEN_ADDR", "127.0.0.1"))
+	addr := web.logs.waitFor(t, `lockd listening.*?addr"?[=:]"?([^\s"]+)`, time.Second)[1]
+	if !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Errorf("LISTEN_ADDR=127.0.0.1: lockd listens on %s", addr)
+	}
+	if r := get(t, web.url+"/healthz"); r.status != http.StatusOK {
+		t.Errorf("/healthz on %s: %d %s", addr, r.status, r.body)
+	}
+	// Where this host has IPv6 loopback, the same port there is not lockd.
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		_ = ln.Close()
+		_, port, _ := net.SplitHostPort(addr)
+		if conn, err := net.Dial("tcp", net.JoinHostPort("::1", port)); err == nil {
+			_ = conn.Close()
+			t.Errorf("LISTEN_ADDR=127.0.0.1, yet [::1]:%s answers", port)
+		}
+	}
+
+	all := startLockd(t, with(env))
+	if addr := all.logs.waitFor(t, `lockd listening.*?addr"?[=:]"?([^\s"]+)`, time.Second)[1]; !strings.HasPrefix(addr, "[::]:") && !strings.HasPrefix(addr, "0.0.0.0:") {
+		t.Errorf("by default lockd listens on %s, want every interface", addr)
+	}
+
+	for _, bad := range []string{"127.0.0.1:8080", "http://localhost", "not a host"} {
+		err := run(context.Background(), nil, func(k string) string { return map[string]string{"LISTEN_ADDR": bad}[k] }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "LISTEN_ADDR") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("LISTEN_ADDR=%q: got %v, want a one-line error naming LISTEN_ADDR", bad, err)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -25,6 +26,10 @@ func FuzzDecodeBody(f *testing.F) {
 		``, `{}`, `null`, `{"ttl":"30s","wait":"0s","owner":"me"}`, `{"token":"abc","ttl":"1m"}`,
 		`{"fence":17}`, `{"ttl":30}`, `{"ttl":"1e3"}`, `{"tll":"1s"}`, `{"ttl":"30s"`, `[]`, `{}{}`,
 		`{"fence":1.5}`, `{"fence":99999999999999999999}`, `{"owner":"\u0000"}`, "\xff",
+		// What encoding/json alone lets through.
+		`{"ttl":"5s","ttl":"1h"}`, `{"TTL":"1h"}`, `{"Token":"t"}`, ` null `, `{"owner":"caf\xe9"}`,
+		`{"owner":"\u202e"}`, "{\"owner\":\"\u202e\"}", `{"owner":é}`, `{"ttl":{"a":[1,{"b":null}]}}`,
+		`{"fence":1,"fence":2}`, `{"ttl":null}`, `"x"`, `{"\u0074tl":"1s"}`, `{"ttl":"1s",}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -35,7 +40,13 @@ func FuzzDecodeBody(f *testing.F) {
 				if !errors.Is(err, errBadInput) {
 					t.Fatalf("%T from %q: %v is not a bad-input error", v, body, err)
 				}
+				if strings.Contains(err.Error(), "httpapi.") {
+					t.Fatalf("%T from %q: %v names a Go type", v, body, err)
+				}
 				continue
+			}
+			if !utf8.Valid(body) {
+				t.Fatalf("%T accepted %q, which is not UTF-8", v, body)
 			}
 			again := reflect.New(reflect.TypeOf(v).Elem()).Interface()
 			b, err := json.Marshal(v)

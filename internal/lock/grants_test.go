@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,43 @@ func TestStrictNames(t *testing.T) {
 	for _, bad := range []string{"", strings.Repeat("n", 257), "..", ".hidden", "-x", "a*", "a b", "a/b", "ünï", "a\x00", "%00", "a?b", "{tag}"} {
 		if err := ValidateStrictName(bad); !errors.Is(err, ErrInvalidName) {
 			t.Errorf("%q: got %v, want ErrInvalidName", bad, err)
+		}
+	}
+}
+
+// TestStrictNameErrorsShowTheCharacter: a refused name names the character
+// as it was sent, with its code point, never one byte of it.
+func TestStrictNameErrorsShowTheCharacter(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]string{
+		"café": `name contains 'é' (U+00E9); allowed are`,
+		"a b":  `name contains ' ' (U+0020)`,
+		"x‮":   `name contains U+202E`,
+		"日本":   `name must start with a letter or digit, not '日' (U+65E5)`,
+		"-x":   `name must start with a letter or digit, not '-' (U+002D)`,
+	} {
+		err := ValidateStrictName(name)
+		if !errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Ã") {
+			t.Errorf("%q: got %v, want it to say %q", name, err, want)
+		}
+	}
+}
+
+// TestOwnersRefuseFormatCharacters: an owner with an invisible format
+// character (Unicode Cf) is refused, naming it; printable text outside
+// ASCII is fine.
+func TestOwnersRefuseFormatCharacters(t *testing.T) {
+	t.Parallel()
+	for _, r := range []rune{0x200B, 0x200E, 0x200F, 0x202A, 0x202E, 0x2066, 0x2069, 0xFEFF, 0x00AD} {
+		owner := "alice" + string(r) + "exe.txt"
+		err := validateOwner(owner)
+		if want := fmt.Sprintf("owner contains the invisible formatting character %U", r); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%U: got %v, want %q", r, err, want)
+		}
+	}
+	for _, ok := range []string{"", "alice", "café ☕", "日本語", "a-b_c d"} {
+		if err := validateOwner(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
 		}
 	}
 }
