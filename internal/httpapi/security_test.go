@@ -70,14 +70,26 @@ func TestDemoCountsTowardMaxWaiters(t *testing.T) {
 	}
 	cancelWaiter()
 	<-waited
+	waitSlotFree(t, r)
 
 	// A demo request retrying on the held lock takes the slot: a /v1
-	// waiter is refused until it ends.
+	// waiter is refused until it ends. The demo request itself may find
+	// the slot taken, by the waiter above still leaving or by a probe:
+	// then it is sent again.
 	dctx, cancelDemo := context.WithCancel(ctx)
 	demo := make(chan response, 1)
-	go func() { demo <- call(t, dctx, "GET", r.url+"/lock?resource_id=held", "") }()
+	sendDemo := func() { go func() { demo <- call(t, dctx, "GET", r.url+"/lock?resource_id=held", "") }() }
+	sendDemo()
 	refused := false
-	for deadline := time.Now().Add(5 * time.Second); !refused && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); !refused && time.Now().Before(deadline); {
+		select {
+		case dr := <-demo:
+			if dr.status != http.StatusTooManyRequests {
+				t.Fatalf("demo request: %d %s, want it retrying or 429", dr.status, dr.body)
+			}
+			sendDemo()
+		default:
+		}
 		resp := post(t, r.url+"/v1/locks/probe/acquire", `{"wait":"1ms"}`)
 		switch resp.status {
 		case http.StatusTooManyRequests:
@@ -96,17 +108,27 @@ func TestDemoCountsTowardMaxWaiters(t *testing.T) {
 		t.Error("a /v1 wait was never refused while a demo request retried")
 	}
 	// The slot is free again once the demo request is gone.
+	waitSlotFree(t, r)
+	if got := r.inspect(t, "held"); got.Fence != held.Fence {
+		t.Errorf("the held lock changed: %+v", got)
+	}
+}
+
+// waitSlotFree returns once a /v1 wait is let in on r (a probe lock is
+// taken and given back): the requests that held the waiter slots have left.
+func waitSlotFree(t *testing.T, r *replica) {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		resp := post(t, r.url+"/v1/locks/probe/acquire", `{"wait":"1ms"}`)
 		if resp.status == http.StatusOK {
-			break
+			var l leaseJSON
+			resp.json(t, &l)
+			post(t, r.url+"/v1/locks/probe/release", tokenBody(l.Token))
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the slot was never given back: %d %s", resp.status, resp.body)
+			t.Fatalf("the waiter slot was never given back: %d %s", resp.status, resp.body)
 		}
-	}
-	if got := r.inspect(t, "held"); got.Fence != held.Fence {
-		t.Errorf("the held lock changed: %+v", got)
 	}
 }
 
