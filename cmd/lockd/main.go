@@ -12,7 +12,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/gin-gonic/gin"
 	"github.com/joho/godotenv"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/logging"
 )
 
 // redisLogger sends go-redis's own messages (dial failures, say) to the
@@ -29,6 +33,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "lockd: .env:", err)
 		os.Exit(1)
 	}
+	// Process-wide settings live here, not in run: libraries that log on
+	// their own (go-redis, the standard log package) land in lockd's
+	// stream, in LOG_FORMAT (which run validates), and Gin stays quiet.
+	slog.SetDefault(logging.New(os.Stdout, os.Getenv("LOG_FORMAT")))
+	redis.SetLogger(redisLogger{})
+	gin.SetMode(gin.ReleaseMode)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {

@@ -13,9 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gin-gonic/gin"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/go-distributed-lock/go-distributed-lock/internal/config"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/httpapi"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
@@ -38,17 +35,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := logging.New(stdout, cfg.LogFormat)
-	// Libraries that log on their own (go-redis, the standard log package)
-	// land in the same stream, in the same format.
-	slog.SetDefault(log)
-	redis.SetLogger(redisLogger{})
-	gin.SetMode(gin.ReleaseMode)
-
-	for _, o := range cfg.Redis {
-		// Bounded dials and reads: a dead node costs at most this, and in
-		// quorum mode the others answer meanwhile.
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return err

@@ -15,11 +15,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/config"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode) // as main does
+	goleak.VerifyTestMain(m)
+}
 
 // logBuffer collects a replica's log output for assertions.
 type logBuffer struct {
@@ -469,5 +476,13 @@ func TestListenAddr(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "LISTEN_ADDR") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("LISTEN_ADDR=%q: got %v, want a one-line error naming LISTEN_ADDR", bad, err)
 		}
+	}
+}
+
+// TestConfigCeilingsAreTheLocks: internal/config keeps its own copy of the
+// lock's ceilings (it imports no other package of the project).
+func TestConfigCeilingsAreTheLocks(t *testing.T) {
+	if config.LongestTTL != lock.MaxTTL || config.LongestWait != lock.MaxWait {
+		t.Errorf("config ceilings %v, %v; lock's %v, %v", config.LongestTTL, config.LongestWait, lock.MaxTTL, lock.MaxWait)
 	}
 }

@@ -16,8 +16,6 @@ import (
 	"unicode"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
 
 // Config holds every setting lockd reads. The zero value is not useful:
@@ -38,6 +36,8 @@ type Config struct {
 	// quorum mode) or REDIS_URLS (redis:// or rediss:// URLs, one per
 	// node). REDIS_PASSWORD and REDIS_DB apply to addresses, and to URLs
 	// that do not set their own.
+	// Each carries where and as whom to connect (address, credentials,
+	// database, TLS); internal/lock makes every other go-redis setting.
 	Redis []*redis.Options
 	// MaxTTL is the longest lease the service grants; in quorum mode also
 	// how long a restarted Redis node stays out of quorums (MAX_TTL,
@@ -97,6 +97,15 @@ const (
 
 // Load reads the configuration through getenv (os.Getenv in production, a
 // map in tests). It returns an error naming the first invalid variable.
+// The lock domain's ceilings, which bound MAX_TTL and the write timeout.
+// They equal lock.MaxTTL and lock.MaxWait (cmd/lockd's tests check it):
+// config imports no other package of the project, so that settings are read
+// and checked in one place that depends on nothing.
+const (
+	LongestTTL  = time.Hour
+	LongestWait = 5 * time.Minute
+)
+
 func Load(getenv func(string) string) (Config, error) {
 	var cfg Config
 	p := parser{getenv: getenv}
@@ -106,7 +115,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.DemoEnabled = p.boolean("DEMO_ENABLED", true)
 	password := getenv("REDIS_PASSWORD")
 	db := p.intRange("REDIS_DB", 0, 0, 1<<20)
-	cfg.MaxTTL = p.duration("MAX_TTL", lock.MaxTTL, time.Second, lock.MaxTTL)
+	cfg.MaxTTL = p.duration("MAX_TTL", LongestTTL, time.Second, LongestTTL)
 	cfg.LockExpiry = p.duration("LOCK_EXPIRY", 30*time.Second, minLockExpiry, maxDuration)
 	cfg.CriticalSection = p.duration("CRITICAL_SECTION_DURATION", 30*time.Second, 0, maxDuration)
 	cfg.LogFormat = p.oneOf("LOG_FORMAT", "text", "text", "json")
@@ -132,8 +141,8 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.ReadHeaderTimeout = p.duration("HTTP_READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond, time.Hour)
 	cfg.ReadTimeout = p.duration("HTTP_READ_TIMEOUT", 30*time.Second, 100*time.Millisecond, time.Hour)
 	// Writing the answer is the last step of the longest request: a wait
-	// of up to lock.MaxWait, or the demo's whole critical section.
-	longest := max(lock.MaxWait, cfg.CriticalSection+10*time.Second)
+	// of up to LongestWait, or the demo's whole critical section.
+	longest := max(LongestWait, cfg.CriticalSection+10*time.Second)
 	cfg.WriteTimeout = p.duration("HTTP_WRITE_TIMEOUT", longest+30*time.Second, longest+time.Second, 48*time.Hour)
 	cfg.IdleTimeout = p.duration("HTTP_IDLE_TIMEOUT", time.Minute, time.Second, 24*time.Hour)
 	cfg.MaxHeaderBytes = p.intRange("HTTP_MAX_HEADER_BYTES", 16<<10, 4<<10, 1<<20)

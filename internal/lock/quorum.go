@@ -188,6 +188,13 @@ type detached struct {
 
 func (d detached) Deadline() (time.Time, bool) { return d.ctx.Deadline() }
 
+// nodeIOTimeout bounds a dial, read or write to a node when its options do
+// not: a dead node costs at most this, and in quorum mode the others answer
+// meanwhile. (Lock calls bound themselves tighter, by context.)
+const nodeIOTimeout = 2 * time.Second
+
+// newNode connects to one node. Every go-redis setting the lock depends on
+// is made here, and only here; opt carries where and as whom to connect.
 func newNode(i int, opt *redis.Options) *node {
 	o := *opt
 	// Context deadlines reach the socket, so a per-node bound holds even
@@ -195,6 +202,11 @@ func newNode(i int, opt *redis.Options) *node {
 	// release whose first try worked reports the lock already gone.
 	o.ContextTimeoutEnabled = true
 	o.MaxRetries = -1
+	for _, d := range []*time.Duration{&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout} {
+		if *d == 0 {
+			*d = nodeIOTimeout
+		}
+	}
 	eo := o
 	return &node{index: i, addr: o.Addr, client: redis.NewClient(&o), events: redis.NewClient(&eo)}
 }
