@@ -142,62 +142,23 @@ func TestManyWaitersTakeTurns(t *testing.T) {
 	t.Parallel()
 	m, _, _ := setup(t)
 	listen(t, m)
-	ctx := context.Background()
-	first, err := m.TryAcquire(ctx, "queue", Grant{TTL: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 10
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var fences []int64
-	for range n {
-		wg.Go(func() {
-			l, _, err := m.AcquireWait(ctx, "queue", Grant{TTL: 30 * time.Second}, 20*time.Second)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			fences = append(fences, l.Fence)
-			mu.Unlock()
-			if err := m.ReleaseToken(ctx, "queue", l.Token); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	for m.Waiting() < n {
-		time.Sleep(time.Millisecond)
-	}
-	if err := m.ReleaseToken(ctx, "queue", first.Token); err != nil {
-		t.Fatal(err)
-	}
-	all := make(chan struct{})
-	go func() { wg.Wait(); close(all) }()
-	select {
-	case <-all:
-	case <-time.After(15 * time.Second): // without wake-ups: 30s per hand-off
-		t.Fatal("waiters were not handed the lock on release")
-	}
-	if len(fences) != n {
-		t.Fatalf("%d of %d waiters got the lock", len(fences), n)
-	}
+	takeTurns(t, "queue", 10, m)
 }
 
 // TestWaitersOnTwoReplicasTakeTurns: with several waiters on each of two
 // replicas, every release that someone waits for is announced, even
 // though a woken waiter that wins leaves others of its replica behind and
-// an uncontended release announces nothing. Without the announcements
-// each waiter would sleep until the 30 s TTL of the grant that refused it.
+// an uncontended release announces nothing. Half of the leases are
+// released on the replica that did not grant them, which must then
+// announce it for the granting one's expiry watcher.
 func TestWaitersOnTwoReplicasTakeTurns(t *testing.T) {
 	t.Parallel()
 	m, _, s := setup(t)
 	other := replica(t, s)
 	listen(t, m)
 	listen(t, other)
-	ctx := context.Background()
 	for {
-		subs, err := m.nodes[0].client.PubSubNumSub(ctx, ReleasedChannel).Result()
+		subs, err := m.nodes[0].client.PubSubNumSub(context.Background(), ReleasedChannel).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,18 +167,27 @@ func TestWaitersOnTwoReplicasTakeTurns(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	first, err := m.TryAcquire(ctx, "turns", Grant{TTL: 30 * time.Second})
+	takeTurns(t, "turns", 5, m, other)
+}
+
+// takeTurns has perReplica waiters on each replica wait for name, held by
+// the first replica for 30 s, and release it as soon as they get it (on
+// the next replica when their fence is even); every waiter must get it
+// long before that TTL, which is what a waiter left unwoken would wait.
+func takeTurns(t *testing.T, name string, perReplica int, replicas ...*Manager) {
+	t.Helper()
+	ctx := context.Background()
+	first, err := replicas[0].TryAcquire(ctx, name, Grant{TTL: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const perReplica = 5
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var fences []int64
-	for _, r := range []*Manager{m, other} {
+	for i, r := range replicas {
 		for range perReplica {
 			wg.Go(func() {
-				l, _, err := r.AcquireWait(ctx, "turns", Grant{TTL: 30 * time.Second}, 25*time.Second)
+				l, _, err := r.AcquireWait(ctx, name, Grant{TTL: 30 * time.Second}, 25*time.Second)
 				if err != nil {
 					t.Error(err)
 					return
@@ -225,25 +195,22 @@ func TestWaitersOnTwoReplicasTakeTurns(t *testing.T) {
 				mu.Lock()
 				fences = append(fences, l.Fence)
 				mu.Unlock()
-				// Released on the other replica half of the time, which
-				// then must announce it for the granting one's watcher.
 				rel := r
 				if l.Fence%2 == 0 {
-					rel = m
-					if r == m {
-						rel = other
-					}
+					rel = replicas[(i+1)%len(replicas)]
 				}
-				if err := rel.ReleaseToken(ctx, "turns", l.Token); err != nil {
+				if err := rel.ReleaseToken(ctx, name, l.Token); err != nil {
 					t.Error(err)
 				}
 			})
 		}
 	}
-	for m.Waiting() < perReplica || other.Waiting() < perReplica {
-		time.Sleep(time.Millisecond)
+	for _, r := range replicas {
+		for r.Waiting() < perReplica {
+			time.Sleep(time.Millisecond)
+		}
 	}
-	if err := m.ReleaseToken(ctx, "turns", first.Token); err != nil {
+	if err := replicas[0].ReleaseToken(ctx, name, first.Token); err != nil {
 		t.Fatal(err)
 	}
 	all := make(chan struct{})
@@ -253,7 +220,7 @@ func TestWaitersOnTwoReplicasTakeTurns(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("waiters were not handed the lock on release")
 	}
-	if len(fences) != 2*perReplica {
-		t.Fatalf("%d of %d waiters got the lock", len(fences), 2*perReplica)
+	if want := perReplica * len(replicas); len(fences) != want {
+		t.Fatalf("%d of %d waiters got the lock", len(fences), want)
 	}
 }
