@@ -71,7 +71,7 @@ func expiryScenario(b *bench) (section, error) {
 					continue
 				}
 				t1 := time.Now()
-				record(t1, other.release(loadCtx, base, name, l.Token))
+				record(t1, release(loadCtx, l))
 			}
 		})
 	}

@@ -189,7 +189,7 @@ func lockdCompetitor(a *api, c *cluster, name string) competitor {
 		if err != nil {
 			return nil, err
 		}
-		return func() error { return a.release(context.Background(), base, name, l.Token) }, nil
+		return func() error { return release(context.Background(), l) }, nil
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -58,13 +57,13 @@ func waitersTable(b *bench, n int) (waitersResult, error) {
 		for i, p := range c.lockd {
 			var s snap
 			var err error
-			if s.rss, err = rssBytes(p.pid()); err != nil {
+			if s.rss, err = rssBytes(p.Pid()); err != nil {
 				return nil, err
 			}
 			if s.goroutines, err = a.metric(ctx, c.urls[i], "go_goroutines"); err != nil {
 				return nil, err
 			}
-			if s.conns, err = tcpConns(p.pid(), c.addrs[0]); err != nil {
+			if s.conns, err = tcpConns(p.Pid(), c.addrs[0]); err != nil {
 				return nil, err
 			}
 			out = append(out, s)
@@ -85,7 +84,7 @@ func waitersTable(b *bench, n int) (waitersResult, error) {
 			base := c.urls[i%2]
 			l, err := a.acquire(ctx, base, name, 10*time.Second, 2*time.Minute)
 			if err == nil {
-				err = a.release(ctx, base, name, l.Token)
+				err = release(ctx, l)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -116,7 +115,7 @@ func waitersTable(b *bench, n int) (waitersResult, error) {
 		return waitersResult{}, err
 	}
 	released := time.Now()
-	if err := a.release(ctx, c.urls[0], name, holder.Token); err != nil {
+	if err := release(ctx, holder); err != nil {
 		return waitersResult{}, err
 	}
 	wg.Wait()
@@ -192,21 +191,22 @@ func heldTable(b *bench, n int) (*table, int64, time.Duration, error) {
 	// Pages: the first one, and the next ones by their cursors.
 	var lat []time.Duration
 	cursor := ""
+	lc, err := a.lockd(c.urls[1])
+	if err != nil {
+		return nil, 0, 0, err
+	}
 	pages := 50
 	if b.smoke {
 		pages = 5
 	}
 	for range pages {
 		t0 := time.Now()
-		code, body, err := a.do(ctx, http.MethodGet, c.urls[1]+"/v1/locks?prefix=held.&limit=100&cursor="+cursor, "")
+		page, err := lc.List(ctx, "held.", 100, cursor)
 		if err != nil {
 			return nil, 0, 0, err
 		}
 		lat = append(lat, time.Since(t0))
-		if code != http.StatusOK {
-			return nil, 0, 0, fmt.Errorf("GET /v1/locks: %d %s", code, body)
-		}
-		cursor = nextCursor(body)
+		cursor = page.NextCursor
 	}
 	l := summarise(lat)
 	t := &table{header: []string{"held locks", "filled in (s)", "Redis used_memory per lock", "GET /v1/locks?limit=100 p50", "p99", "max"}}
@@ -216,17 +216,6 @@ func heldTable(b *bench, n int) (*table, int64, time.Duration, error) {
 		return nil, 0, 0, err
 	}
 	return t, perLock, l.p50, nil
-}
-
-func nextCursor(body []byte) string {
-	const k = `"next_cursor":"`
-	s := string(body)
-	i := strings.LastIndex(s, k)
-	if i < 0 {
-		return ""
-	}
-	s = s[i+len(k):]
-	return s[:max(strings.IndexByte(s, '"'), 0)]
 }
 
 // tcpConns counts pid's TCP connections to addr (a 127.0.0.1 host:port),
