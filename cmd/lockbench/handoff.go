@@ -349,9 +349,7 @@ func handoffScenario(b *bench) (section, error) {
 		"in-process by a go-redis hook, with the same definition.",
 		capitalise(strings.Join(notes, "; ")), thousandths(l8.sent), thousandths(l64.sent), growth)
 	sec := section{title: "2. Hot lock hand-off", tables: []*table{t}, shows: shows}
-	if missed && !b.smoke {
-		sec.findings = handoffFinding
-	}
+	sec.explained = missed && !b.smoke
 	return sec, nil
 }
 
