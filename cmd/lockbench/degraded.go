@@ -122,7 +122,9 @@ func degradedScenario(b *bench) (section, error) {
 
 // eventAfter opens /v1/events at base, resuming after lastID when it is
 // not "", runs then (if any) once the stream is open, and returns the id
-// of the first event it receives, within 5 s.
+// of the first event it receives, within 5 s. It reads the stream itself:
+// client/ has no events API, and the check is about the raw stream's
+// Last-Event-ID replay.
 func eventAfter(ctx context.Context, base, lastID string, then func() error) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -144,6 +144,7 @@ func demoScenario(b *bench) (section, error) {
 		if err != nil {
 			return section{}, err
 		}
+		// The demo endpoint is not /v1 and client/ does not call it.
 		t0 := time.Now()
 		code, body, err := a.do(b.ctx, http.MethodGet, c.urls[1]+"/lock?resource_id="+url.QueryEscape(name), nil)
 		if err != nil {
