@@ -71,7 +71,7 @@ func expiryScenario(b *bench) (section, error) {
 					continue
 				}
 				t1 := time.Now()
-				record(t1, other.release(loadCtx, base, name, l.Token))
+				record(t1, release(loadCtx, l))
 			}
 		})
 	}
@@ -195,7 +195,8 @@ func (w *expiredWatcher) run(ctx context.Context, base, prefix string) {
 	}
 }
 
-// stream reads one connection's events until it ends.
+// stream reads one connection's events until it ends. client/ has no
+// events API, so the stream is read here, as any SSE client would.
 func (w *expiredWatcher) stream(ctx context.Context, hc *http.Client, base, prefix string, lastID *string, connected func()) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/events", nil)
 	if err != nil {

@@ -189,7 +189,7 @@ func lockdCompetitor(a *api, c *cluster, name string) competitor {
 		if err != nil {
 			return nil, err
 		}
-		return func() error { return a.release(context.Background(), base, name, l.Token) }, nil
+		return func() error { return release(context.Background(), l) }, nil
 	}
 }
 
@@ -218,102 +218,139 @@ func redsyncCompetitor(rs *redsync.Redsync, name string) competitor {
 	}
 }
 
+// handoffCell names one cell of the hand-off table.
+type handoffCell struct {
+	impl string
+	n    int // competitors
+}
+
+// handoffAgg is a cell's figures over its repetitions.
+type handoffAgg struct {
+	perSec       float64
+	gap          latencies
+	most, fewest int
+	cmds, sent   int64 // thousandths per grant
+}
+
+var handoffImpls = []string{implLockd, "redsync default polling"}
+
 func handoffScenario(b *bench) (section, error) {
-	c := b.single
 	ns := []int{8, 64}
+	res, err := timedHandoffs(b, ns)
+	if err != nil {
+		return section{}, err
+	}
+	countedSent, err := countedHandoffs(b, ns)
+	if err != nil {
+		return section{}, err
+	}
+	t := &table{header: []string{"client", "competitors", "grants/s", "gap p50", "gap p99", "gap max", "most/fewest per competitor", "Redis round trips/grant", "Redis cmds/grant"}}
+	got := map[handoffCell]handoffAgg{}
+	for _, n := range ns {
+		for _, impl := range handoffImpls {
+			g := aggregate(res[handoffCell{impl, n}])
+			if impl == implLockd {
+				// lockd talks to Redis on its own: only the proxy sees it.
+				g.sent = countedSent[n]
+			}
+			got[handoffCell{impl, n}] = g
+			t.add(impl, fmt.Sprint(n), fmt.Sprintf("%.0f", g.perSec), ms(g.gap.p50), ms(g.gap.p99), ms(g.gap.max),
+				fmt.Sprintf("%d/%d", g.most, g.fewest), thousandths(g.sent), thousandths(g.cmds))
+		}
+	}
+	shows, missed := handoffVerdicts(ns, got)
+	return section{title: "2. Hot lock hand-off", tables: []*table{t}, shows: shows, explained: missed && !b.smoke}, nil
+}
+
+// timedHandoffs runs every cell on the single cluster, the repetitions
+// interleaved.
+func timedHandoffs(b *bench, ns []int) (map[handoffCell][]handoffResult, error) {
+	c := b.single
 	a := newAPI(64)
 	defer a.close()
 	rs := redsync.New(goredis.NewPool(c.rdb[0]))
-	type key struct {
-		impl string
-		n    int
-	}
-	res := map[key][]handoffResult{}
+	res := map[handoffCell][]handoffResult{}
 	d := b.scaled(5 * time.Second)
 	if b.smoke {
 		d = 200 * time.Millisecond
 	}
-	impls := []string{implLockd, "redsync default polling"}
 	for rep := range b.reps {
 		for _, n := range ns {
-			for _, impl := range impls {
+			for _, impl := range handoffImpls {
 				name := fmt.Sprintf("hot.%d.%d", rep, n)
 				take := lockdCompetitor(a, c, name)
 				if impl != implLockd {
 					name += ".redsync"
 					take = redsyncCompetitor(rs, name)
 				}
-				r, err := runHandoff(b.ctx, c, n, d, take)
+				r, err := safeHandoff(b, c, n, d, take, impl)
 				if err != nil {
-					return section{}, fmt.Errorf("%s, %d competitors: %w", impl, n, err)
+					return nil, err
 				}
-				if r.unsafe > 0 {
-					return section{}, fmt.Errorf("%s, %d competitors: SAFETY VIOLATION: %d grants returned before the previous holder called release", impl, n, r.unsafe)
-				}
-				res[key{impl, n}] = append(res[key{impl, n}], r)
+				res[handoffCell{impl, n}] = append(res[handoffCell{impl, n}], r)
 				b.logf("  rep %d %-24s n=%-3d %6.0f grants/s gap p50 %s ms", rep+1, impl, n, r.perSec, ms(r.gap.p50))
 			}
 		}
 	}
-	// lockd's round trips per grant, on the counted cluster: one run per
-	// number of competitors, never timed.
+	return res, nil
+}
+
+// countedHandoffs is lockd's round trips per grant (thousandths) by number
+// of competitors, on the counted cluster: one run each, never timed.
+func countedHandoffs(b *bench, ns []int) (map[int]int64, error) {
 	cc, err := b.counted()
 	if err != nil {
-		return section{}, err
+		return nil, err
 	}
-	ca := newAPI(64)
-	defer ca.close()
-	countedSent := map[int]int64{}
+	a := newAPI(64)
+	defer a.close()
+	sent := map[int]int64{}
 	for _, n := range ns {
-		r, err := runHandoff(b.ctx, cc, n, b.scaled(2*time.Second), lockdCompetitor(ca, cc, fmt.Sprintf("hot.counted.%d", n)))
+		take := lockdCompetitor(a, cc, fmt.Sprintf("hot.counted.%d", n))
+		r, err := safeHandoff(b, cc, n, b.scaled(2*time.Second), take, implLockd+", counted")
 		if err != nil {
-			return section{}, fmt.Errorf("%s, %d competitors, counted: %w", implLockd, n, err)
+			return nil, err
 		}
-		if r.unsafe > 0 {
-			return section{}, fmt.Errorf("%s, %d competitors, counted: SAFETY VIOLATION: %d grants returned before the previous holder called release", implLockd, n, r.unsafe)
-		}
-		countedSent[n] = r.sentPerGrant
+		sent[n] = r.sentPerGrant
 		b.logf("  counted %-24s n=%-3d %s round trips/grant", implLockd, n, thousandths(r.sentPerGrant))
 	}
+	return sent, nil
+}
 
-	t := &table{header: []string{"client", "competitors", "grants/s", "gap p50", "gap p99", "gap max", "most/fewest per competitor", "Redis round trips/grant", "Redis cmds/grant"}}
-	type agg struct {
-		perSec float64
-		gap    latencies
-		most   int
-		fewest int
-		cmds   int64
-		sent   int64
+// safeHandoff is runHandoff that fails on a grant made while the previous
+// holder had not yet called release.
+func safeHandoff(b *bench, c *cluster, n int, d time.Duration, take competitor, what string) (handoffResult, error) {
+	r, err := runHandoff(b.ctx, c, n, d, take)
+	if err != nil {
+		return r, fmt.Errorf("%s, %d competitors: %w", what, n, err)
 	}
-	sum := func(rs []handoffResult) agg {
-		var per []float64
-		var gaps []latencies
-		var most, fewest []int64
-		var cmds, sent []int64
-		for _, r := range rs {
-			per, gaps = append(per, r.perSec), append(gaps, r.gap)
-			most, fewest = append(most, int64(r.most)), append(fewest, int64(r.fewest))
-			cmds, sent = append(cmds, r.cmdsPerGrant), append(sent, r.sentPerGrant)
-		}
-		return agg{median(per), across(gaps), int(median(most)), int(median(fewest)), median(cmds), median(sent)}
+	if r.unsafe > 0 {
+		return r, fmt.Errorf("%s, %d competitors: SAFETY VIOLATION: %d grants returned before the previous holder called release", what, n, r.unsafe)
 	}
-	got := map[key]agg{}
-	for _, n := range ns {
-		for _, impl := range impls {
-			g := sum(res[key{impl, n}])
-			if impl == implLockd {
-				// lockd talks to Redis on its own: only the proxy sees it.
-				g.sent = countedSent[n]
-			}
-			got[key{impl, n}] = g
-			t.add(impl, fmt.Sprint(n), fmt.Sprintf("%.0f", g.perSec), ms(g.gap.p50), ms(g.gap.p99), ms(g.gap.max),
-				fmt.Sprintf("%d/%d", g.most, g.fewest), thousandths(g.sent), thousandths(g.cmds))
-		}
+	return r, nil
+}
+
+// aggregate is the median of each figure over the repetitions.
+func aggregate(rs []handoffResult) handoffAgg {
+	var per []float64
+	var gaps []latencies
+	var most, fewest []int64
+	var cmds, sent []int64
+	for _, r := range rs {
+		per, gaps = append(per, r.perSec), append(gaps, r.gap)
+		most, fewest = append(most, int64(r.most)), append(fewest, int64(r.fewest))
+		cmds, sent = append(cmds, r.cmdsPerGrant), append(sent, r.sentPerGrant)
 	}
+	return handoffAgg{median(per), across(gaps), int(median(most)), int(median(fewest)), median(cmds), median(sent)}
+}
+
+// handoffVerdicts is the "what this shows" paragraph, with every target
+// met or missed, and whether any was missed.
+func handoffVerdicts(ns []int, got map[handoffCell]handoffAgg) (string, bool) {
 	var notes []string
 	missed := false
 	for _, n := range ns {
-		l, r := got[key{implLockd, n}], got[key{impls[1], n}]
+		l, r := got[handoffCell{implLockd, n}], got[handoffCell{handoffImpls[1], n}]
 		speedup := float64(r.gap.p50) / float64(max(l.gap.p50, time.Microsecond))
 		fair := l.fewest > 0 && float64(l.most)/float64(l.fewest) <= 2
 		var miss []string
@@ -338,7 +375,7 @@ func handoffScenario(b *bench) (section, error) {
 			"%s Redis round trips per grant (target ≤ 4) against redsync's %s: %s",
 			n, ms(l.gap.p50), ms(l.gap.p99), speedup, ms(r.gap.p50), l.most, l.fewest, thousandths(l.sent), thousandths(r.sent), verdict(ok)+missedList(miss)))
 	}
-	l8, l64 := got[key{implLockd, 8}], got[key{implLockd, 64}]
+	l8, l64 := got[handoffCell{implLockd, 8}], got[handoffCell{implLockd, 64}]
 	growth := float64(l64.sent) / float64(max(l8.sent, 1))
 	shows := fmt.Sprintf("Competitors queue on one name across both replicas, hold it 1 ms and queue again only once "+
 		"someone else has had it. No grant ever came before the previous holder called release (the run fails otherwise). "+
@@ -348,11 +385,7 @@ func handoffScenario(b *bench) (section, error) {
 		"(every round trip of both replicas through the proxy of section 1, divided by the grants); redsync's are counted "+
 		"in-process by a go-redis hook, with the same definition.",
 		capitalise(strings.Join(notes, "; ")), thousandths(l8.sent), thousandths(l64.sent), growth)
-	sec := section{title: "2. Hot lock hand-off", tables: []*table{t}, shows: shows}
-	if missed && !b.smoke {
-		sec.findings = handoffFinding
-	}
-	return sec, nil
+	return shows, missed
 }
 
 func missedList(miss []string) string {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/client"
 )
 
 // memoryScenario: what a held lock costs Redis, and what a released one
@@ -28,11 +30,11 @@ func memoryScenario(b *bench) (section, error) {
 	if err != nil {
 		return section{}, err
 	}
-	tokens := make([]string, n)
+	leases := make([]*client.Lease, n)
 	err = forEach(ctx, n, conc, func(i int) error {
 		// No owner: the acquire body has none.
 		l, err := a.acquire(ctx, c.urls[i%2], name(i), 30*time.Minute, 0)
-		tokens[i] = l.Token
+		leases[i] = l
 		return err
 	})
 	if err != nil {
@@ -42,7 +44,7 @@ func memoryScenario(b *bench) (section, error) {
 	if err != nil {
 		return section{}, err
 	}
-	err = forEach(ctx, n, conc, func(i int) error { return a.release(ctx, c.urls[i%2], name(i), tokens[i]) })
+	err = forEach(ctx, n, conc, func(i int) error { return release(ctx, leases[i]) })
 	if err != nil {
 		return section{}, err
 	}

@@ -12,18 +12,20 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 )
 
 // naiveLocker calls the naive service (cmd/lockbench/naive) at base.
 func naiveLocker(a *api, base string) locker {
 	return func(ctx context.Context, name string) (func(context.Context) error, error) {
-		var l lease
-		if err := a.postJSON(ctx, base+"/acquire/"+name, "", http.StatusOK, &l); err != nil {
+		var l struct {
+			Token string `json:"token"`
+		}
+		if err := a.postJSON(ctx, base, []string{"acquire", name}, nil, http.StatusOK, &l); err != nil {
 			return nil, err
 		}
 		return func(ctx context.Context) error {
-			return a.postJSON(ctx, base+"/release/"+name, `{"token":"`+l.Token+`"}`, http.StatusNoContent, nil)
+			return a.postJSON(ctx, base, []string{"release", name}, map[string]string{"token": l.Token}, http.StatusNoContent, nil)
 		}, nil
 	}
 }
@@ -31,7 +33,8 @@ func naiveLocker(a *api, base string) locker {
 // etcdServer is one etcd member that lockbench runs as a peer, its data on
 // tmpfs so that fsync is not what gets compared.
 type etcdServer struct {
-	p       *proc
+	p       *procs.Proc
+	bin     string
 	url     string
 	dataDir string
 }
@@ -55,31 +58,31 @@ func startEtcd(ctx context.Context, logDir string) (*etcdServer, string) {
 	if err != nil {
 		return nil, fmt.Sprintf("etcd's data directory: %v; its rows are skipped", err)
 	}
-	client, err1 := redistest.FreePort()
-	peer, err2 := redistest.FreePort()
+	client, err1 := procs.FreePort()
+	peer, err2 := procs.FreePort()
 	if err1 != nil || err2 != nil {
 		os.RemoveAll(data)
 		return nil, "no free port for etcd; its rows are skipped"
 	}
 	clientURL := "http://127.0.0.1:" + strconv.Itoa(client)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peer)
-	p, err := startProc("etcd", filepath.Join(logDir, "etcd.log"), os.Environ(), bin,
+	p, err := procs.Start(procs.Spec{Name: "etcd", Path: bin, LogFile: filepath.Join(logDir, "etcd.log"), Args: []string{
 		"--name", "lockbench", "--data-dir", data,
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "lockbench="+peerURL, "--log-level", "warn")
+		"--initial-cluster", "lockbench=" + peerURL, "--log-level", "warn"}})
 	if err != nil {
 		os.RemoveAll(data)
 		return nil, fmt.Sprintf("%v; its rows are skipped", err)
 	}
-	e := &etcdServer{p: p, url: clientURL, dataDir: data}
+	e := &etcdServer{p: p, bin: bin, url: clientURL, dataDir: data}
 	a := newAPI(1)
 	defer a.close()
 	err = waitFor(ctx, "etcd on "+clientURL, func() error {
 		var h struct {
 			Health string `json:"health"`
 		}
-		code, b, err := a.do(ctx, http.MethodGet, clientURL+"/health", "")
+		code, b, err := a.do(ctx, http.MethodGet, clientURL+"/health", nil)
 		if err == nil && (code != http.StatusOK || json.Unmarshal(b, &h) != nil || h.Health != "true") {
 			err = fmt.Errorf("/health: %d %s", code, b)
 		}
@@ -93,12 +96,12 @@ func startEtcd(ctx context.Context, logDir string) (*etcdServer, string) {
 }
 
 func (e *etcdServer) stop() {
-	e.p.stop()
+	e.p.Stop(stopGrace)
 	os.RemoveAll(e.dataDir)
 }
 
 func (e *etcdServer) version(ctx context.Context) string {
-	out, err := exec.CommandContext(ctx, e.p.cmd.Path, "--version").Output()
+	out, err := exec.CommandContext(ctx, e.bin, "--version").Output()
 	if err != nil {
 		return "unknown"
 	}
@@ -128,8 +131,8 @@ func (e *etcdServer) locker(a *api) locker {
 			var g struct {
 				ID string `json:"ID"`
 			}
-			body := fmt.Sprintf(`{"TTL":%d}`, int(etcdLease.Seconds()))
-			if err := a.postJSON(ctx, e.url+"/v3/lease/grant", body, http.StatusOK, &g); err != nil {
+			body := map[string]int64{"TTL": int64(etcdLease.Seconds())}
+			if err := a.postJSON(ctx, e.url, []string{"v3", "lease", "grant"}, body, http.StatusOK, &g); err != nil {
 				return nil, fmt.Errorf("etcd lease: %w", err)
 			}
 			id = g.ID
@@ -137,12 +140,12 @@ func (e *etcdServer) locker(a *api) locker {
 		var l struct {
 			Key string `json:"key"`
 		}
-		body := fmt.Sprintf(`{"name":%q,"lease":%q}`, base64.StdEncoding.EncodeToString([]byte(name)), id)
-		if err := a.postJSON(ctx, e.url+"/v3/lock/lock", body, http.StatusOK, &l); err != nil {
+		body := map[string]string{"name": base64.StdEncoding.EncodeToString([]byte(name)), "lease": id}
+		if err := a.postJSON(ctx, e.url, []string{"v3", "lock", "lock"}, body, http.StatusOK, &l); err != nil {
 			return nil, fmt.Errorf("etcd lock: %w", err)
 		}
 		return func(ctx context.Context) error {
-			if err := a.postJSON(ctx, e.url+"/v3/lock/unlock", fmt.Sprintf(`{"key":%q}`, l.Key), http.StatusOK, nil); err != nil {
+			if err := a.postJSON(ctx, e.url, []string{"v3", "lock", "unlock"}, map[string]string{"key": l.Key}, http.StatusOK, nil); err != nil {
 				return fmt.Errorf("etcd unlock: %w", err)
 			}
 			select {

@@ -5,84 +5,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 )
 
-// proc is one child process, in its own process group so that the
-// terminal's Ctrl-C reaches only lockbench, which stops it by its pid.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startProc(name, logFile string, env []string, bin string, args ...string) (*proc, error) {
-	out, err := os.Create(logFile)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// stop sends SIGTERM and, when the process is still there after a few
-// seconds (a lockd draining waiters), SIGKILL.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
-}
+// stopGrace is how long a lockd, the naive service or etcd has to stop
+// after SIGTERM (a lockd draining waiters) before it is killed.
+const stopGrace = 5 * time.Second
 
 // cluster is what one scenario runs against: nodes redis-servers and two
 // lockd replicas over them (quorum mode with more than one node), and the
-// naive service on node 1 when asked for.
+// naive service on node 1 when asked for. internal/procs starts them all,
+// each in its own process group so that the terminal's Ctrl-C reaches only
+// lockbench, which stops them by pid.
 type cluster struct {
-	redis    []*redistest.Server
+	redis    []*procs.Redis
 	addrs    []string
 	rdb      []*redis.Client  // the benchmark's own clients, one per node
 	sent     *sentCounter     // round trips those clients made
 	proxies  []*countingProxy // counted clusters: one in front of each node
 	viaProxy *redis.Client    // counted clusters: a benchmark client through the first proxy
-	lockd    []*proc
+	lockd    []*procs.Lockd
 	urls     []string
-	naive    *proc
+	naive    *procs.Lockd // it takes PORT and listens as lockd does
 	naiveURL string
 	peerPIDs []int // set by a scenario while it runs a peer such as etcd
 	dir      string
@@ -108,32 +62,68 @@ func startCluster(ctx context.Context, lockdBin, dir string, o clusterOptions) (
 			c.stop()
 		}
 	}()
-	var serviceAddrs []string // what lockd and the naive service connect to
-	for i := range o.nodes {
-		rdir := filepath.Join(dir, fmt.Sprintf("redis-%d", i+1))
-		if err := os.MkdirAll(rdir, 0o755); err != nil {
-			return c, err
-		}
-		// redistest's server: a free loopback port, no persistence, ready
-		// when it returns.
-		srv, err := redistest.Run(rdir, redistest.Options{Args: []string{"--maxclients", "20000"}})
+	serviceAddrs, err := c.startRedis(o)
+	if err != nil {
+		return c, err
+	}
+	redisEnv := []string{"REDIS_ADDR=" + serviceAddrs[0], "REDIS_ADDRS=", "REDIS_URLS="}
+	if o.nodes > 1 {
+		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(serviceAddrs, ","), "REDIS_URLS="}
+	}
+	for i := range 2 {
+		env := append(os.Environ(), "LOG_FORMAT=json", "REDIS_PASSWORD=", "REDIS_DB=0", "API_TOKENS=", "API_TOKENS_FILE=")
+		env = append(append(env, redisEnv...), o.env...)
+		p, err := procs.StartLockd(procs.Spec{Name: fmt.Sprintf("lockd-%d", i+1), Path: lockdBin, Env: env,
+			LogFile: filepath.Join(dir, fmt.Sprintf("lockd-%d.log", i+1))}, 0)
 		if err != nil {
 			return c, err
+		}
+		c.lockd = append(c.lockd, p)
+		c.urls = append(c.urls, p.URL)
+		// Listening is not enough: the scenarios need Redis behind it.
+		if err := waitFor(ctx, "lockd on "+p.URL, func() error { return ready(ctx, p.URL) }); err != nil {
+			return c, err
+		}
+	}
+	if o.naive != "" {
+		// The naive service, in Gin's release mode as it would be deployed.
+		env := append(os.Environ(), "REDIS_ADDR="+serviceAddrs[0], "GIN_MODE=release")
+		if c.naive, err = procs.StartLockd(procs.Spec{Name: "naive", Path: o.naive, Env: env, LogFile: filepath.Join(dir, "naive.log")}, 0); err != nil {
+			return c, err
+		}
+		c.naiveURL = c.naive.URL
+	}
+	return c, nil
+}
+
+// startRedis starts the cluster's redis-servers (a free loopback port
+// each, nothing kept on disk, ready when it returns), the benchmark's
+// clients to them and, on a counted cluster, the proxies. It returns the
+// addresses lockd and the naive service are to connect to.
+func (c *cluster) startRedis(o clusterOptions) ([]string, error) {
+	var serviceAddrs []string
+	for i := range o.nodes {
+		rdir := filepath.Join(c.dir, fmt.Sprintf("redis-%d", i+1))
+		if err := os.MkdirAll(rdir, 0o755); err != nil {
+			return nil, err
+		}
+		srv, err := procs.StartRedis(rdir, procs.RedisOptions{Args: []string{"--maxclients", "20000"}})
+		if err != nil {
+			return nil, err
 		}
 		c.redis = append(c.redis, srv)
-		addr := srv.Addr
-		c.addrs = append(c.addrs, addr)
+		c.addrs = append(c.addrs, srv.Addr)
 		// Enough connections for the widest in-process scenario (64
 		// redsync competitors, plus their releases).
-		c.rdb = append(c.rdb, redis.NewClient(&redis.Options{Addr: addr, PoolSize: 160, MaxRetries: -1}))
+		c.rdb = append(c.rdb, redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 160, MaxRetries: -1}))
 		c.rdb[i].AddHook(c.sent)
 		if !o.counted {
-			serviceAddrs = append(serviceAddrs, addr)
+			serviceAddrs = append(serviceAddrs, srv.Addr)
 			continue
 		}
-		p, err := startProxy(addr)
+		p, err := startProxy(srv.Addr)
 		if err != nil {
-			return c, err
+			return nil, err
 		}
 		c.proxies = append(c.proxies, p)
 		serviceAddrs = append(serviceAddrs, p.addr())
@@ -141,62 +131,7 @@ func startCluster(ctx context.Context, lockdBin, dir string, o clusterOptions) (
 	if o.counted {
 		c.viaProxy = redis.NewClient(&redis.Options{Addr: serviceAddrs[0], PoolSize: 160, MaxRetries: -1})
 	}
-	redisEnv := []string{"REDIS_ADDR=" + serviceAddrs[0], "REDIS_ADDRS=", "REDIS_URLS="}
-	if o.nodes > 1 {
-		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(serviceAddrs, ","), "REDIS_URLS="}
-	}
-	for i := range 2 {
-		port, err := redistest.FreePort()
-		if err != nil {
-			return c, err
-		}
-		env := append(os.Environ(), "PORT="+strconv.Itoa(port), "LOG_FORMAT=json",
-			"REDIS_PASSWORD=", "REDIS_DB=0", "API_TOKENS=", "API_TOKENS_FILE=")
-		env = append(append(env, redisEnv...), o.env...)
-		p, err := startProc("lockd", filepath.Join(dir, fmt.Sprintf("lockd-%d.log", i+1)), env, lockdBin)
-		if err != nil {
-			return c, err
-		}
-		c.lockd = append(c.lockd, p)
-		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		c.urls = append(c.urls, url)
-		if err := waitFor(ctx, "lockd on "+url, func() error { return ready(ctx, url) }); err != nil {
-			return c, err
-		}
-	}
-	if o.naive != "" {
-		if c.naive, c.naiveURL, err = startNaive(ctx, o.naive, dir, serviceAddrs[0]); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
-}
-
-// startNaive runs the naive service (cmd/lockbench/naive) against the Redis
-// at addr, in Gin's release mode as it would be deployed.
-func startNaive(ctx context.Context, bin, dir, addr string) (*proc, string, error) {
-	port, err := redistest.FreePort()
-	if err != nil {
-		return nil, "", err
-	}
-	env := append(os.Environ(), "REDIS_ADDR="+addr, "PORT="+strconv.Itoa(port), "GIN_MODE=release")
-	p, err := startProc("naive", filepath.Join(dir, "naive.log"), env, bin)
-	if err != nil {
-		return nil, "", err
-	}
-	hostport := "127.0.0.1:" + strconv.Itoa(port)
-	err = waitFor(ctx, "the naive service on "+hostport, func() error {
-		conn, err := net.Dial("tcp", hostport)
-		if err == nil {
-			conn.Close()
-		}
-		return err
-	})
-	if err != nil {
-		p.stop()
-		return nil, "", err
-	}
-	return p, "http://" + hostport, nil
+	return serviceAddrs, nil
 }
 
 func ready(ctx context.Context, url string) error {
@@ -236,10 +171,10 @@ func waitFor(ctx context.Context, what string, try func() error) error {
 // meets a Redis that is already gone, then the redis-servers.
 func (c *cluster) stop() {
 	for _, p := range c.lockd {
-		p.stop()
+		p.Stop(stopGrace)
 	}
 	if c.naive != nil {
-		c.naive.stop()
+		c.naive.Stop(stopGrace)
 	}
 	for _, r := range c.rdb {
 		_ = r.Close()
@@ -251,7 +186,7 @@ func (c *cluster) stop() {
 		p.stop()
 	}
 	for _, srv := range c.redis {
-		srv.Stop()
+		srv.Kill()
 	}
 }
 
@@ -265,29 +200,28 @@ func (c *cluster) proxyTrips() int64 {
 	return n
 }
 
-func (c *cluster) lockdPIDs() []int { return pids(c.lockd) }
+func (c *cluster) lockdPIDs() []int {
+	out := make([]int, len(c.lockd))
+	for i, p := range c.lockd {
+		out[i] = p.Pid()
+	}
+	return out
+}
 
 // servicePIDs are the processes that serve locks: the lockd replicas, the
 // naive service and any peer a scenario runs beside them (peerPIDs).
 func (c *cluster) servicePIDs() []int {
 	out := c.lockdPIDs()
 	if c.naive != nil {
-		out = append(out, c.naive.pid())
+		out = append(out, c.naive.Pid())
 	}
 	return append(out, c.peerPIDs...)
 }
+
 func (c *cluster) redisPIDs() []int {
 	var out []int
 	for _, srv := range c.redis {
 		out = append(out, srv.Pid())
-	}
-	return out
-}
-
-func pids(ps []*proc) []int {
-	out := make([]int, len(ps))
-	for i, p := range ps {
-		out[i] = p.pid()
 	}
 	return out
 }

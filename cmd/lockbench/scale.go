@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -39,6 +39,13 @@ type waitersResult struct {
 	note string
 }
 
+// replicaSnap is one replica's footprint at a moment.
+type replicaSnap struct {
+	rss        int64
+	goroutines float64
+	conns      int // to Redis
+}
+
 func waitersTable(b *bench, n int) (waitersResult, error) {
 	ctx, c := b.ctx, b.single
 	a := newAPI(n)
@@ -48,53 +55,86 @@ func waitersTable(b *bench, n int) (waitersResult, error) {
 	if err != nil {
 		return waitersResult{}, err
 	}
-	type snap struct {
-		rss        int64
-		goroutines float64
-		conns      int
-	}
-	snapshot := func() ([]snap, error) {
-		var out []snap
-		for i, p := range c.lockd {
-			var s snap
-			var err error
-			if s.rss, err = rssBytes(p.pid()); err != nil {
-				return nil, err
-			}
-			if s.goroutines, err = a.metric(ctx, c.urls[i], "go_goroutines"); err != nil {
-				return nil, err
-			}
-			if s.conns, err = tcpConns(p.pid(), c.addrs[0]); err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	}
-	before, err := snapshot()
+	before, err := snapshot(ctx, a, c)
 	if err != nil {
 		return waitersResult{}, err
 	}
+	w := startWaiters(ctx, a, c, name, n)
+	if err := awaitWaiters(ctx, a, c, n); err != nil {
+		return waitersResult{}, err
+	}
+	during, err := snapshot(ctx, a, c)
+	if err != nil {
+		return waitersResult{}, err
+	}
+	released := time.Now()
+	if err := release(ctx, holder); err != nil {
+		return waitersResult{}, err
+	}
+	lastGrant, err := w.wait()
+	if err != nil {
+		return waitersResult{}, err
+	}
+	return waitersReport(n, before, during, lastGrant.Sub(released)), nil
+}
 
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	var lastGrant time.Time
+// snapshot is every replica's footprint now.
+func snapshot(ctx context.Context, a *api, c *cluster) ([]replicaSnap, error) {
+	var out []replicaSnap
+	for i, p := range c.lockd {
+		var s replicaSnap
+		var err error
+		if s.rss, err = rssBytes(p.Pid()); err != nil {
+			return nil, err
+		}
+		if s.goroutines, err = a.metric(ctx, c.urls[i], "go_goroutines"); err != nil {
+			return nil, err
+		}
+		if s.conns, err = tcpConns(p.Pid(), c.addrs[0]); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// waiters are n requests waiting on one lock; each releases at once when
+// granted.
+type waiters struct {
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	firstErr  error
+	lastGrant time.Time
+}
+
+// startWaiters sends n waiting acquires of name, half on each replica.
+func startWaiters(ctx context.Context, a *api, c *cluster, name string, n int) *waiters {
+	w := &waiters{}
 	for i := range n {
-		wg.Go(func() {
-			base := c.urls[i%2]
-			l, err := a.acquire(ctx, base, name, 10*time.Second, 2*time.Minute)
+		w.wg.Go(func() {
+			l, err := a.acquire(ctx, c.urls[i%2], name, 10*time.Second, 2*time.Minute)
 			if err == nil {
-				err = a.release(ctx, base, name, l.Token)
+				err = release(ctx, l)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			firstErr = cmpErr(firstErr, err)
-			lastGrant = time.Now()
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.firstErr = cmpErr(w.firstErr, err)
+			w.lastGrant = time.Now()
 		})
 	}
-	// All of them are waiting once the replicas' lockd_waiters add up to n.
-	err = waitFor(ctx, fmt.Sprintf("%d waiters", n), func() error {
+	return w
+}
+
+// wait waits for every waiter and returns when the last was served.
+func (w *waiters) wait() (time.Time, error) {
+	w.wg.Wait()
+	return w.lastGrant, w.firstErr
+}
+
+// awaitWaiters returns once all n are waiting: the replicas'
+// lockd_waiters add up to n.
+func awaitWaiters(ctx context.Context, a *api, c *cluster, n int) error {
+	return waitFor(ctx, fmt.Sprintf("%d waiters", n), func() error {
 		var total float64
 		for _, u := range c.urls {
 			v, err := a.metric(ctx, u, "lockd_waiters")
@@ -108,27 +148,14 @@ func waitersTable(b *bench, n int) (waitersResult, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return waitersResult{}, err
-	}
-	during, err := snapshot()
-	if err != nil {
-		return waitersResult{}, err
-	}
-	released := time.Now()
-	if err := a.release(ctx, c.urls[0], name, holder.Token); err != nil {
-		return waitersResult{}, err
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return waitersResult{}, firstErr
-	}
-	drain := lastGrant.Sub(released)
+}
 
+// waitersReport is the table and the verdicts of n waiters.
+func waitersReport(n int, before, during []replicaSnap, drain time.Duration) waitersResult {
 	t := &table{header: []string{"replica", "waiters", "RSS before → waiting (MiB)", "lockd memory per waiter", "goroutines before → waiting", "Redis connections before → waiting", "drain all (s)"}}
 	var perWaiter []string
 	var worst int64
-	for i := range c.lockd {
+	for i := range during {
 		w := n / 2
 		if i == 0 {
 			w = n - n/2
@@ -154,7 +181,7 @@ func waitersTable(b *bench, n int) (waitersResult, error) {
 		"per replica peak at %d against a bound of %d (go-redis's pool of 10 per core, the one subscriber and the events reader; target: %s): "+
 		"waiters share the pool and do not hold a connection while they wait.",
 		strings.Join(perWaiter, " and "), verdict(worst <= 50_000), n, drain.Seconds(), most, bound, verdict(most <= bound))
-	return waitersResult{t: t, note: note}, nil
+	return waitersResult{t: t, note: note}
 }
 
 func heldTable(b *bench, n int) (*table, int64, time.Duration, error) {
@@ -192,21 +219,22 @@ func heldTable(b *bench, n int) (*table, int64, time.Duration, error) {
 	// Pages: the first one, and the next ones by their cursors.
 	var lat []time.Duration
 	cursor := ""
+	lc, err := a.lockd(c.urls[1])
+	if err != nil {
+		return nil, 0, 0, err
+	}
 	pages := 50
 	if b.smoke {
 		pages = 5
 	}
 	for range pages {
 		t0 := time.Now()
-		code, body, err := a.do(ctx, http.MethodGet, c.urls[1]+"/v1/locks?prefix=held.&limit=100&cursor="+cursor, "")
+		page, err := lc.List(ctx, "held.", 100, cursor)
 		if err != nil {
 			return nil, 0, 0, err
 		}
 		lat = append(lat, time.Since(t0))
-		if code != http.StatusOK {
-			return nil, 0, 0, fmt.Errorf("GET /v1/locks: %d %s", code, body)
-		}
-		cursor = nextCursor(body)
+		cursor = page.NextCursor
 	}
 	l := summarise(lat)
 	t := &table{header: []string{"held locks", "filled in (s)", "Redis used_memory per lock", "GET /v1/locks?limit=100 p50", "p99", "max"}}
@@ -216,17 +244,6 @@ func heldTable(b *bench, n int) (*table, int64, time.Duration, error) {
 		return nil, 0, 0, err
 	}
 	return t, perLock, l.p50, nil
-}
-
-func nextCursor(body []byte) string {
-	const k = `"next_cursor":"`
-	s := string(body)
-	i := strings.LastIndex(s, k)
-	if i < 0 {
-		return ""
-	}
-	s = s[i+len(k):]
-	return s[:max(strings.IndexByte(s, '"'), 0)]
 }
 
 // tcpConns counts pid's TCP connections to addr (a 127.0.0.1 host:port),

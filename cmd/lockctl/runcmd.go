@@ -14,31 +14,22 @@ import (
 	"github.com/go-distributed-lock/go-distributed-lock/client"
 )
 
+// runArgs are what "lockctl run" was asked to do.
+type runArgs struct {
+	name    string
+	argv    []string // COMMAND and its arguments
+	wait    waitFlags
+	opts    client.AcquireOptions
+	maxHold time.Duration
+	grace   time.Duration // from SIGTERM to SIGKILL
+}
+
 // runCmd is "lockctl run": the command runs only while the lock is held.
 func runCmd(ctx context.Context, e *env, args []string) int {
-	fs := e.flags("[flags] NAME -- COMMAND [ARGS...]")
-	var w waitFlags
-	w.register(fs, e.getenv)
-	maxHold := fs.Duration("max-hold", 0, "stop COMMAND (as on loss, exit 70) after holding the lock this `duration` (default: no limit)")
-	grace := fs.Duration("kill-grace", 5*time.Second, "after SIGTERM, wait this `duration` for COMMAND before SIGKILL")
-	if code := e.parse(fs, args); code >= 0 {
+	r, code := e.parseRun(args)
+	if code >= 0 {
 		return code
 	}
-	opts, err := w.options()
-	if err != nil {
-		return e.usageError("%v", err)
-	}
-	rest := fs.Args()
-	if len(rest) > 1 && rest[1] == "--" {
-		rest = append(rest[:1:1], rest[2:]...)
-	}
-	if len(rest) < 2 {
-		return e.usageError("want NAME -- COMMAND [ARGS...]")
-	}
-	if *maxHold < 0 || *grace < 0 {
-		return e.usageError("--max-hold and --kill-grace must not be negative")
-	}
-	name, argv := rest[0], rest[1:]
 	c, err := e.client()
 	if err != nil {
 		return e.usageError("%v", err)
@@ -50,22 +41,61 @@ func runCmd(ctx context.Context, e *env, args []string) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	lease, code := e.acquireInterruptibly(ctx, c, name, opts, w.conflictEx, sigs)
+	lease, code := e.acquireInterruptibly(ctx, c, r.name, r.opts, r.wait.conflictEx, sigs)
 	if lease == nil {
 		return code
 	}
 	// Renewal and release must outlive the caller's cancellation: the lock
 	// is given back only once COMMAND has exited.
 	keep := context.WithoutCancel(ctx)
-	lease.KeepAlive(keep, client.KeepAliveOptions{MaxHold: *maxHold})
+	lease.KeepAlive(keep, client.KeepAliveOptions{MaxHold: r.maxHold})
 	defer func() {
 		rctx, cancel := context.WithTimeout(keep, 5*time.Second)
 		defer cancel()
 		if err := lease.Release(rctx); err != nil && !errors.Is(err, client.ErrNotHolder) {
-			fmt.Fprintf(e.stderr, "lockctl run: releasing %s: %v (it expires by itself within %v)\n", name, err, w.ttl)
+			fmt.Fprintf(e.stderr, "lockctl run: releasing %s: %v (it expires by itself within %v)\n", r.name, err, r.wait.ttl)
 		}
 	}()
 
+	cmd, code := e.startCommand(r.argv, lease)
+	if cmd == nil {
+		return code
+	}
+	return e.supervise(cmd, lease, r, sigs)
+}
+
+// parseRun reads the flags and arguments of "lockctl run". It returns -1
+// as the code when the command is to go ahead, else the exit code.
+func (e *env) parseRun(args []string) (runArgs, int) {
+	var r runArgs
+	fs := e.flags("[flags] NAME -- COMMAND [ARGS...]")
+	r.wait.register(fs, e.getenv)
+	fs.DurationVar(&r.maxHold, "max-hold", 0, "stop COMMAND (as on loss, exit 70) after holding the lock this `duration` (default: no limit)")
+	fs.DurationVar(&r.grace, "kill-grace", 5*time.Second, "after SIGTERM, wait this `duration` for COMMAND before SIGKILL")
+	if code := e.parse(fs, args); code >= 0 {
+		return r, code
+	}
+	var err error
+	if r.opts, err = r.wait.options(); err != nil {
+		return r, e.usageError("%v", err)
+	}
+	rest := fs.Args()
+	if len(rest) > 1 && rest[1] == "--" {
+		rest = append(rest[:1:1], rest[2:]...)
+	}
+	if len(rest) < 2 {
+		return r, e.usageError("want NAME -- COMMAND [ARGS...]")
+	}
+	if r.maxHold < 0 || r.grace < 0 {
+		return r, e.usageError("--max-hold and --kill-grace must not be negative")
+	}
+	r.name, r.argv = rest[0], rest[1:]
+	return r, -1
+}
+
+// startCommand starts COMMAND with the lease in its environment. It
+// returns nil and the exit code when it cannot.
+func (e *env) startCommand(argv []string, lease *client.Lease) (*exec.Cmd, int) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
 	cmd.Env = append(os.Environ(),
@@ -76,10 +106,17 @@ func runCmd(ctx context.Context, e *env, args []string) int {
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(e.stderr, "lockctl run: %v\n", err)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return exitNotFound
+			return nil, exitNotFound
 		}
-		return exitCannotExec
+		return nil, exitCannotExec
 	}
+	return cmd, 0
+}
+
+// supervise waits for COMMAND to exit, passing signals on, and stops it
+// (SIGTERM, then SIGKILL after the grace) when the lease ends under it. It
+// returns COMMAND's status, or exitLost when the lease ended first.
+func (e *env) supervise(cmd *exec.Cmd, lease *client.Lease, r runArgs, sigs <-chan os.Signal) int {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
@@ -100,14 +137,14 @@ func runCmd(ctx context.Context, e *env, args []string) int {
 			ended = lease.Err()
 			why := "lost the lock"
 			if errors.Is(ended, client.ErrMaxHold) {
-				why = fmt.Sprintf("held the lock for --max-hold %v", *maxHold)
+				why = fmt.Sprintf("held the lock for --max-hold %v", r.maxHold)
 			}
-			fmt.Fprintf(e.stderr, "lockctl run: %s %s (%v); stopping %s with SIGTERM, SIGKILL in %v\n", why, name, ended, argv[0], *grace)
+			fmt.Fprintf(e.stderr, "lockctl run: %s %s (%v); stopping %s with SIGTERM, SIGKILL in %v\n", why, r.name, ended, r.argv[0], r.grace)
 			_ = cmd.Process.Signal(syscall.SIGTERM)
-			kill = time.After(*grace)
+			kill = time.After(r.grace)
 		case <-kill:
 			kill = nil
-			fmt.Fprintf(e.stderr, "lockctl run: %s still running after %v; SIGKILL\n", argv[0], *grace)
+			fmt.Fprintf(e.stderr, "lockctl run: %s still running after %v; SIGKILL\n", r.argv[0], r.grace)
 			_ = cmd.Process.Kill()
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
@@ -28,7 +29,7 @@ func tlsRedis(t *testing.T, password string) (*redistest.Server, map[string]stri
 	srv := redistest.Start(t, redistest.Options{
 		TLS:      true,
 		Password: "admin-pw-41c2b7", // the default user is not lockd's
-		Users:    []string{"lockd on >" + lockdPassword + " " + redistest.LockdACL},
+		Users:    []string{"lockd on >" + lockdPassword + " " + lock.LockdACL},
 	})
 	return srv, map[string]string{
 		"REDIS_URLS":                "rediss://lockd:" + password + "@" + srv.Addr + "/0",

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -17,12 +17,67 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 )
 
 const redisHint = "redis-server not found on PATH: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)"
 
+// stopGrace is how long a process has to stop after SIGTERM: a replica's
+// shutdown allowance.
+const stopGrace = 20 * time.Second
+
+// demo is what the flags and the environment ask for.
+type demo struct {
+	lockd      string
+	redisPorts []int    // one per node, from -redis-port on
+	webPorts   []string // the two replicas'
+	password   string   // REDIS_PASSWORD, as compose has it
+	db         string   // REDIS_DB
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	d, err := parseFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := d.preflight(); err != nil {
+		return err
+	}
+	if d.password, d.db, err = credentials(getenv); err != nil {
+		return err
+	}
+
+	out := &prefixer{w: stdout}
+	nodes, err := d.startRedis(out)
+	defer func() {
+		for _, r := range nodes {
+			r.Stop(stopGrace)
+			_ = os.RemoveAll(r.Dir)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	webs, err := d.startReplicas(out, nodes)
+	defer func() {
+		// Replicas first, so they release their demo locks while Redis is
+		// up; side by side, so their shutdowns overlap.
+		for _, w := range webs {
+			_ = w.Signal(syscall.SIGTERM)
+		}
+		for _, w := range webs {
+			w.WaitOrKill(stopGrace)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	d.announce(out, nodes)
+	return waitForEnd(ctx, out, nodes, webs)
+}
+
+func parseFlags(args []string, stdout io.Writer) (demo, error) {
 	fs := flag.NewFlagSet("lockdemo", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	lockd := fs.String("lockd", "bin/lockd", "path to the lockd binary")
@@ -30,35 +85,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	webPorts := fs.String("web-ports", "8081,8082", "ports of the two lockd replicas")
 	nodes := fs.Int("redis-nodes", 1, "independent redis-server masters, on -redis-port and the ports after it; 3 runs quorum mode (Redlock)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return demo{}, err
 	}
 	if *nodes < 1 || *nodes > 9 {
-		return fmt.Errorf("-redis-nodes wants 1 to 9, got %d", *nodes)
+		return demo{}, fmt.Errorf("-redis-nodes wants 1 to 9, got %d", *nodes)
 	}
-	redisPorts := make([]string, *nodes)
-	for i := range redisPorts {
-		redisPorts[i] = strconv.Itoa(*redisPort + i)
+	d := demo{lockd: *lockd, webPorts: strings.Split(*webPorts, ",")}
+	for i := range *nodes {
+		d.redisPorts = append(d.redisPorts, *redisPort+i)
 	}
-	ports := strings.Split(*webPorts, ",")
-	if len(ports) != 2 {
-		return fmt.Errorf("-web-ports wants two ports, got %q", *webPorts)
+	if len(d.webPorts) != 2 {
+		return demo{}, fmt.Errorf("-web-ports wants two ports, got %q", *webPorts)
 	}
+	return d, nil
+}
+
+// preflight checks, before anything starts, what would otherwise fail
+// half-way: the binaries and the ports.
+func (d demo) preflight() error {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return errors.New(redisHint)
 	}
-	if _, err := os.Stat(*lockd); err != nil {
+	if _, err := os.Stat(d.lockd); err != nil {
 		return fmt.Errorf("lockd binary: %w (build it with: make build)", err)
 	}
-	for _, p := range append(redisPorts, ports...) {
+	ports := itoaAll(d.redisPorts)
+	for _, p := range append(ports, d.webPorts...) {
 		if err := portFree(p); err != nil {
 			return err
 		}
 	}
+	return nil
+}
 
-	// The same credentials as compose: .env first, the real environment wins.
+// credentials are compose's: .env first, the real environment wins.
+func credentials(getenv func(string) string) (password, db string, err error) {
 	dotenv, err := godotenv.Read()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf(".env: %w", err)
+		return "", "", fmt.Errorf(".env: %w", err)
 	}
 	setting := func(k string) string {
 		if v := getenv(k); v != "" {
@@ -66,89 +130,96 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return dotenv[k]
 	}
-	password, db := setting("REDIS_PASSWORD"), setting("REDIS_DB")
+	return setting("REDIS_PASSWORD"), setting("REDIS_DB"), nil
+}
 
-	out := &prefixer{w: stdout}
-	var redisProcs []*proc
-	var addrs []string
-	defer func() {
-		for _, r := range redisProcs {
-			r.stop()
-		}
-	}()
-	for i, port := range redisPorts {
+// startRedis starts one redis-server per node, each with its files in a
+// temporary directory and its log in the demo's output. It returns the
+// nodes started so far with any error, for the caller to stop.
+func (d demo) startRedis(out *prefixer) ([]*procs.Redis, error) {
+	var nodes []*procs.Redis
+	for i, port := range d.redisPorts {
 		dir, err := os.MkdirTemp("", "lockdemo-redis")
 		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		rargs := []string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--loglevel", "warning"}
-		if password != "" {
-			rargs = append(rargs, "--requirepass", password)
+			return nodes, err
 		}
 		name := "redis"
 		if i > 0 {
 			name = fmt.Sprintf("redis-%d", i+1)
 		}
-		r, err := start(out, name, nil, "redis-server", rargs...)
+		r, err := procs.StartRedis(dir, procs.RedisOptions{Port: port, Password: d.password,
+			Args: []string{"--loglevel", "warning"}, Output: out.writer(name)})
 		if err != nil {
-			return err
+			_ = os.RemoveAll(dir)
+			return nodes, err
 		}
-		redisProcs = append(redisProcs, r)
-		addrs = append(addrs, "127.0.0.1:"+port)
-		if err := waitRedis(ctx, addrs[i], password); err != nil {
-			return err
-		}
+		out.line(name, fmt.Sprintf("started (pid %d)", r.Pid()))
+		nodes = append(nodes, r)
+	}
+	return nodes, nil
+}
+
+// startReplicas starts web-1 and web-2 over the nodes, as compose does.
+// It returns the replicas started so far with any error.
+func (d demo) startReplicas(out *prefixer, nodes []*procs.Redis) ([]*procs.Lockd, error) {
+	var addrs []string
+	for _, r := range nodes {
+		addrs = append(addrs, r.Addr)
 	}
 	// One node: REDIS_ADDR, as compose sets it. Several: quorum mode.
 	redisEnv := []string{"REDIS_ADDR=" + addrs[0], "REDIS_ADDRS="}
 	if len(addrs) > 1 {
 		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(addrs, ",")}
 	}
-
-	var webs []*proc
-	defer func() {
-		// Replicas first, so they release their demo locks while Redis is up.
-		for _, w := range webs {
-			w.signal(syscall.SIGTERM)
-		}
-		for _, w := range webs {
-			w.wait()
-		}
-	}()
-	for i, port := range ports {
-		// Each replica's dashboard knows the other one, as in compose.
-		peer := "http://localhost:" + ports[1-i]
-		env := append(os.Environ(), "PORT="+port, "REDIS_PASSWORD="+password, "REDIS_DB="+db, "REDIS_URLS=",
-			fmt.Sprintf("REPLICA_NAME=web-%d", i+1), "UI_PEERS="+peer)
-		env = append(env, redisEnv...)
-		w, err := start(out, fmt.Sprintf("web-%d", i+1), env, *lockd)
+	var webs []*procs.Lockd
+	for i, port := range d.webPorts {
+		name := fmt.Sprintf("web-%d", i+1)
+		p, err := strconv.Atoi(port)
 		if err != nil {
-			return err
+			return webs, fmt.Errorf("-web-ports: %q is not a port", port)
 		}
+		// Each replica's dashboard knows the other one, as in compose.
+		env := append(os.Environ(), "REDIS_PASSWORD="+d.password, "REDIS_DB="+d.db, "REDIS_URLS=",
+			"REPLICA_NAME="+name, "UI_PEERS=http://localhost:"+d.webPorts[1-i])
+		env = append(env, redisEnv...)
+		w, err := procs.StartLockd(procs.Spec{Name: name, Path: d.lockd, Env: env, Stdout: out.writer(name), Stderr: out.writer(name)}, p)
+		if err != nil {
+			return webs, err
+		}
+		out.line(name, fmt.Sprintf("started (pid %d)", w.Pid()))
 		webs = append(webs, w)
 	}
+	return webs, nil
+}
 
-	for _, port := range ports {
-		if err := waitHTTP(ctx, port); err != nil {
-			return err
-		}
+// announce says what runs where and how to try it.
+func (d demo) announce(out *prefixer, nodes []*procs.Redis) {
+	var addrs []string
+	for _, r := range nodes {
+		addrs = append(addrs, r.Addr)
 	}
-	out.line("demo", fmt.Sprintf("ready: redis on %s (db %s), web-1 on :%s, web-2 on :%s", strings.Join(addrs, ","), db, ports[0], ports[1]))
-	out.line("demo", fmt.Sprintf("try:   curl --location 'http://localhost:%s/lock?resource_id=my-test-key'", ports[0]))
-	out.line("demo", fmt.Sprintf("watch: REDISCLI_AUTH=%s redis-cli -p %d monitor", password, *redisPort))
+	out.line("demo", fmt.Sprintf("ready: redis on %s (db %s), web-1 on :%s, web-2 on :%s", strings.Join(addrs, ","), d.db, d.webPorts[0], d.webPorts[1]))
+	out.line("demo", fmt.Sprintf("try:   curl --location 'http://localhost:%s/lock?resource_id=my-test-key'", d.webPorts[0]))
+	out.line("demo", fmt.Sprintf("watch: REDISCLI_AUTH=%s redis-cli -p %d monitor", d.password, d.redisPorts[0]))
 	out.line("demo", "Ctrl-C stops everything")
+}
 
+// waitForEnd returns nil on Ctrl-C, and an error when a process exits
+// before that.
+func waitForEnd(ctx context.Context, out *prefixer, nodes []*procs.Redis, webs []*procs.Lockd) error {
+	var ps []*procs.Proc
+	for _, r := range nodes {
+		ps = append(ps, r.Proc)
+	}
 	select {
 	case <-ctx.Done():
 		out.line("demo", "stopping")
 		return nil
-	case <-anyDone(redisProcs):
+	case <-anyDone(ps):
 		return errors.New("a redis-server exited")
-	case <-webs[0].done:
+	case <-webs[0].Done():
 		return errors.New("web-1 exited")
-	case <-webs[1].done:
+	case <-webs[1].Done():
 		return errors.New("web-2 exited")
 	}
 }
@@ -161,93 +232,12 @@ func portFree(port string) error {
 	return l.Close()
 }
 
-func waitRedis(ctx context.Context, addr, password string) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := c.Ping(ctx).Err()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("redis-server on %s did not answer: %w", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+func itoaAll(ports []int) []string {
+	out := make([]string, len(ports))
+	for i, p := range ports {
+		out[i] = strconv.Itoa(p)
 	}
-}
-
-func waitHTTP(ctx context.Context, port string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
-		if err == nil {
-			return conn.Close()
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("lockd on port %s did not start: %w", port, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// proc is one child process. Each runs in its own process group, so the
-// terminal's Ctrl-C reaches only lockdemo, which then stops them in order.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	copied sync.WaitGroup
-}
-
-func start(out *prefixer, name string, env []string, bin string, args ...string) (*proc, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	for _, r := range []io.Reader{stdout, stderr} {
-		p.copied.Add(1)
-		go func() {
-			defer p.copied.Done()
-			out.copy(name, r)
-		}()
-	}
-	go func() {
-		p.copied.Wait() // Wait closes the pipes: read them to the end first
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	out.line(name, fmt.Sprintf("started (pid %d)", cmd.Process.Pid))
-	return p, nil
-}
-
-func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
-
-// wait waits for the process to exit, killing it if it takes longer than a
-// replica's shutdown allowance.
-func (p *proc) wait() {
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		p.signal(syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-func (p *proc) stop() {
-	p.signal(syscall.SIGTERM)
-	p.wait()
+	return out
 }
 
 // prefixer writes whole lines, each behind its source's name.
@@ -262,21 +252,37 @@ func (p *prefixer) line(name, s string) {
 	fmt.Fprintf(p.w, "%s | %s\n", name, s)
 }
 
-func (p *prefixer) copy(name string, r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		p.line(name, sc.Text())
+// writer returns what a process's output goes through: each whole line is
+// written behind name. A process's stdout and stderr get separate writers,
+// so a line of one never splits a line of the other.
+func (p *prefixer) writer(name string) io.Writer { return &lineWriter{p: p, name: name} }
+
+type lineWriter struct {
+	p    *prefixer
+	name string
+	buf  []byte // a line's start, until its newline comes
+}
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	w.buf = append(w.buf, b...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.p.line(w.name, string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
 	}
+	return len(b), nil
 }
 
 // anyDone is closed when the first of procs exits.
-func anyDone(procs []*proc) <-chan struct{} {
+func anyDone(ps []*procs.Proc) <-chan struct{} {
 	c := make(chan struct{})
 	var once sync.Once
-	for _, p := range procs {
+	for _, p := range ps {
 		go func() {
-			<-p.done
+			<-p.Done()
 			once.Do(func() { close(c) })
 		}()
 	}

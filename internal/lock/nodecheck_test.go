@@ -219,8 +219,8 @@ func TestQuorumWithOneEvictingNode(t *testing.T) {
 // so its node is refused, with the permission to grant.
 func TestINFOForbidden(t *testing.T) {
 	t.Parallel()
-	rule := strings.Replace(redistest.LockdACL, " +info", "", 1)
-	if rule == redistest.LockdACL {
+	rule := strings.Replace(LockdACL, " +info", "", 1)
+	if rule == LockdACL {
 		t.Fatal("LockdACL no longer grants +info; update this test")
 	}
 	srv := redistest.Start(t, redistest.Options{Password: "admin", Users: []string{"lockd on >pw " + rule}})

@@ -7,33 +7,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// LockdACL is the least an ACL user needs for lockd: ACL SETUSER rules
-// without the user name, "on" or a password, so a test writes
-// "lockd on >secret " + LockdACL. It starts from nothing (-@all, resetkeys,
-// resetchannels) so that applying it to an existing user also takes away
-// what that user had.
-//
-// HELLO and AUTH need no permission, and go-redis ignores a refused
-// CLIENT SETINFO (Redis 7.2 and later), so neither is listed. CONFIG GET is
-// left out on purpose: lockd works without it (it then cannot tell that a
-// restarted node is durable, which only keeps that node out of quorums
-// longer), while CONFIG GET would hand the user requirepass and masterauth.
-const LockdACL = "resetkeys resetchannels -@all" +
-	" +ping" + // readiness checks; go-redis pings a subscribed connection to check it
-	" +select" + // REDIS_DB other than 0
-	" +get +set +del +pexpire +pttl" + // redsync's SET NX PX, and its scripts' calls
-	" +time" + // the acquire script floors fences at Redis's clock
-	" +hset +hmget" + // the old layout's grant records (LEGACY_KEYS)
-	" +evalsha +eval +script|load" + // scripts are loaded at start; EVAL is go-redis's fallback on NOSCRIPT and how locks are inspected
-	" +scan" + // listing locks, and looking for lock keys on a restarted node
-	" +info" + // a node's version and maxmemory-policy, at start and in /readyz; its run id and uptime, to notice a restart
-	" +publish +subscribe" + // release wake-ups between replicas
-	" +xadd +xread +xrevrange" + // the lock events stream behind /v1/events
-	" +xdel" + // quorum mode: a grant's event replaced when its fence was raised
-	" ~lock:* ~lockd:fence:* ~lockd:node ~lockd:events" + // locks, the slots' fence counters, the restart marker, the events
-	" ~lockmeta:* ~lockfence:*" + // grants and counters of the three-key layout of earlier releases, honoured and retired
-	" &lockd:released" // the wake-up channel
-
 // ACLRefusals returns what ACL LOG has recorded so far, oldest first, as
 // "reason object" pairs such as "command flushall", "key other" or
 // "channel other". Tests use it to show that a client ran nothing its rule

@@ -2,67 +2,45 @@
 // free loopback port, with its files in a temporary directory, stopped by
 // process id when the test ends. Tests never touch a Redis they did not start.
 //
-// A server can serve TLS only, with a test CA generated in its directory
-// (tls.go), and can have ACL users besides the default one (LockdACL is the
-// rule lockd needs).
+// The servers themselves are started by internal/procs, which lockdemo,
+// lockbench and the safety harness use too; this package ties them to a
+// test. A server can serve TLS only, with a CA generated in its directory,
+// and can have ACL users besides the default one (lock.LockdACL is the rule
+// lockd needs).
 package redistest
 
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/joho/godotenv"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 )
 
 // InstallHint says how to get the binary these helpers need.
-const InstallHint = "install it with: apt-get install -y redis-server"
+const InstallHint = procs.InstallHint
 
-// Options configure a server. The zero value is a password-less server on a
-// free port.
-type Options struct {
-	Password string
-	Port     int      // 0 picks a free port
-	Args     []string // extra redis-server arguments
-	// TLS serves TLS only, on Port, with a certificate for 127.0.0.1 signed
-	// by a CA generated for this server (Server.CAFile). Clients need no
-	// certificate of their own.
-	TLS bool
-	// Users are ACL SETUSER argument lists, user name first, split on
-	// spaces, run as the default user once the server is up:
-	// "lockd on >secret " + LockdACL.
-	Users []string
-}
+// Options configure a server: procs.RedisOptions. The zero value is a
+// password-less server on a free port.
+type Options = procs.RedisOptions
 
-// Server is one running redis-server process.
+// Server is one running redis-server process, started by internal/procs;
+// this package adds what tests need on top (Stop for t.Cleanup, Client,
+// Monitor, ACLRefusals).
 type Server struct {
-	Addr     string
-	Port     int
-	Password string
-	Dir      string
-	// TLS is set when the server speaks only TLS; CAFile is then the PEM
-	// file of the CA that signed its certificate.
-	TLS    bool
-	CAFile string
-
-	roots *x509.CertPool // CAFile's certificate, for clients
-	cmd   *exec.Cmd
-	done  chan struct{}
+	*procs.Redis
 }
 
 // Start runs a redis-server for t and stops it in t.Cleanup. Without the
@@ -90,161 +68,19 @@ func Require(t testing.TB) {
 	}
 }
 
-// Run starts a redis-server with its files in dir. The caller must Stop it.
-// It is the TestMain-friendly form of Start.
+// Run starts a redis-server with its files in dir (procs.StartRedis). The
+// caller must Stop it. It is the TestMain-friendly form of Start.
 func Run(dir string, opts Options) (*Server, error) {
-	port := opts.Port
-	if port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		port = p
-	}
-	args := []string{
-		"--port", strconv.Itoa(port),
-	}
-	var t *serverTLS
-	if opts.TLS {
-		var err error
-		if t, err = writeServerTLS(dir); err != nil {
-			return nil, err
-		}
-		// Port 0 turns plaintext off, so a client that forgets TLS fails.
-		args = []string{
-			"--port", "0", "--tls-port", strconv.Itoa(port),
-			"--tls-cert-file", t.certFile, "--tls-key-file", t.keyFile,
-			"--tls-ca-cert-file", t.caFile, "--tls-auth-clients", "no",
-		}
-	}
-	args = append(args,
-		"--bind", "127.0.0.1",
-		"--dir", dir,
-		"--save", "",
-		"--appendonly", "no",
-		"--logfile", filepath.Join(dir, "redis.log"),
-	)
-	if opts.Password != "" {
-		args = append(args, "--requirepass", opts.Password)
-	}
-	args = append(args, opts.Args...)
-	cmd := exec.Command("redis-server", args...)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("redistest: start redis-server: %w (%s)", err, InstallHint)
-	}
-	s := &Server{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port,
-		Password: opts.Password, Dir: dir, cmd: cmd, done: make(chan struct{}),
-	}
-	if t != nil {
-		s.TLS, s.CAFile, s.roots = true, t.caFile, t.roots
-	}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	if err := s.waitReady(10 * time.Second); err != nil {
-		s.Stop()
+	r, err := procs.StartRedis(dir, opts)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.addUsers(opts.Users); err != nil {
-		s.Stop()
-		return nil, err
-	}
-	return s, nil
-}
-
-// ClientOptions returns go-redis options for database db as the default
-// user, over TLS when the server speaks it. Tests set Username and Password
-// on them to connect as another user.
-func (s *Server) ClientOptions(db int) *redis.Options {
-	o := &redis.Options{Addr: s.Addr, Password: s.Password, DB: db}
-	if s.TLS {
-		o.TLSConfig = s.TLSConfig()
-	}
-	return o
-}
-
-// TLSConfig returns a client configuration that trusts only the server's
-// CA, or nil for a plaintext server. Each call returns a new value, so a
-// test may change it.
-func (s *Server) TLSConfig() *tls.Config {
-	if !s.TLS {
-		return nil
-	}
-	return &tls.Config{RootCAs: s.roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-}
-
-func (s *Server) addUsers(users []string) error {
-	if len(users) == 0 {
-		return nil
-	}
-	c := redis.NewClient(s.ClientOptions(0))
-	defer c.Close()
-	for _, u := range users {
-		fields := strings.Fields(u)
-		if len(fields) == 0 {
-			return errors.New("redistest: empty entry in Options.Users")
-		}
-		args := []any{"ACL", "SETUSER"}
-		for _, f := range fields {
-			args = append(args, f)
-		}
-		if err := c.Do(context.Background(), args...).Err(); err != nil {
-			// The rules hold a password: name only the user.
-			return fmt.Errorf("redistest: ACL SETUSER %s: %w", fields[0], err)
-		}
-	}
-	return nil
-}
-
-func (s *Server) waitReady(limit time.Duration) error {
-	o := s.ClientOptions(0)
-	o.MaxRetries = -1
-	c := redis.NewClient(o)
-	defer c.Close()
-	deadline := time.Now().Add(limit)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		info, err := c.Info(ctx, "server").Result()
-		cancel()
-		if err == nil && strings.Contains(info, "process_id:"+strconv.Itoa(s.cmd.Process.Pid)+"\r\n") {
-			return nil
-		}
-		if err == nil {
-			// Another redis-server holds the port; this one will exit.
-			err = fmt.Errorf("redistest: port %d is another redis-server's", s.Port)
-		}
-		select {
-		case <-s.done:
-			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-			return fmt.Errorf("redistest: redis-server on %s exited at start: %s", s.Addr, lastLines(string(log), 5))
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redistest: redis-server on %s not ready after %v: %w", s.Addr, limit, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &Server{Redis: r}, nil
 }
 
 // Stop kills the process by its pid and waits for it to exit. It is safe to
 // call more than once.
-func (s *Server) Stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.done
-}
-
-// Pid is the server process's id.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
-
-// Signal sends sig to the server process, for tests that pause it with
-// SIGSTOP and resume it with SIGCONT.
-func (s *Server) Signal(sig os.Signal) error {
-	return s.cmd.Process.Signal(sig)
-}
+func (s *Server) Stop() { s.Kill() }
 
 // Client returns a go-redis client for database db, closed in t.Cleanup.
 func (s *Server) Client(t testing.TB, db int) *redis.Client {
@@ -254,34 +90,13 @@ func (s *Server) Client(t testing.TB, db int) *redis.Client {
 	return c
 }
 
-// FreePort asks the kernel for a free loopback port, never one it already
-// returned in this process: a test that restarts a node on its port leaves
-// the port free for a moment, and a parallel test must not take it then.
-// Another process may still take it before it is used; waitReady notices
-// when the server answering is not the one started.
-func FreePort() (int, error) {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		given.Lock()
-		seen := given.ports[port]
-		given.ports[port] = true
-		given.Unlock()
-		if !seen {
-			return port, nil
-		}
-	}
-}
+// FreePort is procs.FreePort: a free loopback port, never one already
+// returned in this process.
+func FreePort() (int, error) { return procs.FreePort() }
 
-// given is every port FreePort returned in this process.
-var given = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
+// WriteCA is procs.WriteCA: the PEM file of a new CA that signed nothing,
+// for certificate errors.
+func WriteCA(dir string) (caFile string, err error) { return procs.WriteCA(dir) }
 
 // DotEnv returns the Redis password and database that the repository's .env
 // gives the compose set-up, so tests run against the same settings.
@@ -416,12 +231,4 @@ func (m *Monitor) WaitFor(t testing.TB, substr string, limit time.Duration) []st
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
@@ -79,7 +80,7 @@ func TestMonitorTLS(t *testing.T) {
 // on lockd's keys and channel, and nothing else.
 func TestLockdACL(t *testing.T) {
 	t.Parallel()
-	s := redistest.Start(t, redistest.Options{Password: "admin", Users: []string{"lockd on >secret " + redistest.LockdACL}})
+	s := redistest.Start(t, redistest.Options{Password: "admin", Users: []string{"lockd on >secret " + lock.LockdACL}})
 	ctx := context.Background()
 	o := s.ClientOptions(0)
 	o.Username, o.Password = "lockd", "secret"

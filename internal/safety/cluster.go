@@ -1,19 +1,14 @@
 package safety
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
 
@@ -29,11 +25,11 @@ import (
 type Node struct {
 	Name string
 
-	opts redistest.Options
+	opts procs.RedisOptions
 	dir  string
 
 	mu  sync.Mutex
-	srv *redistest.Server // nil while killed
+	srv *procs.Redis // nil while killed
 }
 
 // startNode runs a redis-server with its files in a directory of t's and
@@ -41,8 +37,8 @@ type Node struct {
 func startNode(t testing.TB, name string, args []string) *Node {
 	t.Helper()
 	redistest.Require(t)
-	n := &Node{Name: name, opts: redistest.Options{Args: args}, dir: t.TempDir()}
-	srv, err := redistest.Run(n.dir, n.opts)
+	n := &Node{Name: name, opts: procs.RedisOptions{Args: args}, dir: t.TempDir()}
+	srv, err := procs.StartRedis(n.dir, n.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +58,7 @@ func (n *Node) Kill() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.srv != nil {
-		n.srv.Stop()
+		n.srv.Kill()
 		n.srv = nil
 	}
 }
@@ -73,7 +69,7 @@ func (n *Node) Restart() error {
 	n.Kill()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	srv, err := redistest.Run(n.dir, n.opts)
+	srv, err := procs.StartRedis(n.dir, n.opts)
 	if err != nil {
 		return err
 	}
@@ -100,7 +96,7 @@ func (n *Node) Client() *redis.Client {
 
 // LogTail returns the end of the node's redis.log, for failure reports.
 func (n *Node) LogTail() string {
-	return tail(filepath.Join(n.dir, "redis.log"), 30)
+	return procs.Tail(filepath.Join(n.dir, "redis.log"), 30, "\n")
 }
 
 // Proxies is the in-process toxiproxy: one proxy per (lockd instance, Redis
@@ -166,89 +162,26 @@ type Lockd struct {
 	bin     string
 	env     []string
 	logPath string
-	port    int // 0 until the first start picks one
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	port int          // 0 until the first start picks one
+	p    *procs.Lockd // nil until the first start
 }
 
-// Start runs lockd and waits until it logs that it listens.
+// Start runs lockd, on the port of its previous run if it had one, and
+// waits until it listens. Its output is appended to its log.
 func (l *Lockd) Start() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	logf, err := os.OpenFile(l.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// No .env from the repository: every setting comes from env, and the
+	// working directory is the log's.
+	spec := procs.Spec{Name: l.Name, Path: l.bin, Env: l.env, Dir: filepath.Dir(l.logPath), LogFile: l.logPath}
+	p, err := procs.StartLockd(spec, l.port)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %s", err, l.LogTail())
 	}
-	defer logf.Close()
-	offset, err := logf.Seek(0, 2)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(l.bin)
-	cmd.Env = append(append([]string{}, l.env...), "PORT="+strconv.Itoa(l.port))
-	// No .env from the repository: every setting comes from env above.
-	cmd.Dir = filepath.Dir(l.logPath)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", l.Name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	l.cmd, l.done = cmd, done
-
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		port, ok := listeningPort(l.logPath, offset)
-		if ok {
-			l.port = port
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("%s exited at start: %s", l.Name, tail(l.logPath, 10))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not log that it listens: %s", l.Name, tail(l.logPath, 10))
-		}
-	}
-}
-
-// listeningPort finds lockd's "lockd listening" JSON line after offset.
-func listeningPort(path string, offset int64) (int, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, 0); err != nil {
-		return 0, false
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		var line struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Msg != "lockd listening" {
-			continue
-		}
-		_, p, err := net.SplitHostPort(line.Addr)
-		if err != nil {
-			continue
-		}
-		port, err := strconv.Atoi(p)
-		if err != nil {
-			continue
-		}
-		return port, true
-	}
-	return 0, false
+	l.p, l.port = p, p.Port
+	return nil
 }
 
 // URL is the base URL of the instance's HTTP API.
@@ -258,65 +191,39 @@ func (l *Lockd) URL() string {
 	return "http://127.0.0.1:" + strconv.Itoa(l.port)
 }
 
-// Signal sends sig to the process (SIGKILL, SIGSTOP, SIGCONT).
-func (l *Lockd) Signal(sig os.Signal) error {
+// proc is the running (or last) process, nil before the first start.
+func (l *Lockd) proc() *procs.Lockd {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cmd == nil {
+	return l.p
+}
+
+// Signal sends sig to the process (SIGKILL, SIGSTOP, SIGCONT).
+func (l *Lockd) Signal(sig os.Signal) error {
+	p := l.proc()
+	if p == nil {
 		return errors.New(l.Name + " never started")
 	}
-	return l.cmd.Process.Signal(sig)
+	return p.Signal(sig)
 }
 
 // Kill sends SIGKILL and waits for the exit.
 func (l *Lockd) Kill() {
-	_ = l.Signal(syscall.SIGCONT) // a paused process must run to die
-	_ = l.Signal(syscall.SIGKILL)
-	l.wait()
+	if p := l.proc(); p != nil {
+		p.Kill()
+	}
 }
 
 // Stop asks for a graceful shutdown and kills the process if it takes
 // longer than a few seconds.
 func (l *Lockd) Stop() {
-	_ = l.Signal(syscall.SIGCONT)
-	_ = l.Signal(syscall.SIGTERM)
-	l.mu.Lock()
-	done := l.done
-	l.mu.Unlock()
-	if done == nil {
-		return
-	}
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		l.Kill()
-	}
-}
-
-func (l *Lockd) wait() {
-	l.mu.Lock()
-	done := l.done
-	l.mu.Unlock()
-	if done != nil {
-		<-done
+	if p := l.proc(); p != nil {
+		p.Stop(10 * time.Second)
 	}
 }
 
 // LogTail returns the end of the instance's log, for failure reports.
-func (l *Lockd) LogTail() string { return tail(l.logPath, 40) }
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (l *Lockd) LogTail() string { return procs.Tail(l.logPath, 40, "\n") }
 
 // lockKeys lists the lock:* keys on a node. Other keys (fence counters,
 // grant metadata) outlive the locks on purpose.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/safety/check"
 )
 
@@ -208,7 +209,7 @@ func (h *Harness) report() {
 	for _, n := range h.Nodes {
 		t.Logf("%s log (end):\n%s", n.Name, n.LogTail())
 	}
-	t.Logf("client process stderr (end):\n%s", tail(filepath.Join(h.dir, "client.log"), 20))
+	t.Logf("client process stderr (end):\n%s", procs.Tail(filepath.Join(h.dir, "client.log"), 20, "\n"))
 	// t.TempDir goes away with the test: keep the history elsewhere.
 	f, err := os.CreateTemp("", "safety-"+strings.ReplaceAll(t.Name(), "/", "_")+"-*.jsonl")
 	if err != nil {
@@ -274,70 +275,104 @@ type Row struct {
 func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
 	began := time.Now()
 	h := start(t, sc, lockdBin)
-	ctx := context.Background()
+	h.requireEmpty()
+	stopTraffic := h.startTraffic()
+	time.Sleep(timing.Warmup)
+	faults := h.inject(sc.Fault)
+	time.Sleep(max(timing.Recovery, sc.Liveness))
+	stopTraffic()
+
+	h.probe()
+	h.checkKeysGone()
+	h.checkConnections()
+	row := h.summarise(sc, faults)
+	row.Seconds = time.Since(began).Seconds()
+	row.Result = "PASS"
+	if t.Failed() {
+		row.Result = "FAIL"
+	}
+	return row
+}
+
+// requireEmpty stops the run when a node holds lock keys before it starts:
+// they would be counted against this scenario.
+func (h *Harness) requireEmpty() {
 	for _, n := range h.Nodes {
-		if keys, err := lockKeys(ctx, n); err != nil || len(keys) > 0 {
-			t.Fatalf("%s not empty at start: %v %v", n.Name, keys, err)
+		if keys, err := lockKeys(context.Background(), n); err != nil || len(keys) > 0 {
+			h.T.Fatalf("%s not empty at start: %v %v", n.Name, keys, err)
 		}
 	}
+}
 
-	// Clients: in-process ones share one pace, so the total rate stays
-	// fixed; one more runs in its own process, where it can be paused.
-	trafficCtx, stopTraffic := context.WithCancel(ctx)
+// startTraffic starts the clients and returns how to stop them: the
+// in-process ones share one pace, so the total rate stays fixed, and one
+// more runs in its own process, where it can be paused. Stopping waits for
+// every client and records the child's ops.
+func (h *Harness) startTraffic() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
 	pace := time.NewTicker(globalPace)
-	defer pace.Stop()
 	var wg sync.WaitGroup
 	for id := range inProcess {
 		c := NewClient(h.clientConfig(id), h.record)
 		wg.Go(func() {
 			defer c.Close()
-			c.Run(trafficCtx, pace.C)
+			c.Run(ctx, pace.C)
 		})
+	}
+	stopInProcess := func() {
+		cancel()
+		wg.Wait()
+		pace.Stop()
 	}
 	childCfg := h.clientConfig(inProcess)
 	childCfg.Careless = true
 	child, err := startClientProcess(childCfg, processPace, filepath.Join(h.dir, "client.log"))
 	if err != nil {
-		stopTraffic()
-		wg.Wait()
-		t.Fatal(err)
+		stopInProcess()
+		h.T.Fatal(err)
 	}
 	h.child = child
 	h.Mark("traffic started")
-
-	time.Sleep(timing.Warmup)
-	faults := "none"
-	if sc.Fault != nil {
-		faults = sc.Fault.Name
-		if err := sc.Fault.Run(h); err != nil {
-			t.Errorf("fault %s: %v", sc.Fault.Name, err)
+	return func() {
+		stopInProcess()
+		for _, op := range child.stop(10 * time.Second) {
+			h.record(op)
 		}
-	} else {
+		h.Mark("traffic stopped")
+	}
+}
+
+// inject runs the fault, or marks an empty one for a baseline, and returns
+// its name for the summary.
+func (h *Harness) inject(f *Fault) string {
+	if f == nil {
 		h.FaultStart("none")
 		h.FaultEnd("none")
+		return "none"
 	}
-	time.Sleep(max(timing.Recovery, sc.Liveness))
-
-	stopTraffic()
-	wg.Wait()
-	for _, op := range child.stop(10 * time.Second) {
-		h.record(op)
+	if err := f.Run(h); err != nil {
+		h.T.Errorf("fault %s: %v", f.Name, err)
 	}
-	h.Mark("traffic stopped")
+	return f.Name
+}
 
-	h.probe()
-	// Once the last lease has run out no lock key may be left on any node.
+// checkKeysGone waits for the last lease to run out: no lock key may be
+// left on any node then.
+func (h *Harness) checkKeysGone() {
 	time.Sleep(TTL + 500*time.Millisecond)
 	for _, n := range h.Nodes {
-		keys, err := lockKeys(ctx, n)
+		keys, err := lockKeys(context.Background(), n)
 		if err != nil {
-			t.Errorf("%s: scan lock keys: %v", n.Name, err)
+			h.T.Errorf("%s: scan lock keys: %v", n.Name, err)
 		} else if len(keys) > 0 {
-			t.Errorf("%s: lock keys left %v after traffic stopped and the TTL passed", n.Name, keys)
+			h.T.Errorf("%s: lock keys left %v after traffic stopped and the TTL passed", n.Name, keys)
 		}
 	}
-	h.checkConnections()
+}
 
+// summarise counts the history into the scenario's row, checks liveness
+// and runs the checkers.
+func (h *Harness) summarise(sc Scenario, faults string) Row {
 	h.mu.Lock()
 	ops := slices.Clone(h.ops)
 	faultEnd := h.faultEnd
@@ -358,14 +393,9 @@ func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
 	}
 	row.Recovery = recovery(ops, faultEnd)
 	if bound := sc.liveness(); row.Recovery < 0 || row.Recovery > bound {
-		t.Errorf("liveness: hot locks granted again %v after the fault ended (-1: never); want within %v", row.Recovery, bound)
+		h.T.Errorf("liveness: hot locks granted again %v after the fault ended (-1: never); want within %v", row.Recovery, bound)
 	}
 	row.Violations = h.runCheckers(ops, sc)
-	row.Seconds = time.Since(began).Seconds()
-	row.Result = "PASS"
-	if t.Failed() {
-		row.Result = "FAIL"
-	}
 	return row
 }
 

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/safety/check"
 )
 
@@ -59,7 +59,7 @@ func ServeClientProcess(cfg ClientConfig, pace time.Duration, stdin io.Reader, o
 
 // clientProcess is the parent's handle on a client process.
 type clientProcess struct {
-	cmd   *exec.Cmd
+	p     *procs.Proc
 	stdin io.WriteCloser
 	done  chan struct{} // closed when stdout is drained and the process reaped
 
@@ -82,33 +82,35 @@ func startClientProcess(cfg ClientConfig, pace time.Duration, logPath string) (*
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// Pipes of our own: closing stdinW is how the client is told to stop
+	// (and what lets the process be reaped: until then exec's copying of
+	// stdin goes on), and stdoutW is closed once it is reaped, which ends
+	// read.
+	stdinR, stdinW := io.Pipe()
+	stdoutR, stdoutW := io.Pipe()
+	p, err := procs.Start(procs.Spec{
+		Name: "client process",
+		Path: os.Args[0],
+		Args: []string{"-test.run=^TestSafetyClientProcess$", "-test.count=1", "-test.v=false"},
+		Env:  append(os.Environ(), ClientEnv+"="+string(b), "SAFETY_CLIENT_PACE="+pace.String()),
+		// The test framework's own stdout lines are ignored by read.
+		Stdin: stdinR, Stdout: stdoutW, LogFile: logPath,
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSafetyClientProcess$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), ClientEnv+"="+string(b), "SAFETY_CLIENT_PACE="+pace.String())
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &clientProcess{cmd: cmd, stdin: stdin, done: make(chan struct{}), holds: make(chan hold, 100)}
+	cp := &clientProcess{p: p, stdin: stdinW, done: make(chan struct{}), holds: make(chan hold, 100)}
 	go func() {
-		p.read(stdout)
-		_ = cmd.Wait()
-		close(p.done)
+		<-p.Done()
+		_ = stdoutW.Close()
 	}()
-	return p, nil
+	go func() {
+		cp.read(stdoutR)
+		// A line too long for read must not block the process's output.
+		_, _ = io.Copy(io.Discard, stdoutR)
+		close(cp.done)
+	}()
+	return cp, nil
 }
 
 func (p *clientProcess) read(r io.Reader) {
@@ -137,7 +139,7 @@ func (p *clientProcess) read(r io.Reader) {
 }
 
 // signal sends sig to the client process.
-func (p *clientProcess) signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+func (p *clientProcess) signal(sig os.Signal) error { return p.p.Signal(sig) }
 
 // stop closes stdin, lets the client finish its cycle, and kills it if it
 // takes longer than limit. It returns the ops the process reported.
@@ -147,7 +149,7 @@ func (p *clientProcess) stop(limit time.Duration) []check.Op {
 	select {
 	case <-p.done:
 	case <-time.After(limit):
-		_ = p.signal(syscall.SIGKILL)
+		p.p.Kill()
 		<-p.done
 	}
 	p.mu.Lock()

@@ -1,4 +1,4 @@
-package redistest
+package procs
 
 import (
 	"crypto/ecdsa"
@@ -26,13 +26,13 @@ type serverTLS struct {
 // binary, and every server has its own CA: a client trusting one server
 // never trusts another by accident.
 func writeServerTLS(dir string) (*serverTLS, error) {
-	ca, caKey, err := newCA("redistest CA")
+	ca, caKey, err := newCA("procs CA")
 	if err != nil {
 		return nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("redistest: server key: %w", err)
+		return nil, fmt.Errorf("procs: server key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
@@ -45,11 +45,11 @@ func writeServerTLS(dir string) (*serverTLS, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, fmt.Errorf("redistest: server certificate: %w", err)
+		return nil, fmt.Errorf("procs: server certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("redistest: server key: %w", err)
+		return nil, fmt.Errorf("procs: server key: %w", err)
 	}
 	t := &serverTLS{
 		caFile:   filepath.Join(dir, "tls-ca.pem"),
@@ -76,17 +76,17 @@ func writeServerTLS(dir string) (*serverTLS, error) {
 // file, so it never overwrites a server's own CA. It returns the error of
 // generating or writing the certificate.
 func WriteCA(dir string) (caFile string, err error) {
-	ca, _, err := newCA("redistest unrelated CA")
+	ca, _, err := newCA("procs unrelated CA")
 	if err != nil {
 		return "", err
 	}
 	f, err := os.CreateTemp(dir, "unrelated-ca-*.pem")
 	if err != nil {
-		return "", fmt.Errorf("redistest: %w", err)
+		return "", fmt.Errorf("procs: %w", err)
 	}
 	defer f.Close()
 	if err := pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}); err != nil {
-		return "", fmt.Errorf("redistest: write %s: %w", f.Name(), err)
+		return "", fmt.Errorf("procs: write %s: %w", f.Name(), err)
 	}
 	return f.Name(), f.Close()
 }
@@ -95,7 +95,7 @@ func WriteCA(dir string) (caFile string, err error) {
 func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redistest: CA key: %w", err)
+		return nil, nil, fmt.Errorf("procs: CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -108,11 +108,11 @@ func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redistest: CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("procs: CA certificate: %w", err)
 	}
 	ca, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redistest: CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("procs: CA certificate: %w", err)
 	}
 	return ca, key, nil
 }
@@ -120,7 +120,7 @@ func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 func writePEM(path, typ string, der []byte, perm os.FileMode) error {
 	b := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 	if err := os.WriteFile(path, b, perm); err != nil {
-		return fmt.Errorf("redistest: %w", err)
+		return fmt.Errorf("procs: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,201 @@
+package procs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// InstallHint says how to get redis-server.
+const InstallHint = "install it with: apt-get install -y redis-server"
+
+// RedisOptions configure a redis-server. The zero value is a password-less
+// server on a free port that keeps nothing on disk.
+type RedisOptions struct {
+	Password string
+	Port     int      // 0 picks a free port
+	Args     []string // extra redis-server arguments, after the defaults so they win
+	// TLS serves TLS only, on Port, with a certificate for 127.0.0.1 signed
+	// by a CA generated for this server (Redis.CAFile). Clients need no
+	// certificate of their own.
+	TLS bool
+	// Users are ACL SETUSER argument lists, user name first, split on
+	// spaces, run as the default user once the server is up:
+	// "lockd on >secret " + lock.LockdACL.
+	Users []string
+	// Output, when set, receives the server's log (its stdout) instead of
+	// redis.log in its directory: lockdemo shows it in its own output.
+	Output io.Writer
+}
+
+// Redis is one running redis-server process.
+type Redis struct {
+	*Proc
+	Addr     string
+	Port     int
+	Password string
+	Dir      string
+	// TLS is set when the server speaks only TLS; CAFile is then the PEM
+	// file of the CA that signed its certificate.
+	TLS    bool
+	CAFile string
+
+	roots *x509.CertPool // CAFile's certificate, for clients
+}
+
+// StartRedis runs a redis-server with its files in dir, on 127.0.0.1 only,
+// and returns once it answers: the answer must carry its own process id,
+// or it is another redis-server that holds the port. The caller stops it
+// (Kill, or Stop for a clean exit). It returns the error of writing the TLS
+// files, of starting the binary (with the install hint), of a server that
+// exits or is not ready within 10 s (with the end of its log), or of an ACL
+// rule Redis refuses (naming the user, never the rule's password).
+func StartRedis(dir string, o RedisOptions) (*Redis, error) {
+	port := o.Port
+	if port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		port = p
+	}
+	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Password: o.Password, Dir: dir}
+	args, err := r.args(o)
+	if err != nil {
+		return nil, err
+	}
+	spec := Spec{Name: "redis-server", Path: "redis-server", Args: args, Stdout: o.Output, Stderr: o.Output}
+	if r.Proc, err = Start(spec); err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, InstallHint)
+	}
+	if err := r.waitReady(10 * time.Second); err != nil {
+		r.Kill()
+		return nil, err
+	}
+	if err := r.addUsers(o.Users); err != nil {
+		r.Kill()
+		return nil, err
+	}
+	return r, nil
+}
+
+// args are the server's command line, writing its TLS files first when it
+// serves TLS.
+func (r *Redis) args(o RedisOptions) ([]string, error) {
+	args := []string{"--port", strconv.Itoa(r.Port)}
+	if o.TLS {
+		t, err := writeServerTLS(r.Dir)
+		if err != nil {
+			return nil, err
+		}
+		r.TLS, r.CAFile, r.roots = true, t.caFile, t.roots
+		// Port 0 turns plaintext off, so a client that forgets TLS fails.
+		args = []string{
+			"--port", "0", "--tls-port", strconv.Itoa(r.Port),
+			"--tls-cert-file", t.certFile, "--tls-key-file", t.keyFile,
+			"--tls-ca-cert-file", t.caFile, "--tls-auth-clients", "no",
+		}
+	}
+	args = append(args,
+		"--bind", "127.0.0.1",
+		"--dir", r.Dir,
+		"--save", "",
+		"--appendonly", "no",
+	)
+	if o.Output == nil {
+		args = append(args, "--logfile", r.LogFile())
+	}
+	if o.Password != "" {
+		args = append(args, "--requirepass", o.Password)
+	}
+	return append(args, o.Args...), nil
+}
+
+// LogFile is the path of the server's log, unless RedisOptions.Output
+// took it.
+func (r *Redis) LogFile() string { return filepath.Join(r.Dir, "redis.log") }
+
+// ClientOptions returns go-redis options for database db as the default
+// user, over TLS when the server speaks it. Callers set Username and
+// Password on them to connect as another user.
+func (r *Redis) ClientOptions(db int) *redis.Options {
+	o := &redis.Options{Addr: r.Addr, Password: r.Password, DB: db}
+	if r.TLS {
+		o.TLSConfig = r.TLSConfig()
+	}
+	return o
+}
+
+// TLSConfig returns a client configuration that trusts only the server's
+// CA, or nil for a plaintext server. Each call returns a new value, so a
+// caller may change it.
+func (r *Redis) TLSConfig() *tls.Config {
+	if !r.TLS {
+		return nil
+	}
+	return &tls.Config{RootCAs: r.roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+}
+
+func (r *Redis) addUsers(users []string) error {
+	if len(users) == 0 {
+		return nil
+	}
+	c := redis.NewClient(r.ClientOptions(0))
+	defer c.Close()
+	for _, u := range users {
+		fields := strings.Fields(u)
+		if len(fields) == 0 {
+			return errors.New("procs: empty entry in RedisOptions.Users")
+		}
+		args := []any{"ACL", "SETUSER"}
+		for _, f := range fields {
+			args = append(args, f)
+		}
+		if err := c.Do(context.Background(), args...).Err(); err != nil {
+			// The rules hold a password: name only the user.
+			return fmt.Errorf("procs: ACL SETUSER %s: %w", fields[0], err)
+		}
+	}
+	return nil
+}
+
+// waitReady waits until the server on r.Port is this process: a PING
+// would be answered just as well by another redis-server that took the
+// port first, and this one would then exit.
+func (r *Redis) waitReady(limit time.Duration) error {
+	o := r.ClientOptions(0)
+	o.MaxRetries = -1
+	c := redis.NewClient(o)
+	defer c.Close()
+	deadline := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		info, err := c.Info(ctx, "server").Result()
+		cancel()
+		if err == nil && strings.Contains(info, "process_id:"+strconv.Itoa(r.Pid())+"\r\n") {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("procs: port %d is another redis-server's", r.Port)
+		}
+		select {
+		case <-r.Done():
+			return fmt.Errorf("procs: redis-server on %s exited at start: %s", r.Addr, Tail(r.LogFile(), 5, " | "))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("procs: redis-server on %s not ready after %v: %w", r.Addr, limit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
