@@ -148,6 +148,23 @@ func TestMutualExclusion(t *testing.T) {
 	}
 }
 
+// TestFencesRealTime: with lock keys lost, a grant answered late may have
+// started on the server before another grant that came and went (a real
+// history of the key-deletion scenario): intervals order nothing then, and
+// only a grant returned before another was sent binds.
+func TestFencesRealTime(t *testing.T) {
+	slow := acquired(2, 0, 160, "b", 4) // granted at once, answered after 160ms
+	fast := acquired(1, 50, 52, "a", 5)
+	fastGone := released(1, 54, 55, "a", OK)
+	if got := FencesRealTime([]Op{slow, fast, fastGone}); len(got) != 0 {
+		t.Errorf("FencesRealTime: %v, want nothing (the two were concurrent in real time)", got)
+	}
+	checkKinds(t, Fences([]Op{slow, fast, fastGone}), []string{"fence-regression"})
+	checkKinds(t, FencesRealTime([]Op{
+		acquired(1, 0, 10, "a", 5), released(1, 100, 110, "a", OK), acquired(2, 200, 210, "b", 4),
+	}), []string{"fence-regression"})
+}
+
 func TestFences(t *testing.T) {
 	tests := []struct {
 		name string

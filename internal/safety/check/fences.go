@@ -39,7 +39,20 @@ func precedes(a, b acquire) bool { return a.op.Return < b.op.Call || a.end <= b.
 // before B was sent: the two held the lock at once (MutualExclusion reports
 // that, and a scenario that loses lock keys may allow it), so neither was
 // granted first.
-func Fences(ops []Op) []Violation {
+func Fences(ops []Op) []Violation { return fences(ops, false) }
+
+// FencesRealTime is Fences for a run whose lock keys may vanish (deleted,
+// or lost with Redis's data): then a grant's lease may have started on the
+// server long before its answer, while another grant came and went, so
+// intervals order nothing, and only real time does: a grant whose acquire
+// returned before another's was sent must have the lower fence.
+func FencesRealTime(ops []Op) []Violation { return fences(ops, true) }
+
+func fences(ops []Op, realTimeOnly bool) []Violation {
+	precedes := precedes
+	if realTimeOnly {
+		precedes = func(a, b acquire) bool { return a.op.Return < b.op.Call }
+	}
 	all, byKey := grants(ops)
 	ends := make(map[int]time.Duration, len(all))
 	for _, g := range all {
@@ -83,7 +96,7 @@ func Fences(ops []Op) []Violation {
 			}
 
 			before := k // how many acquires certainly precede b
-			if b.end <= b.start {
+			if b.end <= b.start || realTimeOnly {
 				before = sort.Search(k, func(j int) bool { return as[j].start >= b.op.Call })
 			}
 			if before > 0 {

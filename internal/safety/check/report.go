@@ -52,6 +52,9 @@ type Config struct {
 	Slack   time.Duration    // overlap MutualExclusion tolerates
 	Model   LeaseModelParams // lease model of Linearizable
 	Timeout time.Duration    // budget of Linearizable; 0 = none
+	// LeasesMayOverlap is set for runs that lose lock keys on purpose:
+	// then only real time orders grants for Fences (see FencesRealTime).
+	LeasesMayOverlap bool
 }
 
 // Run applies every checker to one run's history. counters maps each
@@ -60,7 +63,11 @@ type Config struct {
 func Run(ops []Op, writes []Write, counters map[string]int64, cfg Config) Report {
 	var r Report
 	r.add(CheckerMutualExclusion, countOps(ops, isLeaseOp), MutualExclusion(ops, cfg.Slack))
-	r.add(CheckerFences, countOps(ops, isFencedOp), Fences(ops))
+	fences := Fences
+	if cfg.LeasesMayOverlap {
+		fences = FencesRealTime
+	}
+	r.add(CheckerFences, countOps(ops, isFencedOp), fences(ops))
 	r.add(CheckerStore, len(writes), Store(writes, ops))
 
 	var increments int
