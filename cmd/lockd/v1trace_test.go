@@ -107,9 +107,10 @@ func TestV1RedisTrace(t *testing.T) {
 		"GET lock:" + name, "TIME", "GET " + counter, "GET lockfence:" + name, "SET " + counter,
 		"SET lock:" + name, "XADD lockd:events",
 	})
-	value := regexp.MustCompile(fmt.Sprintf(`^%d\|30000\|\d{13}\|%s\|tracer$`, fence, regexp.QuoteMeta(token)))
+	// 30000 ms is 7530 in hexadecimal; the acquire time is 11 hex digits.
+	value := regexp.MustCompile(fmt.Sprintf(`^%x\|7530\|[0-9a-f]{11}\|%s\|tracer$`, fence, regexp.QuoteMeta(token)))
 	if got := rdb.Get(ctx, "lock:"+name).Val(); !value.MatchString(got) {
-		t.Errorf("lock value %q, want fence|ttl_ms|at_ms|token|owner", got)
+		t.Errorf("lock value %q, want fence|ttl_ms|at_ms|token|owner, numbers in hexadecimal", got)
 	}
 
 	sent, inScript, _ = op("POST", "/v1/locks/"+name+"/acquire", `{"owner":"second"}`, 409)

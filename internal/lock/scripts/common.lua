@@ -18,7 +18,8 @@
 -- releasing replica granted the lease itself (its expiry watcher needs no
 -- message); s quorum mode: fences are floored at whole seconds.
 --
--- A /v1 grant is the value "fence|ttl_ms|at_ms|token|owner", with a "*" in
+-- A /v1 grant is the value "fence|ttl_ms|at_ms|token|owner" (the three
+-- numbers in hexadecimal), with a "*" in
 -- front once someone waits for its release (mode letters w and q): only
 -- then, or when another replica granted it, does its release PUBLISH, so
 -- an uncontended release costs Redis no message. A value with no "|" is a redsync value (the demo's) or
@@ -39,9 +40,9 @@ end
 -- waited (someone waits for its release) and kind "v1", "old" (a grant of
 -- the old layout) or "bare" (no grant: redsync).
 local function grant(v)
-  local w, f, t, a, tok, o = string.match(v, "^(%*?)(%d+)|(%d+)|(%d+)|([^|]*)|(.*)$")
+  local w, f, t, a, tok, o = string.match(v, "^(%*?)(%x+)|(%x+)|(%x+)|([^|]*)|(.*)$")
   if f then
-    return {kind = "v1", waited = w ~= "", fence = tonumber(f), ttl = tonumber(t), at = tonumber(a), token = tok, owner = o}
+    return {kind = "v1", waited = w ~= "", fence = tonumber(f, 16), ttl = tonumber(t, 16), at = tonumber(a, 16), token = tok, owner = o}
   end
   if #KEYS >= 5 then
     local m = redis.call("HMGET", KEYS[5], "token", "owner", "fence", "ttl_ms", "at")
@@ -52,8 +53,14 @@ local function grant(v)
   return {kind = "bare", fence = 0, ttl = 0, at = 0, token = v, owner = ""}
 end
 
+-- hex is n in hexadecimal: the numbers of a grant are stored so, which
+-- keeps a typical value within 64 bytes of Redis's memory.
+local function hex(n)
+  return string.format("%x", n)
+end
+
 local function encode(g)
-  return (g.waited and "*" or "") .. int(g.fence) .. "|" .. int(g.ttl) .. "|" .. int(g.at) .. "|" .. g.token .. "|" .. g.owner
+  return (g.waited and "*" or "") .. hex(g.fence) .. "|" .. hex(g.ttl) .. "|" .. hex(g.at) .. "|" .. g.token .. "|" .. g.owner
 end
 
 -- emit appends one event to the stream, in the same step as the change it
