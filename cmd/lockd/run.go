@@ -62,18 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// critical sections that outlive the shutdown timeout.
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
-	srv := &http.Server{
-		Handler:     handler,
-		BaseContext: func(net.Listener) context.Context { return base },
-		// Slow clients are cut off; the write timeout outlasts the
-		// longest wait and the demo's critical section (config checks).
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newServer(cfg, handler, base, log)
 
 	prepared := make(chan struct{})
 	go func() {
@@ -104,24 +93,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// at once (they may try another replica); /v1 leases are left alone.
 	close(draining)
 	locks.StopWaiting()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
-		// Cancel what is still running; the demo handler then releases its
-		// lock, and a second Shutdown waits for that.
-		cancelBase()
-		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer fcancel()
-		err = srv.Shutdown(fctx)
-		if err != nil {
-			return err
-		}
-	} else if err != nil {
+	if err := shutdown(srv, cfg.ShutdownTimeout, cancelBase); err != nil {
 		return err
 	}
 	<-served
 	log.Info("lockd stopped")
 	return nil
+}
+
+// newServer is lockd's http.Server: handlers' contexts derive from base,
+// and slow clients are cut off; the write timeout outlasts the longest
+// wait and the demo's critical section (config checks).
+func newServer(cfg config.Config, handler http.Handler, base context.Context, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// shutdown lets in-flight requests finish within timeout; past it, it
+// cancels what still runs (cancelBase: the demo handler then releases its
+// lock) and waits up to 5 s more for that.
+func shutdown(srv *http.Server, timeout time.Duration, cancelBase context.CancelFunc) error {
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	cancelBase()
+	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer fcancel()
+	return srv.Shutdown(fctx)
 }
 
 // replicaName is REPLICA_NAME, or hostname:port, or failing a hostname the
