@@ -30,7 +30,7 @@ const (
 // process is lockd running as a real process.
 type process struct {
 	cmd            *exec.Cmd
-	stdout, stderr *logBuffer
+	stdout, stderr *redistest.Buffer
 	exited         chan struct{}
 	err            error // Wait's result, once exited is closed
 }
@@ -46,7 +46,7 @@ func startProcess(t *testing.T, bin string, env map[string]string, args ...strin
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &process{cmd: cmd, stdout: &logBuffer{}, stderr: &logBuffer{}, exited: make(chan struct{})}
+	p := &process{cmd: cmd, stdout: &redistest.Buffer{}, stderr: &redistest.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		r, h := send(t, "GET", url+"/lock?resource_id=demo-job", nil, "")
 		demo <- answer{r, h, time.Now()}
 	}()
-	p.stdout.waitFor(t, `Lock acquired for resource demo-job`, 5*time.Second)
+	p.stdout.WaitFor(t, `Lock acquired for resource demo-job`, 5*time.Second)
 	waitUntil(t, 5*time.Second, "lockd_waiters 1", func() bool {
 		r, _ := send(t, "GET", url+"/metrics", nil, "")
 		return metric(r.body, "lockd_waiters") == 1
@@ -234,7 +234,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if ttl := rdb.PTTL(ctx, "lock:lease").Val(); ttl <= 0 || ttl > 60*time.Second {
 		t.Errorf("the /v1 lease's TTL after exit is %v; want it left alone (up to 60s)", ttl)
 	}
-	p.stdout.waitFor(t, `"msg":"lockd stopped"`, time.Second)
+	p.stdout.WaitFor(t, `"msg":"lockd stopped"`, time.Second)
 	if log := p.stdout.String() + p.stderr.String(); strings.Contains(log, opsPassword) {
 		t.Errorf("the Redis password is in the log:\n%s", log)
 	}
@@ -267,7 +267,7 @@ func TestHealthcheckCommand(t *testing.T) {
 	lockd := startProcess(t, bin, map[string]string{
 		"PORT": strconv.Itoa(port), "REDIS_ADDR": srv.Addr, "REDIS_PASSWORD": opsPassword,
 	})
-	lockd.stdout.waitFor(t, "Redis ready", 10*time.Second)
+	lockd.stdout.WaitFor(t, "Redis ready", 10*time.Second)
 
 	if code, stderr := runHealthcheck(t, bin, port); code != 0 {
 		t.Errorf("against a ready lockd: exit %d, stderr %s", code, stderr)
@@ -346,7 +346,7 @@ func TestEvictingRedisNotReady(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Password: opsPassword, Args: []string{"--maxmemory-policy", "allkeys-lru"}})
 	web := startLockd(t, map[string]string{"REDIS_ADDR": srv.Addr, "REDIS_PASSWORD": opsPassword, "LOG_FORMAT": "json"})
 
-	web.logs.waitFor(t, `"msg":"Redis not ready, retrying".*maxmemory-policy is allkeys-lru`, 5*time.Second)
+	web.logs.WaitFor(t, `"msg":"Redis not ready, retrying".*maxmemory-policy is allkeys-lru`, 5*time.Second)
 	refused := records(t, web.logs.String(), func(r map[string]any) bool {
 		msg, _ := r["msg"].(string)
 		return strings.HasPrefix(msg, "Redis node refused")
@@ -379,8 +379,8 @@ func TestEvictingRedisNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReadyz(t, web, 5*time.Second, func(r reply, rd readiness) bool { return r.status == http.StatusOK && rd.Status == "ready" })
-	web.logs.waitFor(t, "Redis node fit for locks again", 5*time.Second)
-	web.logs.waitFor(t, "Redis ready", 10*time.Second)
+	web.logs.WaitFor(t, "Redis node fit for locks again", 5*time.Second)
+	web.logs.WaitFor(t, "Redis ready", 10*time.Second)
 }
 
 // records returns the JSON log records that satisfy match.
@@ -439,7 +439,7 @@ func TestRequestIDsAndSecretsInLogs(t *testing.T) {
 			if tc.echoed && id != tc.sent || !tc.echoed && !generated.MatchString(id) {
 				t.Fatalf("sent %q, got X-Request-ID %q", tc.sent, id)
 			}
-			web.logs.waitFor(t, `"msg":"http request".*"path":"/lock\?resource_id=`+resource+`"`, time.Second)
+			web.logs.WaitFor(t, `"msg":"http request".*"path":"/lock\?resource_id=`+resource+`"`, time.Second)
 			for _, msg := range []string{
 				"http request",
 				"Lock acquired for resource " + resource + ", performing critical operation",
@@ -468,7 +468,7 @@ func TestRequestIDsAndSecretsInLogs(t *testing.T) {
 		send(t, "POST", web.url+"/v1/locks/secretive/release", auth, body)
 	}
 	send(t, "GET", web.url+"/v1/locks", http.Header{"Authorization": {"Bearer " + opsToken + "x"}}, "")
-	web.logs.waitFor(t, `"path":"/v1/locks"`, time.Second)
+	web.logs.WaitFor(t, `"path":"/v1/locks"`, time.Second)
 	log := web.logs.String()
 	for what, secret := range map[string]string{"lease token": lease.Token, "forged token": forged, "API token": opsToken, "Redis password": opsPassword} {
 		if strings.Contains(log, secret) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,43 +27,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// logBuffer collects a replica's log output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor waits until the log matches re and returns the submatches.
-func (b *logBuffer) waitFor(t *testing.T, re string, limit time.Duration) []string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(limit)
-	for {
-		if m := rx.FindStringSubmatch(b.String()); m != nil {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log never matched %s within %v; log:\n%s", re, limit, b.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 type replica struct {
 	url  string
-	logs *logBuffer
+	logs *redistest.Buffer
 	stop func() error
 }
 
@@ -73,11 +38,11 @@ type replica struct {
 func startLockd(t *testing.T, env map[string]string) *replica {
 	t.Helper()
 	env["PORT"] = "0"
-	logs := &logBuffer{}
+	logs := &redistest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, nil, func(k string) string { return env[k] }, logs, io.Discard) }()
-	port := logs.waitFor(t, `lockd listening\W+addr\W+[^\s"]*:(\d+)`, 10*time.Second)[1] // text or JSON
+	port := logs.WaitFor(t, `lockd listening\W+addr\W+[^\s"]*:(\d+)`, 10*time.Second)[1] // text or JSON
 	var once sync.Once
 	var stopErr error
 	stop := func() error {
@@ -103,7 +68,7 @@ func startLockd(t *testing.T, env map[string]string) *replica {
 func startReady(t *testing.T, env map[string]string) *replica {
 	t.Helper()
 	r := startLockd(t, env)
-	r.logs.waitFor(t, "Redis ready", 5*time.Second)
+	r.logs.WaitFor(t, "Redis ready", 5*time.Second)
 	return r
 }
 
@@ -113,7 +78,7 @@ func inFlight(t *testing.T, web *replica, id string) <-chan reply {
 	t.Helper()
 	done := make(chan reply, 1)
 	go func() { done <- get(t, web.url+"/lock?resource_id="+id) }()
-	web.logs.waitFor(t, "Lock acquired for resource "+id+",", 5*time.Second)
+	web.logs.WaitFor(t, "Lock acquired for resource "+id+",", 5*time.Second)
 	return done
 }
 
@@ -167,12 +132,12 @@ func TestREADMEScenario(t *testing.T) {
 	_, _, env := dotEnvRedis(t)
 	web1 := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "6s"))
 	web2 := startLockd(t, with(env, "CRITICAL_SECTION_DURATION", "300ms"))
-	web1.logs.waitFor(t, "Redis ready", 5*time.Second)
-	web2.logs.waitFor(t, "Redis ready", 5*time.Second)
+	web1.logs.WaitFor(t, "Redis ready", 5*time.Second)
+	web2.logs.WaitFor(t, "Redis ready", 5*time.Second)
 
 	first := make(chan reply, 1)
 	go func() { first <- get(t, web1.url+"/lock?resource_id=my-key-1") }()
-	web1.logs.waitFor(t, `Lock acquired for resource my-key-1, performing critical operation`, 5*time.Second)
+	web1.logs.WaitFor(t, `Lock acquired for resource my-key-1, performing critical operation`, 5*time.Second)
 
 	second := get(t, web2.url+"/lock?resource_id=my-key-1")
 	if want := `{"error":"Failed to acquire lock","details":"lock already taken, locked nodes: [0]"}`; second.status != 500 || second.body != want {
@@ -183,8 +148,8 @@ func TestREADMEScenario(t *testing.T) {
 		t.Errorf("contended request took %v; redsync's default retries take about 4–5 s", second.took)
 	}
 	t.Logf("contended request failed after %v (the README shows 4.7s)", second.took)
-	web2.logs.waitFor(t, `(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d Error: Failed to acquire lock for resource my-key-1: lock already taken, locked nodes: \[0\]$`, time.Second)
-	web2.logs.waitFor(t, `(?m)^\[GIN\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d \| 500 \| [\d.]+m?s \| 127\.0\.0\.1 \| GET "/lock\?resource_id=my-key-1"$`, time.Second)
+	web2.logs.WaitFor(t, `(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d Error: Failed to acquire lock for resource my-key-1: lock already taken, locked nodes: \[0\]$`, time.Second)
+	web2.logs.WaitFor(t, `(?m)^\[GIN\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d \| 500 \| [\d.]+m?s \| 127\.0\.0\.1 \| GET "/lock\?resource_id=my-key-1"$`, time.Second)
 
 	// Asked while replica 1 still holds it, this one retries until the
 	// release and then succeeds.
@@ -201,7 +166,7 @@ func TestREADMEScenario(t *testing.T) {
 		`(?m)^\S+ \S+ Lock released for resource my-key-1$`,
 		`(?m)^\[GIN\] .* \| 200 \| [\d.]+s \| 127\.0\.0\.1 \| GET "/lock\?resource_id=my-key-1"$`,
 	} {
-		web1.logs.waitFor(t, re, time.Second)
+		web1.logs.WaitFor(t, re, time.Second)
 	}
 	// Replica 2 acquired only after replica 1's release was logged.
 	log1, log2 := web1.logs.String(), web2.logs.String()
@@ -304,7 +269,7 @@ func TestLostLockCancelsOperation(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &body); err != nil || r.status != 500 || body.Error != "Lock lost during critical operation" {
 		t.Fatalf("got %d %s", r.status, r.body)
 	}
-	web.logs.waitFor(t, `Error: Lock lost for resource fragile, critical operation cancelled`, time.Second)
+	web.logs.WaitFor(t, `Error: Lock lost for resource fragile, critical operation cancelled`, time.Second)
 	if strings.Contains(web.logs.String(), "Critical operation completed for resource fragile") {
 		t.Fatal("log claims the operation completed")
 	}
@@ -322,7 +287,7 @@ func TestReleaseFailureIsReported(t *testing.T) {
 	if want := `{"error":"Failed to release lock","details":"redsync: failed to unlock, lock was already expired"}`; r.status != 500 || r.body != want {
 		t.Fatalf("got %d %s, want 500 %s", r.status, r.body, want)
 	}
-	web.logs.waitFor(t, `Error: Failed to release lock for resource vanishing: redsync: failed to unlock, lock was already expired`, time.Second)
+	web.logs.WaitFor(t, `Error: Failed to release lock for resource vanishing: redsync: failed to unlock, lock was already expired`, time.Second)
 }
 
 func TestBadResourceIDsChangeNothing(t *testing.T) {
@@ -413,9 +378,9 @@ func TestStartsBeforeRedis(t *testing.T) {
 		"REDIS_ADDR": "127.0.0.1:" + strconv.Itoa(port), "REDIS_PASSWORD": password,
 		"REDIS_DB": strconv.Itoa(db), "CRITICAL_SECTION_DURATION": "100ms",
 	})
-	web.logs.waitFor(t, `Redis not ready, retrying addr=127\.0\.0\.1:\d+ .*err=.*connection refused`, 5*time.Second)
+	web.logs.WaitFor(t, `Redis not ready, retrying addr=127\.0\.0\.1:\d+ .*err=.*connection refused`, 5*time.Second)
 	redistest.Start(t, redistest.Options{Password: password, Port: port})
-	web.logs.waitFor(t, "Redis ready", 10*time.Second)
+	web.logs.WaitFor(t, "Redis ready", 10*time.Second)
 	if r := get(t, web.url+"/lock?resource_id=late"); r.status != 200 {
 		t.Fatalf("got %d %s", r.status, r.body)
 	}
@@ -439,7 +404,7 @@ func TestShutdownReleasesDemoLocks(t *testing.T) {
 	if n := rdb.Exists(context.Background(), "lock:interrupted").Val(); n != 0 {
 		t.Fatal("the demo lock outlived the shutdown")
 	}
-	web.logs.waitFor(t, "Lock released for resource interrupted", time.Second)
+	web.logs.WaitFor(t, "Lock released for resource interrupted", time.Second)
 }
 
 // TestListenAddr: with LISTEN_ADDR=127.0.0.1 lockd listens there and only
@@ -449,7 +414,7 @@ func TestListenAddr(t *testing.T) {
 	t.Parallel()
 	_, _, env := dotEnvRedis(t)
 	web := startReady(t, with(env, "LISTEN_ADDR", "127.0.0.1"))
-	addr := web.logs.waitFor(t, `lockd listening.*?addr"?[=:]"?([^\s"]+)`, time.Second)[1]
+	addr := web.logs.WaitFor(t, `lockd listening.*?addr"?[=:]"?([^\s"]+)`, time.Second)[1]
 	if !strings.HasPrefix(addr, "127.0.0.1:") {
 		t.Errorf("LISTEN_ADDR=127.0.0.1: lockd listens on %s", addr)
 	}
@@ -467,7 +432,7 @@ func TestListenAddr(t *testing.T) {
 	}
 
 	all := startLockd(t, with(env))
-	if addr := all.logs.waitFor(t, `lockd listening.*?addr"?[=:]"?([^\s"]+)`, time.Second)[1]; !strings.HasPrefix(addr, "[::]:") && !strings.HasPrefix(addr, "0.0.0.0:") {
+	if addr := all.logs.WaitFor(t, `lockd listening.*?addr"?[=:]"?([^\s"]+)`, time.Second)[1]; !strings.HasPrefix(addr, "[::]:") && !strings.HasPrefix(addr, "0.0.0.0:") {
 		t.Errorf("by default lockd listens on %s, want every interface", addr)
 	}
 

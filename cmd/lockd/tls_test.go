@@ -190,7 +190,7 @@ func TestRedisTLSUnknownCA(t *testing.T) {
 	}
 	// The reason prefixes the node's address, the log its index and the
 	// step that failed; the cause itself must read the same in both.
-	web.logs.waitFor(t, loggedAs(rd.Nodes[0].Error), 5*time.Second)
+	web.logs.WaitFor(t, loggedAs(rd.Nodes[0].Error), 5*time.Second)
 
 	if h := get(t, web.url+"/healthz"); h.status != http.StatusOK {
 		t.Errorf("/healthz: got %d %s, want 200 (liveness never asks Redis)", h.status, h.body)
@@ -212,7 +212,7 @@ func TestRedisWrongACLPassword(t *testing.T) {
 	if r.status != http.StatusServiceUnavailable || rd.Status != "not_ready" {
 		t.Errorf("/readyz: got %d %s, want 503 not_ready", r.status, r.body)
 	}
-	web.logs.waitFor(t, wrongPass.String(), 5*time.Second)
+	web.logs.WaitFor(t, wrongPass.String(), 5*time.Second)
 	for _, pw := range []string{wrong, lockdPassword} {
 		if strings.Contains(r.body, pw) {
 			t.Errorf("/readyz shows the password %q: %s", pw, r.body)

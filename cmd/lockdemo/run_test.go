@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,23 +21,6 @@ import (
 	"github.com/go-distributed-lock/go-distributed-lock/internal/buildtest"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDemoRunsTopologyAndCtrlCStopsAll runs the real lockdemo binary, as
 // `make demo` does, uses the README's curl, then sends SIGINT as a
@@ -97,7 +78,7 @@ func runDemo(t *testing.T, lockd, demo string, nodes int) {
 		"-web-ports", strconv.Itoa(ports[0])+","+strconv.Itoa(ports[1]))
 	cmd.Dir = root // where .env is, as for make demo
 	cmd.Env = append(os.Environ(), "CRITICAL_SECTION_DURATION=100ms")
-	out := &syncBuffer{}
+	out := &redistest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -196,16 +177,9 @@ func TestDemoRefusesTakenPort(t *testing.T) {
 	}
 }
 
-func waitOut(t *testing.T, out *syncBuffer, re string) {
+func waitOut(t *testing.T, out *redistest.Buffer, re string) {
 	t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(20 * time.Second)
-	for !rx.MatchString(out.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never matched %s:\n%s", re, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	out.WaitFor(t, re, 20*time.Second)
 }
 
 func netListen(port int) (io.Closer, error) {

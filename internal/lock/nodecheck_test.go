@@ -1,12 +1,10 @@
 package lock
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,29 +72,11 @@ func TestCheckPolicy(t *testing.T) {
 	}
 }
 
-// logBuffer collects a Manager's log for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // loggedManager returns an unprepared Manager over srvs that logs to the
 // returned buffer.
-func loggedManager(t *testing.T, srvs ...*redistest.Server) (*Manager, *logBuffer) {
+func loggedManager(t *testing.T, srvs ...*redistest.Server) (*Manager, *redistest.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &redistest.Buffer{}
 	var nodes []*redis.Options
 	for _, s := range srvs {
 		nodes = append(nodes, nodeOptions(s.Addr, "pw"))

@@ -198,15 +198,6 @@ func (l *Lockd) proc() *procs.Lockd {
 	return l.p
 }
 
-// Signal sends sig to the process (SIGKILL, SIGSTOP, SIGCONT).
-func (l *Lockd) Signal(sig os.Signal) error {
-	p := l.proc()
-	if p == nil {
-		return errors.New(l.Name + " never started")
-	}
-	return p.Signal(sig)
-}
-
 // Kill sends SIGKILL and waits for the exit.
 func (l *Lockd) Kill() {
 	if p := l.proc(); p != nil {
