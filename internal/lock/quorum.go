@@ -251,29 +251,15 @@ func (m *Manager) onConnect(n *node) func(context.Context, *redis.Conn) error {
 // gone either way). A node already marked with its run id costs one round
 // trip.
 func (m *Manager) markSingle(ctx context.Context, n *node, c redis.Cmdable) error {
-	var info *redis.StringCmd
-	var marker *redis.StringCmd
-	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		info = p.Info(ctx, "server")
-		marker = p.Get(ctx, markerKey)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return err
-	}
-	if runID := infoFields(info.Val())["run_id"]; runID != "" && marker.Val() == runID {
-		n.mu.Lock()
-		n.runID = runID
-		n.mu.Unlock()
-		return nil
-	}
 	st, err := readNodeState(ctx, c)
 	if err != nil {
 		return err
 	}
-	m.noticeRestart(n, st)
-	if err := c.Set(ctx, markerKey, st.runID, 0).Err(); err != nil {
-		return err
+	if st.marker != st.runID {
+		m.noticeRestart(n, st)
+		if err := c.Set(ctx, markerKey, st.runID, 0).Err(); err != nil {
+			return err
+		}
 	}
 	n.mu.Lock()
 	n.runID = st.runID
@@ -309,20 +295,40 @@ type nodeState struct {
 	empty   bool // no lockd key at all (and no marker)
 }
 
+// readNodeState reads what decides whether a node may vote. A node marked
+// with its own run id did not restart: durable and empty do not matter
+// then, so it costs one round trip.
 func readNodeState(ctx context.Context, c redis.Cmdable) (nodeState, error) {
-	var st nodeState
-	info, err := c.Info(ctx, "server").Result()
-	if err != nil {
+	st, err := readMarker(ctx, c)
+	if err != nil || st.marker == st.runID {
 		return st, err
 	}
-	f := infoFields(info)
-	st.runID = f["run_id"]
-	s, _ := strconv.Atoi(f["uptime_in_seconds"])
-	st.uptime = time.Duration(s) * time.Second
-	st.marker, err = c.Get(ctx, markerKey).Result()
+	return st, readRestart(ctx, c, &st)
+}
+
+// readMarker reads the node's run id, uptime and marker, in one round
+// trip: all a node that did not restart needs.
+func readMarker(ctx context.Context, c redis.Cmdable) (nodeState, error) {
+	var st nodeState
+	var info, marker *redis.StringCmd
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		info = p.Info(ctx, "server")
+		marker = p.Get(ctx, markerKey)
+		return nil
+	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return st, err
 	}
+	f := infoFields(info.Val())
+	st.runID, st.marker = f["run_id"], marker.Val()
+	s, _ := strconv.Atoi(f["uptime_in_seconds"])
+	st.uptime = time.Duration(s) * time.Second
+	return st, nil
+}
+
+// readRestart adds what a restart needs judged: whether the node is
+// durable, and, when unmarked, whether it is empty.
+func readRestart(ctx context.Context, c redis.Cmdable, st *nodeState) error {
 	// CONFIG may be forbidden to lockd's user: then the node is not known
 	// to be durable, which only costs availability.
 	if cfg, err := c.ConfigGet(ctx, "append*").Result(); err == nil {
@@ -331,11 +337,11 @@ func readNodeState(ctx context.Context, c redis.Cmdable) (nodeState, error) {
 	if st.marker == "" {
 		keys, _, err := c.Scan(ctx, 0, "lock*", 1000).Result()
 		if err != nil {
-			return st, err
+			return err
 		}
 		st.empty = len(keys) == 0
 	}
-	return st, nil
+	return nil
 }
 
 // judge decides from st whether n may vote, records the decision, and
