@@ -85,7 +85,20 @@ func resultOf(err error, ok ...string) string {
 type Config struct {
 	// Nodes are the independent Redis masters, one each. New sets what the
 	// lock needs on top (context deadlines on sockets, no retries).
+	// Exactly one of Nodes, Cluster and Sentinel is set.
 	Nodes []*redis.Options
+	// Cluster, when set, is a Redis Cluster: go-redis routes each name to
+	// the master of its slot, and locks scale with the shards.
+	Cluster *redis.ClusterOptions
+	// Sentinel, when set, is a Sentinel-managed master: go-redis follows
+	// it across failovers.
+	Sentinel *redis.FailoverOptions
+	// MinReplicas, in cluster and Sentinel mode, is how many replicas must
+	// acknowledge each grant and extend (Redis's WAIT) within
+	// ReplicaTimeout (default 500 ms) before it is answered; 0 sends no
+	// WAIT.
+	MinReplicas    int
+	ReplicaTimeout time.Duration
 	// MaxTTL is the longest lease TryAcquire grants (default and ceiling:
 	// MaxTTL). In quorum mode it is also how long a node that restarted
 	// without appendfsync always stays out of quorums, so every demo lease
