@@ -104,7 +104,7 @@ func (m *Manager) demoEvent(ctx context.Context, typ, name string, ttl time.Dura
 	b, err := json.Marshal(Event{Type: typ, Replica: m.replica, Name: name, TTLMS: ttl.Milliseconds(),
 		Time: time.Now().UTC().Format(eventTime), Source: "demo", Commands: cmds})
 	if err == nil {
-		_, err = m.PublishEvent(context.WithoutCancel(ctx), b)
+		_, err = m.PublishEvent(context.WithoutCancel(ctx), name, b)
 	}
 	if err != nil {
 		m.log.WarnContext(ctx, "lock event not published", "type", typ, "err", err)

@@ -159,7 +159,7 @@ func (m *Manager) lookAtExpired(ctx context.Context, batch []*watched) {
 		pipe := n.client.Pipeline()
 		cmds := make([]*redis.Cmd, len(batch))
 		for i, w := range batch {
-			cmds[i] = expireScript.EvalSha(ctx, pipe, m.keys(w.name), m.argv(w.token, w.fence, w.owner, "")...)
+			cmds[i] = m.sc.expire.EvalSha(ctx, pipe, m.keys(w.name), m.argv(w.name, w.token, w.fence, w.owner, "")...)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			return nil, err

@@ -91,8 +91,14 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 	start := time.Now()
 	keys := m.keys(name)
 	ttl := g.TTL.Milliseconds()
-	got, errs := onEvery(ctx, m, nodeTimeout(g.TTL), func(ctx context.Context, n *node) (scriptReply, error) {
-		return evalOn(ctx, n, acquireScript, keys, m.argv(token, ttl, g.Owner, mode))
+	var acked int64 // with MinReplicas (one node: onEvery calls at once)
+	got, errs := onEvery(ctx, m, nodeTimeout(g.TTL), func(ctx context.Context, n *node) (r scriptReply, err error) {
+		argv := m.argv(name, token, ttl, g.Owner, mode)
+		if m.waitsReplicas() {
+			r, acked, err = m.evalAcked(ctx, n, m.sc.acquire, name, keys, argv)
+			return r, err
+		}
+		return evalOn(ctx, n, m.sc.acquire, keys, argv)
 	})
 	won := 0
 	var fence int64
@@ -148,6 +154,12 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 			return Lease{}, err
 		}
 	}
+	if m.waitsReplicas() && acked < int64(m.minRepl) {
+		// A failover now could hand the lock to a second holder. Redisson
+		// takes any acknowledgement; lockd wants as many as it was told.
+		m.undo(ctx, l)
+		return Lease{}, m.unacked("acquire", acked)
+	}
 	if !time.Now().Before(l.Until) {
 		m.undo(ctx, l)
 		return Lease{}, unavailable("acquire", errors.New("the lease's validity ran out before Redis answered"))
@@ -169,7 +181,7 @@ func (m *Manager) raise(ctx context.Context, l Lease, ready int, lagging map[int
 		if !ok {
 			return 0, nil
 		}
-		return raiseScript.Run(ctx, n.client, keys, append(m.argv(l.Token, l.Fence, "", ""), id)...).Int64()
+		return m.sc.raise.Run(ctx, n.client, keys, append(m.argv(l.Name, l.Token, l.Fence, "", ""), id)...).Int64()
 	})
 	if ready+countIf(got, func(v int64) bool { return v == 1 }) >= m.quorum() {
 		return nil
@@ -185,9 +197,9 @@ func (m *Manager) raise(ctx context.Context, l Lease, ready int, lagging map[int
 func (m *Manager) undo(ctx context.Context, l Lease) {
 	ctx = context.WithoutCancel(ctx)
 	keys := m.keys(l.Name)
-	argv := m.argv(l.Token, 0, "", modeSilent)
+	argv := m.argv(l.Name, l.Token, 0, "", modeSilent)
 	_, _ = onEvery(ctx, m, nodeTimeout(l.TTL), func(ctx context.Context, n *node) (scriptReply, error) {
-		return evalOn(ctx, n, releaseScript, keys, argv)
+		return evalOn(ctx, n, m.sc.release, keys, argv)
 	})
 }
 
@@ -210,8 +222,14 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 	}
 	start := time.Now()
 	keys := m.keys(name)
-	got, errs := onEvery(ctx, m, nodeTimeout(ttl), func(ctx context.Context, n *node) (scriptReply, error) {
-		return evalOn(ctx, n, extendScript, keys, m.argv(token, ttl.Milliseconds(), "", ""))
+	var acked int64
+	got, errs := onEvery(ctx, m, nodeTimeout(ttl), func(ctx context.Context, n *node) (r scriptReply, err error) {
+		argv := m.argv(name, token, ttl.Milliseconds(), "", "")
+		if m.waitsReplicas() {
+			r, acked, err = m.evalAcked(ctx, n, m.sc.extend, name, keys, argv)
+			return r, err
+		}
+		return evalOn(ctx, n, m.sc.extend, keys, argv)
 	})
 	l = Lease{Name: name, Token: token}
 	ok, bare := 0, 0
@@ -230,6 +248,11 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 	case ok >= m.quorum():
 		l.Until = validUntil(start, l.TTL)
 		m.expiries.extended(l)
+		if m.waitsReplicas() && acked < int64(m.minRepl) {
+			// The lease is extended on the master, but a failover could
+			// lose the extension: the holder must not count on it.
+			return Lease{}, m.unacked("extend", acked)
+		}
 		return l, nil
 	case ok+len(m.nodes)-len(got) >= m.quorum():
 		// The nodes that did not answer could make a majority with those
@@ -270,7 +293,7 @@ func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holde
 		mode = modeLocal
 	}
 	got, errs := onEvery(ctx, m, nodeTimeout(0), func(ctx context.Context, n *node) (scriptReply, error) {
-		return evalOn(ctx, n, releaseScript, keys, m.argv(token, 0, "", mode))
+		return evalOn(ctx, n, m.sc.release, keys, m.argv(name, token, 0, "", mode))
 	})
 	ok := 0
 	var at int64

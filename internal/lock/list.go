@@ -36,6 +36,12 @@ type listCursor struct {
 	Scan    uint64   `json:"c"`
 	Done    bool     `json:"d,omitempty"` // SCAN has finished; only Pending is left
 	Pending []string `json:"p,omitempty"`
+	// In cluster mode (clusterList): the master being scanned, the slots
+	// it served when its scan began, and the slots already listed, as
+	// ranges "first,last,first,last...".
+	Addr  string   `json:"a,omitempty"`
+	Start []uint16 `json:"s,omitempty"`
+	Seen  []uint16 `json:"x,omitempty"`
 }
 
 // List returns held locks whose names start with prefix, at most limit of
@@ -66,6 +72,19 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 			names = append(names, cur.Pending[0])
 		}
 		cur.Pending = cur.Pending[1:]
+	}
+	if m.cluster != nil {
+		if names, err = m.clusterList(ctx, &cur, prefix, names, limit); err != nil {
+			return nil, "", err
+		}
+		entries, err := m.inspectMany(ctx, names)
+		if err != nil {
+			return nil, "", err
+		}
+		if cur.Done && len(cur.Pending) == 0 {
+			return entries, "", nil
+		}
+		return entries, encodeCursor(cur), nil
 	}
 	// In quorum mode a listing walks the keyspace of one usable node, and
 	// keeps the locks a majority holds: a lock that node missed is not
@@ -172,7 +191,7 @@ func inspectOn(ctx context.Context, m *Manager, n *node, names []string) ([]insp
 		pipe := n.client.Pipeline()
 		cmds := make([]*redis.Cmd, len(names))
 		for i, name := range names {
-			cmds[i] = inspectScript.EvalSha(ctx, pipe, m.keys(name))
+			cmds[i] = m.sc.inspect.EvalSha(ctx, pipe, m.keys(name))
 		}
 		_, err := pipe.Exec(ctx)
 		return cmds, err
@@ -180,7 +199,7 @@ func inspectOn(ctx context.Context, m *Manager, n *node, names []string) ([]insp
 	cmds, err := run()
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// The script cache was flushed behind lockd's back: load, retry.
-		if err = inspectScript.Load(ctx, n.client).Err(); err == nil {
+		if err = m.sc.inspect.Load(ctx, n.client).Err(); err == nil {
 			cmds, err = run()
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,10 @@ import (
 // replicas can share the same nodes.
 type Manager struct {
 	nodes    []*node
+	sc       *scriptSet    // the /v1 scripts of the mode
+	cluster  *clusterState // set in cluster mode
+	minRepl  int           // Config.MinReplicas
+	replWait time.Duration // Config.ReplicaTimeout
 	rs       *redsync.Redsync
 	scripts  []*redsyncredis.Script
 	waiters  waitlist
@@ -109,8 +114,10 @@ type Config struct {
 	// Observer hears about lock events (default: nobody).
 	Observer Observer
 	// NodeHook, when set, is added to each node's client, e.g. to time
-	// every Redis command per node.
-	NodeHook func(node int) redis.Hook
+	// every Redis command per node. node labels the node: its index in
+	// Nodes ("0" with one node or Sentinel), or in cluster mode the
+	// host:port of each cluster node, so the label stays bounded.
+	NodeHook func(node string) redis.Hook
 	// MaxWaiters caps the requests waiting at once on this Manager
 	// (default 1000).
 	MaxWaiters int
@@ -144,22 +151,61 @@ func New(cfg Config) *Manager {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	for i, o := range cfg.Nodes {
-		n := newNode(i, o)
-		// Demo requests ask for the commands they issued (CommandLog).
-		n.client.AddHook(commandLogHook{})
-		n.client.Options().OnConnect = m.onConnect(n)
-		if len(cfg.Nodes) > 1 {
-			// With one node there is nobody to skip to: it is always used.
-			n.client.AddHook(healthHook{n: n, log: m.log})
+	m.sc, m.minRepl, m.replWait = plainScripts, cfg.MinReplicas, cfg.ReplicaTimeout
+	if m.replWait <= 0 {
+		m.replWait = defaultReplicaTimeout
+	}
+	var minRead time.Duration // room for a WAIT (evalAcked)
+	if m.minRepl > 0 {
+		minRead = m.replWait + nodeIOTimeout/2
+	}
+	switch {
+	case cfg.Cluster != nil:
+		m.sc, m.keepOld = clusterScripts, false // set before onConnect reads it
+		n, c := newClusterNode(cfg.Cluster, minRead, m.onConnect)
+		m.cluster = &clusterState{client: c}
+		m.addNode(n, cfg)
+	case cfg.Sentinel != nil:
+		m.addNode(newSentinelNode(cfg.Sentinel, minRead, m.onConnect), cfg)
+	default:
+		for i, o := range cfg.Nodes {
+			m.addNode(newNode(i, o, minRead, m.onConnect), cfg)
 		}
-		if cfg.NodeHook != nil {
-			n.client.AddHook(cfg.NodeHook(i))
-		}
-		m.nodes = append(m.nodes, n)
 	}
 	m.rs = redsync.New(newPools(m.nodes)...)
 	return m
+}
+
+// waitsReplicas reports whether grants and extends wait for replicas
+// (Config.MinReplicas): with one node or a cluster, never in quorum mode,
+// whose nodes are independent masters.
+func (m *Manager) waitsReplicas() bool { return m.minRepl > 0 && len(m.nodes) == 1 }
+
+// defaultReplicaTimeout is Config.ReplicaTimeout's default.
+const defaultReplicaTimeout = 500 * time.Millisecond
+
+// addNode adds n, with the hooks every node has.
+func (m *Manager) addNode(n *node, cfg Config) {
+	n.index = len(m.nodes)
+	// Demo requests ask for the commands they issued (CommandLog).
+	n.client.AddHook(commandLogHook{})
+	if len(cfg.Nodes) > 1 {
+		// With one node there is nobody to skip to: it is always used.
+		n.client.AddHook(healthHook{n: n, log: m.log})
+	}
+	switch c := n.client.(type) {
+	case *redis.ClusterClient:
+		if cfg.NodeHook != nil {
+			// On go-redis's client of each cluster node: a shard's share of
+			// the work shows under its own address.
+			c.OnNewNode(func(rdb *redis.Client) { rdb.AddHook(cfg.NodeHook(rdb.Options().Addr)) })
+		}
+	default:
+		if cfg.NodeHook != nil {
+			n.client.AddHook(cfg.NodeHook(strconv.Itoa(n.index)))
+		}
+	}
+	m.nodes = append(m.nodes, n)
 }
 
 // Close closes the connections to every node.
@@ -184,6 +230,9 @@ func (m *Manager) Close() error {
 func (m *Manager) Prepare(ctx context.Context) error {
 	m.maintain(ctx)
 	ctx = context.WithValue(ctx, maintenanceKey{}, true)
+	if m.cluster != nil {
+		return m.prepareCluster(ctx)
+	}
 	if len(m.nodes) == 1 {
 		// Marked from the start, so that a restart is told apart from a
 		// first meeting, and the marker is there before any lock.
@@ -215,7 +264,7 @@ func (m *Manager) Prepare(ctx context.Context) error {
 }
 
 func (m *Manager) loadScripts(ctx context.Context, n *node) error {
-	for _, src := range scriptSources {
+	for _, src := range m.sc.sources {
 		if err := n.client.ScriptLoad(ctx, src).Err(); err != nil {
 			return &kindError{ErrUnavailable, fmt.Errorf("node #%d: script load: %w", n.index, err)}
 		}

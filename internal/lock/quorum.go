@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,13 +33,15 @@ var errNodeOut = errors.New("lock: redis node is kept out of quorums after a res
 // lease it may have forgotten has expired (Redlock's delayed restart), and
 // until its fence counters are raised to the majority's.
 type node struct {
-	index  int
-	addr   string // for logs: host:port, never credentials
-	client *redis.Client
-	// events serves blocking XREADs of EventsStream only, from its own
-	// pool, so that however many dashboards are open, lock calls never
+	index int
+	addr  string // for logs: host:port, never credentials
+	// client is a *redis.Client (one node; in Sentinel mode one that
+	// follows the master), or in cluster mode a *redis.ClusterClient.
+	client redis.UniversalClient
+	// events serves blocking XREADs of the events streams only, from its
+	// own pool, so that however many dashboards are open, lock calls never
 	// wait for a connection a stream reader holds.
-	events *redis.Client
+	events redis.UniversalClient
 
 	mu       sync.Mutex
 	out      bool
@@ -193,22 +196,64 @@ func (d detached) Deadline() (time.Time, bool) { return d.ctx.Deadline() }
 // meanwhile. (Lock calls bound themselves tighter, by context.)
 const nodeIOTimeout = 2 * time.Second
 
-// newNode connects to one node. Every go-redis setting the lock depends on
-// is made here, and only here; opt carries where and as whom to connect.
-func newNode(i int, opt *redis.Options) *node {
-	o := *opt
-	// Context deadlines reach the socket, so a per-node bound holds even
-	// when a node stops answering; no automatic retries, because a retried
-	// release whose first try worked reports the lock already gone.
-	o.ContextTimeoutEnabled = true
-	o.MaxRetries = -1
-	for _, d := range []*time.Duration{&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout} {
+// tune makes every go-redis setting the lock depends on, and only here;
+// the options carry where and as whom to connect. Context deadlines reach
+// the socket, so a per-node bound holds even when a node stops answering;
+// no automatic retries, because a retried release whose first try worked
+// reports the lock already gone. (In cluster mode go-redis still follows
+// MOVED and ASK, and retries a command a failing-over shard refused.)
+// A pipeline's replies are read within ReadTimeout: read is raised to at
+// least minRead, which leaves room for a WAIT (see evalAcked).
+func tune(minRead time.Duration, ctxTimeouts *bool, retries *int, dial, read, write *time.Duration) {
+	*ctxTimeouts = true
+	*retries = -1
+	for _, d := range []*time.Duration{dial, read, write} {
 		if *d == 0 {
 			*d = nodeIOTimeout
 		}
 	}
+	*read = max(*read, minRead)
+}
+
+// newNode connects to one node; onConnect is the node's OnConnect.
+func newNode(i int, opt *redis.Options, minRead time.Duration, onConnect func(*node) func(context.Context, *redis.Conn) error) *node {
+	o := *opt
+	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 	eo := o
-	return &node{index: i, addr: o.Addr, client: redis.NewClient(&o), events: redis.NewClient(&eo)}
+	n := &node{index: i, addr: o.Addr}
+	o.OnConnect = onConnect(n)
+	n.client, n.events = redis.NewClient(&o), redis.NewClient(&eo)
+	return n
+}
+
+// newSentinelNode connects to a Sentinel-managed master: go-redis asks the
+// sentinels where it is, and moves to the new master after a failover.
+func newSentinelNode(opt *redis.FailoverOptions, minRead time.Duration, onConnect func(*node) func(context.Context, *redis.Conn) error) *node {
+	o := *opt
+	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	eo := o
+	n := &node{addr: "sentinel master " + o.MasterName}
+	o.OnConnect = onConnect(n)
+	n.client, n.events = redis.NewFailoverClient(&o), redis.NewFailoverClient(&eo)
+	return n
+}
+
+// clusterRedirects is how many MOVED, ASK or refused tries one command may
+// take: enough for a reshard and for the seconds a shard fails over.
+const clusterRedirects = 8
+
+// newClusterNode connects to a Redis Cluster: the one node stands for
+// every shard, go-redis routing each command to its slot's master.
+func newClusterNode(opt *redis.ClusterOptions, minRead time.Duration, onConnect func(*node) func(context.Context, *redis.Conn) error) (*node, *redis.ClusterClient) {
+	o := *opt
+	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	o.MaxRedirects = clusterRedirects
+	eo := o
+	n := &node{addr: "cluster " + strings.Join(o.Addrs, ",")}
+	o.OnConnect = onConnect(n)
+	c := redis.NewClusterClient(&o)
+	n.client, n.events = c, redis.NewClusterClient(&eo)
+	return n, c
 }
 
 // maintenanceKey marks contexts of the checks that may use a node while it
@@ -222,12 +267,15 @@ func isMaintenance(ctx context.Context) bool { return ctx.Value(maintenanceKey{}
 // first: the scripts are loaded again, and in quorum mode the node is
 // judged before it can vote.
 func (m *Manager) onConnect(n *node) func(context.Context, *redis.Conn) error {
-	load := scriptsOnConnect(m.scripts)
+	load := scriptsOnConnect(m.sc, m.scripts)
 	return func(ctx context.Context, cn *redis.Conn) error {
 		if err := load(ctx, cn); err != nil {
 			return err
 		}
-		if isMaintenance(ctx) {
+		if isMaintenance(ctx) || m.cluster != nil {
+			// A cluster's marker would live on one shard of many: restarts
+			// are not told apart there (fences stay safe by their clock
+			// floor).
 			return nil
 		}
 		if len(m.nodes) == 1 {
@@ -600,6 +648,9 @@ type NodeHealth struct {
 // policy changed at runtime shows at the next readiness check, and is
 // logged then.
 func (m *Manager) Health(ctx context.Context, timeout time.Duration) (bool, []NodeHealth) {
+	if m.cluster != nil {
+		return m.clusterHealth(ctx, timeout)
+	}
 	out := make([]NodeHealth, len(m.nodes))
 	var wg sync.WaitGroup
 	for i, n := range m.nodes {

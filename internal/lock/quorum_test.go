@@ -292,8 +292,8 @@ func BenchmarkQuorumCycle(b *testing.B) {
 			if dead {
 				// Swap the third node's address for a blackhole after the
 				// cluster was set up, as a network path that died.
-				m.nodes[2].client.Options().Addr = blackhole(b)
-				m.nodes[2].client.Options().OnConnect = nil
+				m.nodes[2].client.(*redis.Client).Options().Addr = blackhole(b)
+				m.nodes[2].client.(*redis.Client).Options().OnConnect = nil
 				third.Stop()
 			}
 			ctx := context.Background()

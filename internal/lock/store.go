@@ -16,32 +16,45 @@ import (
 //go:embed scripts/*.lua
 var scriptFiles embed.FS
 
-// scriptSources are the /v1 scripts' texts, for SCRIPT LOAD. (Pipelining
-// Script.Load would not do: it records the reply as the script's hash
-// before the pipeline has run.)
-var scriptSources []string
+// scriptSet is the /v1 scripts of one mode, and their texts for SCRIPT
+// LOAD. (Pipelining Script.Load would not do: it records the reply as the
+// script's hash before the pipeline has run.)
+type scriptSet struct {
+	acquire, raise, extend, release, inspect, expire *redis.Script
+	sources                                          []string
+}
 
-func loadScript(name string) *redis.Script {
-	common, err := scriptFiles.ReadFile("scripts/common.lua")
-	if err == nil {
-		var body []byte
-		body, err = scriptFiles.ReadFile("scripts/" + name + ".lua")
-		common = append(append(common, '\n'), body...)
+// clusterFlags heads every script in cluster mode: the script may touch,
+// besides the keys of the lock's slot, the events stream and released
+// channel of its shard (see common.lua), which live in other slots of the
+// same node. The flag needs Redis 7; it is left out elsewhere, where Redis
+// 6 is enough.
+const clusterFlags = "#!lua flags=allow-cross-slot-keys\n"
+
+func newScriptSet(head string) *scriptSet {
+	set := &scriptSet{}
+	load := func(name string) *redis.Script {
+		common, err := scriptFiles.ReadFile("scripts/common.lua")
+		if err == nil {
+			var body []byte
+			body, err = scriptFiles.ReadFile("scripts/" + name + ".lua")
+			common = append(append(common, '\n'), body...)
+		}
+		if err != nil {
+			panic(err) // embedded at build time: cannot be missing
+		}
+		src := head + string(common)
+		set.sources = append(set.sources, src)
+		return redis.NewScript(src)
 	}
-	if err != nil {
-		panic(err) // embedded at build time: cannot be missing
-	}
-	scriptSources = append(scriptSources, string(common))
-	return redis.NewScript(string(common))
+	set.acquire, set.raise, set.extend = load("acquire"), load("raise"), load("extend")
+	set.release, set.inspect, set.expire = load("release"), load("inspect"), load("expire")
+	return set
 }
 
 var (
-	acquireScript = loadScript("acquire")
-	raiseScript   = loadScript("raise")
-	extendScript  = loadScript("extend")
-	releaseScript = loadScript("release")
-	inspectScript = loadScript("inspect")
-	expireScript  = loadScript("expire")
+	plainScripts   = newScriptSet("")
+	clusterScripts = newScriptSet(clusterFlags)
 )
 
 // Keys beside a lock's "lock:NAME". Their prefixes differ from "lock:" before
@@ -59,6 +72,12 @@ const (
 
 // keys are the keys a /v1 script is given for name (see common.lua).
 func (m *Manager) keys(name string) []string {
+	if m.cluster != nil {
+		// Only keys of the lock's slot: no layout of earlier releases
+		// exists on a cluster, and the events stream is the shard's
+		// (ARGV[9]).
+		return []string{KeyPrefix + name, sharedKey(fenceCounterPrefix, name)}
+	}
 	return []string{KeyPrefix + name, sharedKey(fenceCounterPrefix, name), EventsStream, fencePrefix + name, metaPrefix + name}
 }
 
@@ -75,12 +94,15 @@ const (
 
 // argv builds a script's arguments (see common.lua). The event fields ride
 // along, so the script writes the event in the same step as the change.
-func (m *Manager) argv(token string, n int64, owner, mode string) []any {
+func (m *Manager) argv(name, token string, n int64, owner, mode string) []any {
 	if m.keepOld {
 		mode += modeKeepOld
 	}
 	if len(m.nodes) > 1 {
 		mode += modeQuorum
+	}
+	if m.cluster != nil {
+		return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, "", "", m.cluster.homes(name)}
 	}
 	return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, ReleasedChannel}
 }
@@ -91,10 +113,10 @@ const eventTime = "2006-01-02T15:04:05.000Z07:00"
 // scriptsOnConnect loads every script on a new connection, before anything
 // else uses it, so that EVALSHA finds them from the first call: after a
 // Redis restart the old connections are gone and the new ones reload.
-func scriptsOnConnect(extra []*redsyncredis.Script) func(context.Context, *redis.Conn) error {
+func scriptsOnConnect(set *scriptSet, extra []*redsyncredis.Script) func(context.Context, *redis.Conn) error {
 	return func(ctx context.Context, cn *redis.Conn) error {
 		_, err := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, src := range scriptSources {
+			for _, src := range set.sources {
 				p.ScriptLoad(ctx, src)
 			}
 			for _, s := range extra {
@@ -133,6 +155,74 @@ func evalOn(ctx context.Context, n *node, s *redis.Script, keys []string, argv [
 		return nil, err
 	}
 	return scriptReply(res), nil
+}
+
+// evalAcked runs s on n like evalOn, followed on the same connection by
+// WAIT for m.minRepl replicas, and returns how many acknowledged. The two
+// go in one pipeline on one node's client: WAIT counts the writes of its
+// own connection, so sent anywhere else (a cluster pipeline routes a
+// keyless command to any master) it would vouch for nothing. In cluster
+// mode the client is that of the master of name's slot; when the slot
+// moved meanwhile (MOVED or ASK), nothing ran, and the call is tried again
+// on the master go-redis finds next.
+func (m *Manager) evalAcked(ctx context.Context, n *node, s *redis.Script, name string, keys []string, argv []any) (scriptReply, int64, error) {
+	for try := 0; ; try++ {
+		var c *redis.Client
+		switch cl := n.client.(type) {
+		case *redis.Client:
+			c = cl
+		case *redis.ClusterClient:
+			var err error
+			if c, err = cl.MasterForKey(ctx, KeyPrefix+name); err != nil {
+				return nil, 0, err
+			}
+		}
+		var eval *redis.Cmd
+		var wait *redis.IntCmd
+		p := c.Pipeline()
+		eval = s.EvalSha(ctx, p, keys, argv...)
+		wait = p.(*redis.Pipeline).Wait(ctx, m.minRepl, m.replWait)
+		_, err := p.Exec(ctx)
+		if err != nil && try < clusterRedirects {
+			switch {
+			case redis.HasErrorPrefix(err, "NOSCRIPT"):
+				// The script cache was flushed behind lockd's back.
+				if err = s.Load(ctx, c).Err(); err == nil {
+					continue
+				}
+			case redis.HasErrorPrefix(err, "MOVED"), redis.HasErrorPrefix(err, "ASK"), redis.HasErrorPrefix(err, "TRYAGAIN"):
+				if cl, ok := n.client.(*redis.ClusterClient); ok {
+					cl.ReloadState(ctx)
+					if sleepCtx(ctx, 10*time.Millisecond) == nil {
+						continue
+					}
+				}
+			}
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		res, err := eval.Slice()
+		return scriptReply(res), wait.Val(), err
+	}
+}
+
+// sleepCtx sleeps for d, or until ctx ends, returning its error.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// unacked is the error of a change fewer than m.minRepl replicas
+// acknowledged in time.
+func (m *Manager) unacked(step string, acked int64) error {
+	return unavailable(step, fmt.Errorf("%d of %d replicas acknowledged it within %v", acked, m.minRepl, m.replWait))
 }
 
 // unavailable wraps a Redis failure of step.

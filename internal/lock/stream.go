@@ -60,17 +60,26 @@ type StreamEvent struct {
 	Data []byte
 }
 
-// PublishEvent appends data to EventsStream on every usable node (in
-// quorum mode each node keeps its own stream, so no node is special) and
-// returns the entry's id on the first of them. The /v1 operations write
+// PublishEvent appends data, an event of the lock named name, to
+// EventsStream on every usable node (in quorum mode each node keeps its own
+// stream, so no node is special) and returns the entry's id on the first of
+// them; in cluster mode, to the stream of the shard that serves name. The /v1 operations write
 // their events inside their scripts; this is for the demo's. It is never
 // recorded in a CommandLog: it is lockd's bookkeeping, not the demo's
 // trace. It returns ErrUnavailable when no node took it.
-func (m *Manager) PublishEvent(ctx context.Context, data []byte) (string, error) {
+func (m *Manager) PublishEvent(ctx context.Context, name string, data []byte) (string, error) {
 	ctx = context.WithValue(ctx, commandLogKey{}, (*CommandLog)(nil))
+	stream := EventsStream
+	if m.cluster != nil {
+		sh := m.cluster.topo.Load().shardOf(KeyPrefix + name)
+		if sh == nil {
+			return "", unavailable("publish event", errNoTopology)
+		}
+		stream = shardEventsKey(sh.tag)
+	}
 	got, errs := fanOut(ctx, m, eventsTimeout, func(ctx context.Context, n *node) (string, error) {
 		return n.client.XAdd(ctx, &redis.XAddArgs{
-			Stream: EventsStream, MaxLen: eventsMaxLen, Approx: true, Values: []any{"data", data},
+			Stream: stream, MaxLen: eventsMaxLen, Approx: true, Values: []any{"data", data},
 		}).Result()
 	})
 	if len(got) == 0 {

@@ -39,12 +39,12 @@ func BenchmarkTransport(b *testing.B) {
 				for pb.Next() {
 					name := fmt.Sprintf("transport-%d", seq.Add(1))
 					keys := m.keys(name)
-					r, err := acquireScript.Run(ctx, tc.via, keys, m.argv("tok", 10_000, "", "")...).Slice()
+					r, err := m.sc.acquire.Run(ctx, tc.via, keys, m.argv(name, "tok", 10_000, "", "")...).Slice()
 					if err != nil || scriptReply(r).int(0) != 1 {
 						b.Errorf("acquire: %v %v", r, err)
 						return
 					}
-					if err := releaseScript.Run(ctx, tc.via, keys, m.argv("tok", 0, "", "")...).Err(); err != nil {
+					if err := m.sc.release.Run(ctx, tc.via, keys, m.argv(name, "tok", 0, "", "")...).Err(); err != nil {
 						b.Errorf("release: %v", err)
 						return
 					}

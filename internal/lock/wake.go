@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // ReleasedChannel is the Redis pub/sub channel on which every /v1 release
@@ -28,8 +31,12 @@ const ReleasedChannel = "lockd:released"
 // again once it answers. It also runs the expiry watcher (expiry.go).
 func (m *Manager) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, n := range m.nodes {
-		wg.Go(func() { m.listen(ctx, n) })
+	if m.cluster != nil {
+		wg.Go(func() { m.followCluster(ctx) })
+	} else {
+		for _, n := range m.nodes {
+			wg.Go(func() { m.listen(ctx, n) })
+		}
 	}
 	if len(m.nodes) > 1 {
 		wg.Go(func() { every(ctx, time.Second, m.maintain) })
@@ -55,7 +62,12 @@ func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 
 func (m *Manager) listen(ctx context.Context, n *node) {
 	// A maintenance context: a node kept out still delivers wake-ups.
-	ps := n.client.Subscribe(context.WithValue(ctx, maintenanceKey{}, true), ReleasedChannel)
+	m.hear(ctx, n.client.Subscribe(context.WithValue(ctx, maintenanceKey{}, true), ReleasedChannel))
+}
+
+// hear handles the release messages of ps until ctx ends or ps is closed,
+// then closes ps.
+func (m *Manager) hear(ctx context.Context, ps *redis.PubSub) {
 	defer ps.Close()
 	ch := ps.Channel()
 	for {

@@ -115,12 +115,12 @@ func New() *Metrics {
 		}),
 		redisDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "lockd_redis_command_duration_seconds",
-			Help:    "Duration of Redis commands and pipelines by node index.",
+			Help:    "Duration of Redis commands and pipelines by node (index, or a cluster node's host:port).",
 			Buckets: redisBuckets,
 		}, []string{"node"}),
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockd_redis_errors_total",
-			Help: "Failed Redis dials, commands and pipelines by node index; missing keys and canceled calls excluded.",
+			Help: "Failed Redis dials, commands and pipelines by node (index, or a cluster node's host:port); missing keys and canceled calls excluded.",
 		}, []string{"node"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockd_http_requests_total",

@@ -173,7 +173,7 @@ func TestRedisHook(t *testing.T) {
 	s := redistest.Start(t, redistest.Options{})
 	m := New()
 	c := s.Client(t, 0)
-	c.AddHook(m.RedisHook(0))
+	c.AddHook(m.RedisHook("0"))
 	ctx := context.Background()
 	node0 := map[string]string{"node": "0"}
 	errs := m.redisErrors.WithLabelValues("0")
@@ -273,7 +273,7 @@ func TestRedisHookDialError(t *testing.T) {
 		Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1, DialerRetries: attempts,
 	})
 	t.Cleanup(func() { _ = c.Close() })
-	c.AddHook(m.RedisHook(1))
+	c.AddHook(m.RedisHook("1"))
 	if err := c.Ping(context.Background()).Err(); err == nil {
 		t.Fatal("PING of a closed port: no error")
 	}
@@ -344,7 +344,7 @@ func TestHandler(t *testing.T) {
 	m := New()
 	m.Acquired("granted", time.Millisecond)
 	m.HTTPRequest("/v1/locks/:name/acquire", http.MethodPost, http.StatusOK, time.Millisecond)
-	m.RedisHook(0)
+	m.RedisHook("0")
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,12 +11,13 @@ import (
 )
 
 // RedisHook returns a go-redis hook for the client of Redis node node (its
-// index in the configuration, so the label stays bounded). Add it with
+// index in the configuration, or a cluster node's host:port, so the label
+// stays bounded). Add it with
 // client.AddHook. It observes the duration of every command and pipeline in
 // lockd_redis_command_duration_seconds and counts failures in
 // lockd_redis_errors_total; see failed for what counts.
-func (m *Metrics) RedisHook(node int) redis.Hook {
-	label := strconv.Itoa(node)
+func (m *Metrics) RedisHook(node string) redis.Hook {
+	label := node
 	// Resolving the children once keeps the label lookup off every command,
 	// and creates the node's error series at 0 before its first failure.
 	return redisHook{

@@ -10,7 +10,10 @@
 -- ARGV[1] token   ARGV[2] ttl in ms (or a fence)   ARGV[3] owner
 -- ARGV[4] now in ms   ARGV[5] mode letters   ARGV[6] replica
 -- ARGV[7] the released channel   ARGV[8] (raise only) the id of the event
--- to replace
+-- to replace   ARGV[9] (Redis Cluster only) the shards' home tags
+-- In a Redis Cluster the events stream and the released channel are the
+-- shard's own, "lockd:events:{TAG}" and "lockd:released:{TAG}", and KEYS
+-- holds only keys 1 and 2 (see home).
 -- Mode letters: c report a refusal as "contended"; k keep the old layout,
 -- for a rolling upgrade with older replicas; n write no event; w someone
 -- waits if refused, so mark the holder's grant for its release to wake
@@ -63,6 +66,38 @@ local function encode(g)
   return (g.waited and "*" or "") .. hex(g.fence) .. "|" .. hex(g.ttl) .. "|" .. hex(g.at) .. "|" .. g.token .. "|" .. g.owner
 end
 
+-- home is the tag of this node's events stream and released channel in a
+-- Redis Cluster: the first of ARGV[9] whose stream this node serves (lockd
+-- puts the one it expects first). A key of another node is an error that
+-- pcall catches; none is touched before the choice is made. nil when
+-- none is here (lockd's view of the slots is out of date): the event and
+-- the wake-up are then lost, and waiters wait for the lease's end.
+local homeTag
+local function home()
+  if homeTag == nil then
+    homeTag = false
+    for t in string.gmatch(ARGV[9], "%S+") do
+      if type(redis.pcall("EXISTS", "lockd:events:{" .. t .. "}")) == "number" then
+        homeTag = t
+        break
+      end
+    end
+  end
+  return homeTag or nil
+end
+
+local clustered = ARGV[9] ~= nil
+
+-- announce tells every replica that the lock was released ("fence name"):
+-- PUBLISH, or in a cluster SPUBLISH on the shard's channel.
+local function announce(msg)
+  if not clustered then
+    redis.call("PUBLISH", ARGV[7], msg)
+  elseif home() then
+    redis.call("SPUBLISH", "lockd:released:{" .. home() .. "}", msg)
+  end
+end
+
 -- emit appends one event to the stream, in the same step as the change it
 -- reports, so each lock's events are in the order of its changes. It
 -- returns the entry's id ("" when events are off). The entry is compact
@@ -72,7 +107,12 @@ end
 -- not on every lock operation.
 local function emit(typ, fence, owner, ttl)
   if has("n") then return "" end
-  return redis.call("XADD", KEYS[3], "MAXLEN", "~", "10000", "*",
+  local stream = KEYS[3]
+  if clustered then
+    if not home() then return "" end
+    stream = "lockd:events:{" .. home() .. "}"
+  end
+  return redis.call("XADD", stream, "MAXLEN", "~", "10000", "*",
     "e", typ .. " " .. int(fence) .. " " .. int(ttl), "n", name, "r", ARGV[6], "o", owner)
 end
 

@@ -9,7 +9,7 @@ if g.kind == "old" then
   redis.call("DEL", KEYS[5])
 end
 if g.waited or g.kind == "old" or not has("l") then
-  redis.call("PUBLISH", ARGV[7], int(g.fence) .. " " .. name)
+  announce(int(g.fence) .. " " .. name)
 end
 emit("released", g.fence, g.owner, 0)
 return {1, g.fence, g.at, g.owner}
