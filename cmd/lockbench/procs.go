@@ -71,7 +71,8 @@ func startCluster(ctx context.Context, lockdBin, dir string, o clusterOptions) (
 		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(serviceAddrs, ","), "REDIS_URLS="}
 	}
 	for i := range 2 {
-		env := append(os.Environ(), "LOG_FORMAT=json", "REDIS_PASSWORD=", "REDIS_DB=0", "API_TOKENS=", "API_TOKENS_FILE=")
+		env := append(os.Environ(), "LOG_FORMAT=json", "REDIS_PASSWORD=", "REDIS_DB=0", "API_TOKENS=", "API_TOKENS_FILE=",
+			"REDIS_CLUSTER_ADDRS=", "REDIS_SENTINEL_ADDRS=", "REDIS_MASTER_NAME=")
 		env = append(append(env, redisEnv...), o.env...)
 		p, err := procs.StartLockd(procs.Spec{Name: fmt.Sprintf("lockd-%d", i+1), Path: lockdBin, Env: env,
 			LogFile: filepath.Join(dir, fmt.Sprintf("lockd-%d.log", i+1))}, 0)

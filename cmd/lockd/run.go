@@ -42,7 +42,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	replica := replicaName(cfg.ReplicaName, ln.Addr())
 	m := metrics.New()
 	locks := lock.New(lock.Config{
-		Nodes: cfg.Redis, MaxTTL: cfg.MaxTTL, MaxWaiters: cfg.MaxWaiters,
+		Nodes: cfg.Redis, Cluster: cfg.RedisCluster, Sentinel: cfg.RedisSentinel,
+		MinReplicas: cfg.MinReplicas, ReplicaTimeout: cfg.ReplicaTimeout, MaxTTL: cfg.MaxTTL, MaxWaiters: cfg.MaxWaiters,
 		Logger: log, Observer: m, NodeHook: m.RedisHook, Replica: replica, LegacyKeys: cfg.LegacyKeys,
 	})
 	defer locks.Close()
@@ -79,7 +80,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 	defer func() { <-listening }()
 
-	log.Info("lockd listening", "addr", ln.Addr().String(), "redis", cfg.Addrs(), "db", cfg.Redis[0].DB)
+	log.Info("lockd listening", append([]any{"addr", ln.Addr().String(), "redis", cfg.Addrs(), "db", cfg.RedisDB()},
+		redisMode(cfg)...)...)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -99,6 +101,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	<-served
 	log.Info("lockd stopped")
 	return nil
+}
+
+// redisMode describes how lockd reaches Redis, for its startup line: the
+// mode, the master's name in Sentinel mode, and the replicas each write
+// waits for. Never credentials.
+func redisMode(cfg config.Config) []any {
+	attrs := []any{"mode", cfg.RedisMode()}
+	if cfg.RedisSentinel != nil {
+		attrs = append(attrs, "master", cfg.RedisSentinel.MasterName)
+	}
+	if cfg.MinReplicas > 0 {
+		attrs = append(attrs, "min_replicas", cfg.MinReplicas, "replica_timeout", cfg.ReplicaTimeout.String())
+	}
+	return attrs
 }
 
 // newServer is lockd's http.Server: handlers' contexts derive from base,
@@ -157,7 +173,7 @@ func prepare(ctx context.Context, log *slog.Logger, locks *lock.Manager, cfg con
 	for {
 		err := locks.Prepare(ctx)
 		if err == nil {
-			log.Info("Redis ready", "addr", cfg.Addrs(), "db", cfg.Redis[0].DB)
+			log.Info("Redis ready", "addr", cfg.Addrs(), "db", cfg.RedisDB())
 			return
 		}
 		if ctx.Err() != nil {

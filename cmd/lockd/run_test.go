@@ -451,3 +451,42 @@ func TestConfigCeilingsAreTheLocks(t *testing.T) {
 		t.Errorf("config ceilings %v, %v; lock's %v, %v", config.LongestTTL, config.LongestWait, lock.MaxTTL, lock.MaxWait)
 	}
 }
+
+// TestRunLogsTheRedisMode: in cluster and Sentinel mode there is no node
+// list; lockd still starts and stops, and its startup line names the mode
+// and the addresses, never a password. The addresses are closed ports:
+// this is about the start, not about Redis.
+func TestRunLogsTheRedisMode(t *testing.T) {
+	t.Parallel()
+	const pw = "mode-pw-5e0c2a"
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{{
+		env:  map[string]string{"REDIS_ADDR": "127.0.0.1:1", "REDIS_PASSWORD": pw, "REDIS_DB": "2", "REDIS_MIN_REPLICAS": "1"},
+		want: `redis=127.0.0.1:1 db=2 mode=single min_replicas=1 replica_timeout=500ms`,
+	}, {
+		env:  map[string]string{"REDIS_CLUSTER_ADDRS": "127.0.0.1:1,127.0.0.1:2", "REDIS_USERNAME": "lockd", "REDIS_PASSWORD": pw},
+		want: `redis=127.0.0.1:1,127.0.0.1:2 db=0 mode=cluster`,
+	}, {
+		env: map[string]string{"REDIS_SENTINEL_ADDRS": "127.0.0.1:1", "REDIS_MASTER_NAME": "mymaster",
+			"REDIS_SENTINEL_PASSWORD": pw, "REDIS_PASSWORD": pw, "REDIS_DB": "3", "REDIS_MIN_REPLICAS": "2", "REDIS_REPLICA_TIMEOUT": "1s"},
+		want: `redis=127.0.0.1:1 db=3 mode=sentinel master=mymaster min_replicas=2 replica_timeout=1s`,
+	}}
+	for _, tt := range tests {
+		web := startLockd(t, tt.env)
+		line := web.logs.WaitFor(t, `lockd listening.*`, time.Second)[0]
+		if !strings.HasSuffix(line, " "+tt.want) {
+			t.Errorf("startup line %q, want it to end with %q", line, tt.want)
+		}
+		if r := get(t, web.url+"/readyz?verbose"); r.status != http.StatusServiceUnavailable {
+			t.Errorf("%s: /readyz %d %s, want 503: Redis is not there", tt.want, r.status, r.body)
+		}
+		if err := web.stop(); err != nil {
+			t.Errorf("%s: stop: %v", tt.want, err)
+		}
+		if strings.Contains(web.logs.String(), pw) {
+			t.Errorf("the log shows the password:\n%s", web.logs.String())
+		}
+	}
+}

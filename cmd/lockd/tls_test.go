@@ -117,6 +117,23 @@ func TestRedisTLSWithACLUser(t *testing.T) {
 	checkRefusals(t, 0, srv)
 }
 
+// TestRedisTLSByAddress: REDIS_TLS, REDIS_USERNAME and REDIS_PASSWORD do
+// for a host:port what a rediss:// URL with a user does.
+func TestRedisTLSByAddress(t *testing.T) {
+	t.Parallel()
+	srv, env := tlsRedis(t, lockdPassword)
+	web := startLockd(t, map[string]string{
+		"REDIS_ADDR": srv.Addr, "REDIS_TLS": "true", "REDIS_CA_FILE": env["REDIS_CA_FILE"],
+		"REDIS_USERNAME": "lockd", "REDIS_PASSWORD": lockdPassword,
+	})
+	waitReadyz(t, web, 10*time.Second, func(r reply, _ readiness) bool { return r.status == http.StatusOK })
+	acquireRelease(t, web, "tls-addr-job")
+	if log := web.logs.String(); strings.Contains(log, lockdPassword) || strings.Contains(log, "NOPERM") {
+		t.Errorf("the log shows the ACL password or a refused command:\n%s", log)
+	}
+	checkRefusals(t, 0, srv)
+}
+
 // TestRedisTLSQuorumWithACLUser: in quorum mode lockd also reads INFO,
 // SCANs and writes its restart marker; LockdACL must cover that too, and one
 // REDIS_CA_FILE bundle verifies every node.

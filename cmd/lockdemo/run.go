@@ -180,6 +180,7 @@ func (d demo) startReplicas(out *prefixer, nodes []*procs.Redis) ([]*procs.Lockd
 		}
 		// Each replica's dashboard knows the other one, as in compose.
 		env := append(os.Environ(), "REDIS_PASSWORD="+d.password, "REDIS_DB="+d.db, "REDIS_URLS=",
+			"REDIS_CLUSTER_ADDRS=", "REDIS_SENTINEL_ADDRS=", "REDIS_MASTER_NAME=",
 			"REPLICA_NAME="+name, "UI_PEERS=http://localhost:"+d.webPorts[1-i])
 		env = append(env, redisEnv...)
 		w, err := procs.StartLockd(procs.Spec{Name: name, Path: d.lockd, Env: env, Stdout: out.writer(name), Stderr: out.writer(name)}, p)

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -32,13 +33,38 @@ type Config struct {
 	// true). It takes the same lock:NAME keys as /v1.
 	DemoEnabled bool
 	// Redis has one entry per independent Redis master: from REDIS_ADDR
-	// (one node, default localhost:6379), REDIS_ADDRS (host:port,... for
-	// quorum mode) or REDIS_URLS (redis:// or rediss:// URLs, one per
-	// node). REDIS_PASSWORD and REDIS_DB apply to addresses, and to URLs
-	// that do not set their own.
+	// (one node; localhost:6379 when no other mode is set), REDIS_ADDRS
+	// (host:port,... for quorum mode) or REDIS_URLS (redis:// or rediss://
+	// URLs, one per node). REDIS_USERNAME, REDIS_PASSWORD and REDIS_DB
+	// apply to addresses, and to URLs that do not set their own; REDIS_TLS
+	// to addresses (a URL's scheme decides for itself).
 	// Each carries where and as whom to connect (address, credentials,
 	// database, TLS); internal/lock makes every other go-redis setting.
+	// It is empty in cluster and Sentinel mode.
 	Redis []*redis.Options
+	// RedisCluster, when set, is a Redis Cluster found through its seed
+	// nodes (REDIS_CLUSTER_ADDRS, host:port,...), with REDIS_USERNAME,
+	// REDIS_PASSWORD and REDIS_TLS. A cluster has only database 0, so
+	// REDIS_DB must be 0.
+	RedisCluster *redis.ClusterOptions
+	// RedisSentinel, when set, is the master that the sentinels of
+	// REDIS_SENTINEL_ADDRS (host:port,...) know as REDIS_MASTER_NAME.
+	// The sentinels are asked as REDIS_SENTINEL_USERNAME with
+	// REDIS_SENTINEL_PASSWORD (not REDIS_PASSWORD: sentinels have their
+	// own); the master as REDIS_USERNAME with REDIS_PASSWORD, in REDIS_DB.
+	// REDIS_TLS applies to both, with the same TLSConfig (go-redis dials
+	// sentinels and master with it).
+	RedisSentinel *redis.FailoverOptions
+	// MinReplicas is how many replicas must acknowledge each grant and
+	// extend (Redis's WAIT) before it is answered (REDIS_MIN_REPLICAS,
+	// default 0: no WAIT; at most 16). It is refused in quorum mode, whose
+	// nodes are independent masters; one Redis with replicas, a cluster
+	// and Sentinel take it.
+	MinReplicas int
+	// ReplicaTimeout bounds that wait (REDIS_REPLICA_TIMEOUT, default
+	// 500ms, 1ms to 10s: WAIT takes whole milliseconds, and 0 would wait
+	// for ever).
+	ReplicaTimeout time.Duration
 	// MaxTTL is the longest lease the service grants; in quorum mode also
 	// how long a restarted Redis node stays out of quorums (MAX_TTL,
 	// default 1h, at most 1h).
@@ -113,8 +139,14 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.Port = p.intRange("PORT", 8080, 0, 65535)
 	cfg.ListenAddr = p.host("LISTEN_ADDR")
 	cfg.DemoEnabled = p.boolean("DEMO_ENABLED", true)
-	password := getenv("REDIS_PASSWORD")
-	db := p.intRange("REDIS_DB", 0, 0, 1<<20)
+	conn := redisConn{
+		username: strings.TrimSpace(getenv("REDIS_USERNAME")),
+		password: getenv("REDIS_PASSWORD"),
+		db:       p.intRange("REDIS_DB", 0, 0, 1<<20),
+		tls:      p.boolean("REDIS_TLS", false),
+	}
+	cfg.MinReplicas = p.intRange("REDIS_MIN_REPLICAS", 0, 0, maxMinReplicas)
+	cfg.ReplicaTimeout = p.duration("REDIS_REPLICA_TIMEOUT", 500*time.Millisecond, time.Millisecond, 10*time.Second)
 	cfg.MaxTTL = p.duration("MAX_TTL", LongestTTL, time.Second, LongestTTL)
 	cfg.LockExpiry = p.duration("LOCK_EXPIRY", 30*time.Second, minLockExpiry, maxDuration)
 	cfg.CriticalSection = p.duration("CRITICAL_SECTION_DURATION", 30*time.Second, 0, maxDuration)
@@ -126,14 +158,10 @@ func Load(getenv func(string) string) (Config, error) {
 	if cfg.LockExpiry > cfg.MaxTTL {
 		return Config{}, fmt.Errorf("config: LOCK_EXPIRY: %v is longer than MAX_TTL (%v)", cfg.LockExpiry, cfg.MaxTTL)
 	}
+	if err := loadRedis(getenv, &cfg, conn); err != nil {
+		return Config{}, err
+	}
 	var err error
-	cfg.Redis, err = redisNodes(getenv, password, db)
-	if err != nil {
-		return Config{}, err
-	}
-	if err := redisCA(getenv, cfg.Redis); err != nil {
-		return Config{}, err
-	}
 	if cfg.APITokens, err = apiTokens(getenv); err != nil {
 		return Config{}, err
 	}
@@ -224,8 +252,8 @@ func apiTokens(getenv func(string) string) ([]string, error) {
 }
 
 // redisCA loads REDIS_CA_FILE, a PEM bundle, as the roots that verify every
-// rediss:// node (instead of the system's).
-func redisCA(getenv func(string) string, nodes []*redis.Options) error {
+// node reached over TLS (instead of the system's).
+func redisCA(getenv func(string) string, cfg *Config) error {
 	file := strings.TrimSpace(getenv("REDIS_CA_FILE"))
 	if file == "" {
 		return nil
@@ -238,88 +266,306 @@ func redisCA(getenv func(string) string, nodes []*redis.Options) error {
 	if !pool.AppendCertsFromPEM(b) {
 		return fmt.Errorf("config: REDIS_CA_FILE: %s holds no PEM certificate", file)
 	}
-	tlsNodes := 0
-	for _, n := range nodes {
-		if n.TLSConfig != nil {
-			n.TLSConfig.RootCAs = pool
-			tlsNodes++
-		}
+	tlsConfigs := cfg.tlsConfigs()
+	for _, c := range tlsConfigs {
+		c.RootCAs = pool
 	}
-	if tlsNodes == 0 {
-		return errors.New("config: REDIS_CA_FILE: no node uses TLS; name them with rediss:// URLs in REDIS_URLS")
+	if len(tlsConfigs) == 0 {
+		return errors.New("config: REDIS_CA_FILE: no node uses TLS; set REDIS_TLS=true, or name the nodes with rediss:// URLs in REDIS_URLS")
 	}
 	return nil
+}
+
+// tlsConfigs are the TLS configurations of the nodes that use TLS: one per
+// node, or the cluster's or Sentinel's one.
+func (c *Config) tlsConfigs() []*tls.Config {
+	var out []*tls.Config
+	for _, n := range c.Redis {
+		if n.TLSConfig != nil {
+			out = append(out, n.TLSConfig)
+		}
+	}
+	if c.RedisCluster != nil && c.RedisCluster.TLSConfig != nil {
+		out = append(out, c.RedisCluster.TLSConfig)
+	}
+	if c.RedisSentinel != nil && c.RedisSentinel.TLSConfig != nil {
+		out = append(out, c.RedisSentinel.TLSConfig)
+	}
+	return out
 }
 
 // maxNodes bounds quorum mode; Redlock's own advice is 5.
 const maxNodes = 9
 
-// redisNodes reads the one variable of REDIS_ADDR, REDIS_ADDRS and
-// REDIS_URLS that is set. Errors never repeat a URL: it may hold a
-// password.
-func redisNodes(getenv func(string) string, password string, db int) ([]*redis.Options, error) {
+// maxSeeds bounds the seed nodes of a cluster and the sentinels: go-redis
+// needs one that answers to find the rest.
+const maxSeeds = 16
+
+// maxMinReplicas bounds REDIS_MIN_REPLICAS: more replicas than this per
+// master is not a deployment lockd expects.
+const maxMinReplicas = 16
+
+// redisModes are the variables that each name a way to reach Redis; at
+// most one is set.
+var redisModes = []string{"REDIS_ADDR", "REDIS_ADDRS", "REDIS_URLS", "REDIS_CLUSTER_ADDRS", "REDIS_SENTINEL_ADDRS"}
+
+// redisConn is what every mode shares: as whom to connect, to which
+// database, and whether over TLS.
+type redisConn struct {
+	username, password string
+	db                 int
+	tls                bool
+}
+
+// loadRedis sets cfg's Redis, RedisCluster or RedisSentinel from the one
+// mode variable that is set, checks the variables that go with it, and
+// loads REDIS_CA_FILE. Errors never repeat a password or a URL.
+func loadRedis(getenv func(string) string, cfg *Config, conn redisConn) error {
 	var set []string
-	for _, name := range []string{"REDIS_ADDR", "REDIS_ADDRS", "REDIS_URLS"} {
+	for _, name := range redisModes {
 		if strings.TrimSpace(getenv(name)) != "" {
 			set = append(set, name)
 		}
 	}
 	if len(set) > 1 {
-		return nil, fmt.Errorf("config: %s: set only one of them", strings.Join(set, ", "))
+		return fmt.Errorf("config: %s: set only one of them", strings.Join(set, ", "))
 	}
-	name := "REDIS_ADDR"
+	mode := "REDIS_ADDR"
 	if len(set) == 1 {
-		name = set[0]
+		mode = set[0]
 	}
-	raw := strings.TrimSpace(getenv(name))
-	if raw == "" {
-		raw = "localhost:6379"
+	sentinel := sentinelAuth{
+		master:   strings.TrimSpace(getenv("REDIS_MASTER_NAME")),
+		username: strings.TrimSpace(getenv("REDIS_SENTINEL_USERNAME")),
+		password: getenv("REDIS_SENTINEL_PASSWORD"),
 	}
+	if mode != "REDIS_SENTINEL_ADDRS" {
+		var only []string
+		for _, name := range []string{"REDIS_MASTER_NAME", "REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"} {
+			if strings.TrimSpace(getenv(name)) != "" {
+				only = append(only, name)
+			}
+		}
+		if len(only) > 0 {
+			return fmt.Errorf("config: %s: set only with REDIS_SENTINEL_ADDRS", strings.Join(only, ", "))
+		}
+	}
+	if conn.tls && mode == "REDIS_URLS" {
+		return errors.New("config: REDIS_TLS, REDIS_URLS: a URL's scheme says whether it uses TLS (rediss://); leave REDIS_TLS unset")
+	}
+	if conn.username != "" && conn.password == "" && mode != "REDIS_URLS" {
+		return errors.New("config: REDIS_USERNAME: needs REDIS_PASSWORD (without a password go-redis sends no user, and every command would run as the default user)")
+	}
+	raw := strings.TrimSpace(getenv(mode))
+	var err error
+	switch mode {
+	case "REDIS_CLUSTER_ADDRS":
+		cfg.RedisCluster, err = clusterOptions(raw, conn)
+	case "REDIS_SENTINEL_ADDRS":
+		cfg.RedisSentinel, err = sentinelOptions(raw, conn, sentinel)
+	default:
+		if raw == "" {
+			raw = "localhost:6379"
+		}
+		cfg.Redis, err = redisNodes(mode, raw, conn)
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.MinReplicas > 0 && len(cfg.Redis) > 1 {
+		return fmt.Errorf("config: REDIS_MIN_REPLICAS, %s: quorum mode's nodes are independent masters; "+
+			"REDIS_MIN_REPLICAS is for one Redis with replicas, a cluster or Sentinel", mode)
+	}
+	return redisCA(getenv, cfg)
+}
+
+// newTLS is the client TLS configuration of REDIS_TLS: TLS 1.2 or later,
+// and the server's certificate checked against host. An empty host leaves
+// crypto/tls to take it from each address dialed: in cluster and Sentinel
+// mode go-redis dials nodes it learns from Redis with one configuration.
+func newTLS(host string) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+}
+
+// redisNodes reads the nodes of REDIS_ADDR, REDIS_ADDRS or REDIS_URLS
+// (name), whose value is raw.
+func redisNodes(name, raw string, conn redisConn) ([]*redis.Options, error) {
 	entries := strings.Split(raw, ",")
 	if name == "REDIS_ADDR" && len(entries) > 1 {
 		return nil, fmt.Errorf("config: REDIS_ADDR: one host:port; use REDIS_ADDRS for several nodes")
 	}
+	if name != "REDIS_URLS" {
+		addrs, err := addrList(name, raw, maxNodes)
+		if err != nil {
+			return nil, err
+		}
+		var nodes []*redis.Options
+		for _, a := range addrs {
+			o := &redis.Options{Addr: a, Username: conn.username, Password: conn.password, DB: conn.db}
+			if conn.tls {
+				o.TLSConfig = newTLS(hostOf(a))
+			}
+			nodes = append(nodes, o)
+		}
+		return nodes, nil
+	}
 	if len(entries) > maxNodes {
-		return nil, fmt.Errorf("config: %s: %d nodes, at most %d", name, len(entries), maxNodes)
+		return nil, fmt.Errorf("config: REDIS_URLS: %d nodes, at most %d", len(entries), maxNodes)
 	}
 	var nodes []*redis.Options
-	seen := map[string]bool{}
+	var addrs []string
 	for i, e := range entries {
 		e = strings.TrimSpace(e)
-		var o *redis.Options
-		if name == "REDIS_URLS" {
-			var err error
-			if o, err = redis.ParseURL(e); err != nil {
-				return nil, fmt.Errorf("config: REDIS_URLS: entry %d is not a valid redis:// or rediss:// URL", i+1)
-			}
-			if o.Password == "" {
-				o.Password = password
-			}
-			if u, _ := url.Parse(e); u.Path == "" || u.Path == "/" {
-				o.DB = db // the URL names no database
-			}
-		} else {
-			if err := checkAddr(e); err != nil {
-				return nil, fmt.Errorf("config: %s: entry %d: %w", name, i+1, err)
-			}
-			o = &redis.Options{Addr: e, Password: password, DB: db}
+		o, err := redis.ParseURL(e)
+		if err != nil {
+			return nil, fmt.Errorf("config: REDIS_URLS: entry %d is not a valid redis:// or rediss:// URL", i+1)
 		}
-		if seen[o.Addr] {
-			return nil, fmt.Errorf("config: %s: %s is listed twice; quorum mode needs independent nodes", name, o.Addr)
+		names := "REDIS_URLS" // where the user comes from
+		if o.Username == "" && conn.username != "" {
+			o.Username, names = conn.username, "REDIS_USERNAME, REDIS_URLS"
 		}
-		seen[o.Addr] = true
+		if o.Password == "" {
+			o.Password = conn.password
+		}
+		if o.Username != "" && o.Password == "" {
+			return nil, fmt.Errorf("config: %s: entry %d has a user but no password, and REDIS_PASSWORD is empty "+
+				"(without a password go-redis sends no user)", names, i+1)
+		}
+		if u, _ := url.Parse(e); u.Path == "" || u.Path == "/" {
+			o.DB = conn.db // the URL names no database
+		}
 		nodes = append(nodes, o)
+		addrs = append(addrs, o.Addr)
 	}
-	return nodes, nil
+	return nodes, noDuplicates(name, addrs)
 }
 
-// Addrs lists the nodes' host:port, for logs (never credentials).
+// clusterOptions reads REDIS_CLUSTER_ADDRS, the cluster's seed nodes.
+func clusterOptions(raw string, conn redisConn) (*redis.ClusterOptions, error) {
+	if conn.db != 0 {
+		return nil, errors.New("config: REDIS_DB, REDIS_CLUSTER_ADDRS: Redis Cluster has only database 0; leave REDIS_DB unset or 0")
+	}
+	addrs, err := addrList("REDIS_CLUSTER_ADDRS", raw, maxSeeds)
+	if err != nil {
+		return nil, err
+	}
+	o := &redis.ClusterOptions{Addrs: addrs, Username: conn.username, Password: conn.password}
+	if conn.tls {
+		o.TLSConfig = newTLS("")
+	}
+	return o, nil
+}
+
+// sentinelAuth is what Sentinel mode alone reads: the master's name and
+// the sentinels' own credentials.
+type sentinelAuth struct {
+	master, username, password string
+}
+
+// sentinelOptions reads REDIS_SENTINEL_ADDRS, the sentinels, and the
+// variables that go with them.
+func sentinelOptions(raw string, conn redisConn, s sentinelAuth) (*redis.FailoverOptions, error) {
+	if s.master == "" {
+		return nil, errors.New("config: REDIS_SENTINEL_ADDRS, REDIS_MASTER_NAME: Sentinel mode needs REDIS_MASTER_NAME, the name the sentinels monitor the master under")
+	}
+	if len(s.master) > 128 || strings.ContainsFunc(s.master, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return nil, errors.New("config: REDIS_MASTER_NAME: at most 128 characters, no spaces or control characters")
+	}
+	if s.username != "" && s.password == "" {
+		return nil, errors.New("config: REDIS_SENTINEL_USERNAME: needs REDIS_SENTINEL_PASSWORD (without a password go-redis sends no user)")
+	}
+	addrs, err := addrList("REDIS_SENTINEL_ADDRS", raw, maxSeeds)
+	if err != nil {
+		return nil, err
+	}
+	o := &redis.FailoverOptions{
+		MasterName: s.master, SentinelAddrs: addrs,
+		SentinelUsername: s.username, SentinelPassword: s.password,
+		Username: conn.username, Password: conn.password, DB: conn.db,
+	}
+	if conn.tls {
+		o.TLSConfig = newTLS("")
+	}
+	return o, nil
+}
+
+// addrList reads name's host:port list, raw, of at most limit entries.
+func addrList(name, raw string, limit int) ([]string, error) {
+	entries := strings.Split(raw, ",")
+	if len(entries) > limit {
+		return nil, fmt.Errorf("config: %s: %d nodes, at most %d", name, len(entries), limit)
+	}
+	addrs := make([]string, len(entries))
+	for i, e := range entries {
+		addrs[i] = strings.TrimSpace(e)
+		if err := checkAddr(addrs[i]); err != nil {
+			return nil, fmt.Errorf("config: %s: entry %d: %w", name, i+1, err)
+		}
+	}
+	return addrs, noDuplicates(name, addrs)
+}
+
+// noDuplicates refuses an address listed twice: in quorum mode two
+// entries for one node would vote twice, and elsewhere it is a typo.
+func noDuplicates(name string, addrs []string) error {
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			return fmt.Errorf("config: %s: %s is listed twice; every entry must be a different node", name, a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// hostOf is the host of a host:port checkAddr accepted, without the
+// brackets of an IPv6 address.
+func hostOf(addr string) string {
+	return strings.Trim(addr[:strings.LastIndexByte(addr, ':')], "[]")
+}
+
+// RedisMode names how lockd reaches Redis, for logs: "single" (one node),
+// "quorum", "cluster" or "sentinel".
+func (c Config) RedisMode() string {
+	switch {
+	case c.RedisCluster != nil:
+		return "cluster"
+	case c.RedisSentinel != nil:
+		return "sentinel"
+	case len(c.Redis) > 1:
+		return "quorum"
+	default:
+		return "single"
+	}
+}
+
+// Addrs lists the configured host:port, for logs (never credentials): the
+// nodes, the cluster's seed nodes, or the sentinels.
 func (c Config) Addrs() string {
+	switch {
+	case c.RedisCluster != nil:
+		return strings.Join(c.RedisCluster.Addrs, ",")
+	case c.RedisSentinel != nil:
+		return strings.Join(c.RedisSentinel.SentinelAddrs, ",")
+	}
 	addrs := make([]string, len(c.Redis))
 	for i, o := range c.Redis {
 		addrs[i] = o.Addr
 	}
 	return strings.Join(addrs, ",")
+}
+
+// RedisDB is the logical database, for logs: always 0 in cluster mode, and
+// the first node's in quorum mode (URLs may name others).
+func (c Config) RedisDB() int {
+	switch {
+	case c.RedisSentinel != nil:
+		return c.RedisSentinel.DB
+	case len(c.Redis) > 0:
+		return c.Redis[0].DB
+	default:
+		return 0
+	}
 }
 
 // parser keeps the first error so Load reads as a flat list of variables.
