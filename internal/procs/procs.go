@@ -1,6 +1,9 @@
 // Package procs starts the processes the repository runs on one machine,
 // redis-server nodes and lockd replicas, each on a free loopback port, and
-// stops them by process id. lockdemo, lockbench, the safety harness and
+// stops them by process id. It also starts whole Redis topologies: a Redis
+// Cluster (StartCluster), and a master with replicas watched by sentinels
+// (StartSentinel), each returned only once it could survive losing its
+// master. lockdemo, lockbench, the safety harness and
 // redistest (its thin testing wrapper) all start them here, so a fix to how
 // a server is started or known to be ready reaches every one of them.
 //
@@ -82,6 +85,16 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 // Done is closed once the process has exited and been reaped.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 
+// exited reports whether the process has exited and been reaped.
+func (p *Proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Signal sends sig to the process, such as SIGSTOP and SIGCONT to pause
 // and resume it. It returns os.ErrProcessDone once the process has exited.
 func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
@@ -89,10 +102,8 @@ func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 // Kill sends SIGKILL and waits for the exit. It is safe to call more than
 // once, and on a paused process (SIGKILL needs no SIGCONT).
 func (p *Proc) Kill() {
-	select {
-	case <-p.done:
+	if p.exited() {
 		return
-	default:
 	}
 	_ = p.Signal(syscall.SIGKILL)
 	<-p.done
@@ -102,10 +113,8 @@ func (p *Proc) Kill() {
 // is paused: a stopped process cannot act on SIGTERM) and kills it when it
 // is still there after grace, for a lockd draining its waiters, say.
 func (p *Proc) Stop(grace time.Duration) {
-	select {
-	case <-p.done:
+	if p.exited() {
 		return
-	default:
 	}
 	_ = p.Signal(syscall.SIGCONT)
 	_ = p.Signal(syscall.SIGTERM)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,6 +26,10 @@ type RedisOptions struct {
 	Password string
 	Port     int      // 0 picks a free port
 	Args     []string // extra redis-server arguments, after the defaults so they win
+	// ConfigFile, when set, is the path of a configuration file read
+	// before the arguments (which win over it). A sentinel needs one: it
+	// writes what it learns there, and refuses to start without it.
+	ConfigFile string
 	// TLS serves TLS only, on Port, with a certificate for 127.0.0.1 signed
 	// by a CA generated for this server (Redis.CAFile). Clients need no
 	// certificate of their own.
@@ -118,7 +123,13 @@ func (r *Redis) args(o RedisOptions) ([]string, error) {
 	if o.Password != "" {
 		args = append(args, "--requirepass", o.Password)
 	}
-	return append(args, o.Args...), nil
+	args = append(args, o.Args...)
+	if o.ConfigFile != "" {
+		// redis-server reads a configuration file only as its first
+		// argument.
+		args = append([]string{o.ConfigFile}, args...)
+	}
+	return args, nil
 }
 
 // LogFile is the path of the server's log, unless RedisOptions.Output
@@ -188,14 +199,101 @@ func (r *Redis) waitReady(limit time.Duration) error {
 		if err == nil {
 			err = fmt.Errorf("procs: port %d is another redis-server's", r.Port)
 		}
-		select {
-		case <-r.Done():
+		if r.exited() {
 			return fmt.Errorf("procs: redis-server on %s exited at start: %s", r.Addr, Tail(r.LogFile(), 5, " | "))
-		default:
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("procs: redis-server on %s not ready after %v: %w", r.Addr, limit, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startRedisIn runs a redis-server (StartRedis) on o.Port, or a free port,
+// with its files in a subdirectory of dir named prefix-PORT: the nodes of a
+// topology share dir, and their logs and data files must not clash.
+func startRedisIn(dir, prefix string, o RedisOptions) (*Redis, error) {
+	if o.Port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		o.Port = p
+	}
+	sub, err := subdir(dir, prefix, o.Port)
+	if err != nil {
+		return nil, err
+	}
+	return StartRedis(sub, o)
+}
+
+// subdir makes the directory prefix-PORT in dir and returns its path.
+func subdir(dir, prefix string, port int) (string, error) {
+	sub := filepath.Join(dir, prefix+"-"+strconv.Itoa(port))
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		return "", fmt.Errorf("procs: %w", err)
+	}
+	return sub, nil
+}
+
+// ask asks r one question, on a client made by newClient for it alone: it
+// never retries and gives up within 2 s, so asking a node that is dead or
+// paused fails at once instead of stalling a wait loop. Its error names r.
+func ask[C interface{ Close() error }, T any](r *Redis, newClient func(*redis.Options) C, q func(context.Context, C) (T, error)) (T, error) {
+	o := r.ClientOptions(0)
+	o.MaxRetries = -1
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 500*time.Millisecond, time.Second, time.Second
+	c := newClient(o)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	v, err := q(ctx, c)
+	if err != nil {
+		return v, fmt.Errorf("procs: ask %s: %w", r.Addr, err)
+	}
+	return v, nil
+}
+
+// waitUntil calls check every 50 ms until it returns nil, or returns
+// check's last error once limit has passed.
+func waitUntil(limit time.Duration, check func() error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// infoField returns the value of field in an INFO reply, "" when it is
+// missing.
+func infoField(info, field string) string {
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// addrs returns the nodes' addresses.
+func addrs(nodes []*Redis) []string {
+	a := make([]string, len(nodes))
+	for i, r := range nodes {
+		a[i] = r.Addr
+	}
+	return a
+}
+
+// logTails returns the last n lines of the log of each node, each headed by
+// its address, for the errors of a topology that did not come up and for
+// failure reports.
+func logTails(nodes []*Redis, n int) string {
+	var b strings.Builder
+	for _, r := range nodes {
+		fmt.Fprintf(&b, "== %s (%s) ==\n%s\n", r.Addr, r.LogFile(), Tail(r.LogFile(), n, "\n"))
+	}
+	return b.String()
 }

@@ -6,7 +6,8 @@
 // lockbench and the safety harness use too; this package ties them to a
 // test. A server can serve TLS only, with a CA generated in its directory,
 // and can have ACL users besides the default one (lock.LockdACL is the rule
-// lockd needs).
+// lockd needs). StartCluster and StartSentinel start whole topologies: a
+// Redis Cluster, and a master with replicas watched by sentinels.
 package redistest
 
 import (
@@ -76,6 +77,58 @@ func Run(dir string, opts Options) (*Server, error) {
 		return nil, err
 	}
 	return &Server{Redis: r}, nil
+}
+
+// ClusterOptions configure a Redis Cluster: procs.ClusterOptions. The zero
+// value is 3 masters with a replica each.
+type ClusterOptions = procs.ClusterOptions
+
+// StartCluster runs a Redis Cluster for t (procs.StartCluster) with its
+// files in t.TempDir(), and kills it in t.Cleanup, after logging the end of
+// each node's log when t has failed. Without redis-server it fails or
+// skips as Start does.
+func StartCluster(t testing.TB, opts ClusterOptions) *procs.Cluster {
+	t.Helper()
+	return startTopology(t, "cluster", func(dir string) (*procs.Cluster, error) {
+		return procs.StartCluster(dir, opts)
+	})
+}
+
+// SentinelOptions configure a Sentinel set: procs.SentinelOptions. The zero
+// value monitors "mymaster" without passwords.
+type SentinelOptions = procs.SentinelOptions
+
+// StartSentinel runs a master, two replicas and three sentinels for t
+// (procs.StartSentinel) with their files in t.TempDir(), and kills them in
+// t.Cleanup, after logging the end of each log when t has failed. Without
+// redis-server it fails or skips as Start does.
+func StartSentinel(t testing.TB, opts SentinelOptions) *procs.SentinelSet {
+	t.Helper()
+	return startTopology(t, "sentinel set", func(dir string) (*procs.SentinelSet, error) {
+		return procs.StartSentinel(dir, opts)
+	})
+}
+
+// startTopology starts a set of servers for t with start, kills them in
+// t.Cleanup and logs the end of their logs first when t has failed.
+func startTopology[T interface {
+	Kill()
+	Logs(lines int) string
+}](t testing.TB, what string, start func(dir string) (T, error)) T {
+	t.Helper()
+	Require(t)
+	top, err := start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Killed first: the logs are complete then.
+		top.Kill()
+		if t.Failed() {
+			t.Logf("%s logs (end):\n%s", what, top.Logs(20))
+		}
+	})
+	return top
 }
 
 // Stop kills the process by its pid and waits for it to exit. It is safe to
