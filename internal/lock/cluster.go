@@ -88,17 +88,27 @@ func (c *clusterState) readTopology(ctx context.Context) (*topology, error) {
 		t.shards = append(t.shards, shard{addr: addr, tag: slotTag(uint16(h))})
 	}
 	slices.SortFunc(t.shards, func(a, b shard) int { return strings.Compare(a.addr, b.addr) })
+	// The clients go-redis keeps for the nodes it knows, by address: its
+	// own view of the slots may lag CLUSTER SLOTS for a moment after a
+	// reshard, but the nodes are the same.
+	var mu sync.Mutex
+	clients := map[string]*redis.Client{}
+	err = c.client.ForEachShard(ctx, func(ctx context.Context, cl *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		clients[cl.Options().Addr] = cl
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	for i := range t.shards {
 		sh := &t.shards[i]
-		// MasterForKey gives go-redis's own client for the node (it also
-		// refreshes go-redis's view when it does not know the slot yet).
-		if sh.client, err = c.client.MasterForKey(ctx, shardEventsKey(sh.tag)); err != nil {
-			return nil, err
-		}
-		if got := sh.client.Options().Addr; got != sh.addr {
-			// go-redis's view lags CLUSTER SLOTS: try again later.
+		if sh.client = clients[sh.addr]; sh.client == nil {
+			// A master go-redis has not met yet (a new one, or a promoted
+			// replica): its next reload finds it.
 			c.client.ReloadState(ctx)
-			return nil, fmt.Errorf("lock: go-redis routes slot of %s to %s, CLUSTER SLOTS says %s", sh.tag, got, sh.addr)
+			return nil, fmt.Errorf("lock: go-redis does not know master %s yet", sh.addr)
 		}
 	}
 	for i := range t.shards {
@@ -220,6 +230,9 @@ func (m *Manager) followCluster(ctx context.Context) {
 		}
 		wg.Wait()
 	}()
+	// Redis ends a sharded subscription whose slot moved away
+	// (sunsubscribe): the slots are then read again at once.
+	moved := make(chan struct{}, 1)
 	failing := false
 	t := time.NewTicker(clusterEvery)
 	defer t.Stop()
@@ -250,12 +263,13 @@ func (m *Manager) followCluster(ctx context.Context) {
 			sctx, stop := context.WithCancel(ctx)
 			subs[tag] = sub{addr: sh.addr, stop: stop}
 			ps := sh.client.SSubscribe(sctx, shardReleasedKey(tag))
-			wg.Go(func() { m.hear(sctx, ps) })
+			wg.Go(func() { m.hear(sctx, ps, moved) })
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-moved:
 		}
 	}
 }

@@ -233,8 +233,11 @@ func newSentinelNode(opt *redis.FailoverOptions, minRead time.Duration, onConnec
 	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 	eo := o
 	n := &node{addr: "sentinel master " + o.MasterName}
-	o.OnConnect = onConnect(n)
-	n.client, n.events = redis.NewFailoverClient(&o), redis.NewFailoverClient(&eo)
+	c := redis.NewFailoverClient(&o)
+	// Set on the master's options only: FailoverOptions.OnConnect would
+	// also run on the connections to the sentinels.
+	c.Options().OnConnect = onConnect(n)
+	n.client, n.events = c, redis.NewFailoverClient(&eo)
 	return n
 }
 
@@ -330,7 +333,9 @@ func (m *Manager) noticeRestart(n *node, st nodeState) {
 			"and their locks may be granted again before their holders stop; fences still rise above every earlier one",
 			"node", n.index, "addr", n.addr, "run_id", st.runID, "durable", st.durable)
 	default:
-		m.log.Info("Redis node restarted with its data", "node", n.index, "addr", n.addr, "run_id", st.runID)
+		// Also what a Sentinel failover looks like: the promoted replica has
+		// its own run id and the data it had copied.
+		m.log.Info("Redis node restarted with its data, or a replica took over", "node", n.index, "addr", n.addr, "run_id", st.runID)
 	}
 }
 

@@ -62,21 +62,32 @@ func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 
 func (m *Manager) listen(ctx context.Context, n *node) {
 	// A maintenance context: a node kept out still delivers wake-ups.
-	m.hear(ctx, n.client.Subscribe(context.WithValue(ctx, maintenanceKey{}, true), ReleasedChannel))
+	m.hear(ctx, n.client.Subscribe(context.WithValue(ctx, maintenanceKey{}, true), ReleasedChannel), nil)
 }
 
 // hear handles the release messages of ps until ctx ends or ps is closed,
-// then closes ps.
-func (m *Manager) hear(ctx context.Context, ps *redis.PubSub) {
+// then closes ps. When Redis ends a sharded subscription (its slot moved),
+// it tells ended, without waiting.
+func (m *Manager) hear(ctx context.Context, ps *redis.PubSub, ended chan<- struct{}) {
 	defer ps.Close()
-	ch := ps.Channel()
+	ch := ps.ChannelWithSubscriptions()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case msg, ok := <-ch:
+		case got, ok := <-ch:
 			if !ok {
 				return
+			}
+			msg, isMsg := got.(*redis.Message)
+			if !isMsg {
+				if s, _ := got.(*redis.Subscription); s != nil && s.Kind == "sunsubscribe" && ended != nil {
+					select {
+					case ended <- struct{}{}:
+					default:
+					}
+				}
+				continue
 			}
 			name, fence := parseReleased(msg.Payload)
 			m.expiries.disarm(name, fence)

@@ -212,6 +212,30 @@ func (c *Cluster) MasterForSlot(slot int) (*Redis, error) {
 	return found[0], nil
 }
 
+// ReplicasOf returns the running nodes that say they replicate master
+// (the master field of their own line of CLUSTER NODES). It returns the
+// error of a running node that does not answer.
+func (c *Cluster) ReplicasOf(master *Redis) ([]*Redis, error) {
+	id, err := c.NodeID(master)
+	if err != nil {
+		return nil, err
+	}
+	var found []*Redis
+	for _, r := range c.Nodes {
+		if r.exited() {
+			continue
+		}
+		s, err := myself(r)
+		if err != nil {
+			return nil, err
+		}
+		if s.masterID == id {
+			found = append(found, r)
+		}
+	}
+	return found, nil
+}
+
 // masters returns the running nodes that say they are masters and whose
 // own view of themselves satisfies keep.
 func (c *Cluster) masters(keep func(self) bool) ([]*Redis, error) {
@@ -455,8 +479,9 @@ func askNode(r *Redis) (nodeView, error) {
 
 // self is what a node says of itself: its own line of CLUSTER NODES.
 type self struct {
-	id     string
-	master bool
+	id       string
+	master   bool
+	masterID string // of a replica: the id of the master it copies
 	slots  [][2]int // first and last slot of each range it serves
 }
 
@@ -485,6 +510,9 @@ func myself(r *Redis) (self, error) {
 			continue
 		}
 		s := self{id: f[0], master: hasFlag(f[2], "master")}
+		if f[3] != "-" {
+			s.masterID = f[3]
+		}
 		for _, rng := range f[8:] {
 			if strings.HasPrefix(rng, "[") {
 				continue // a slot being imported or migrated: not yet or no longer its own

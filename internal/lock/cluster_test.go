@@ -1,0 +1,384 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
+)
+
+// clusterManager is a prepared, running Manager over the cluster c.
+func clusterManager(t *testing.T, c *procs.Cluster, cfg Config) *Manager {
+	t.Helper()
+	cfg.Cluster = c.ClientOptions()
+	if cfg.Replica == "" {
+		cfg.Replica = "r-" + t.Name()
+	}
+	m := New(cfg)
+	t.Cleanup(func() { _ = m.Close() })
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	listenCluster(t, m)
+	return m
+}
+
+// listenCluster runs m.Run for the test and waits until every shard's
+// released channel has this Manager's subscription.
+func listenCluster(t *testing.T, m *Manager) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	shards, err := m.cluster.shards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range shards {
+		for {
+			n, err := sh.client.PubSubShardNumSub(ctx, shardReleasedKey(sh.tag)).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n[shardReleasedKey(sh.tag)] > 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// namesOnEveryShard returns per names for each master of m's cluster,
+// spelt with the characters a name may hold, '{' and '}' excepted.
+func namesOnEveryShard(t *testing.T, m *Manager, prefix string, per int) []string {
+	t.Helper()
+	topo := m.cluster.topo.Load()
+	count := make([]int, len(topo.shards))
+	var names []string
+	for i := 0; len(names) < per*len(topo.shards); i++ {
+		name := fmt.Sprintf("%s:%d.a@b", prefix, i)
+		if s := topo.owner[keySlot(KeyPrefix+name)]; count[s] < per {
+			count[s]++
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// TestClusterEveryOperation runs every lock operation on names spread over
+// the three shards of a real cluster, with two replicas: fences rise, the
+// 409 names the holder, a waiter on one replica is woken by a release on
+// the other, listing finds every lock once, and each shard reports ready.
+func TestClusterEveryOperation(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, procs.ClusterOptions{})
+	a := clusterManager(t, c, Config{Replica: "a"})
+	b := clusterManager(t, c, Config{Replica: "b"})
+	ctx := context.Background()
+
+	ok, health := a.Health(ctx, time.Second)
+	if !ok || len(health) != 3 {
+		t.Fatalf("health: %v %+v", ok, health)
+	}
+	names := namesOnEveryShard(t, a, "every", 4)
+	leases := map[string]Lease{}
+	for _, name := range names {
+		l, err := a.TryAcquire(ctx, name, Grant{TTL: 20 * time.Second, Owner: "owner-a"})
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		leases[name] = l
+		var locked *LockedError
+		if _, err := b.TryAcquire(ctx, name, Grant{TTL: time.Second}); !errors.As(err, &locked) ||
+			locked.Holder.Owner != "owner-a" || locked.Holder.Fence != l.Fence {
+			t.Fatalf("%s: second acquire: %v", name, err)
+		}
+		if h, held, err := b.Inspect(ctx, name); err != nil || !held || h.Fence != l.Fence {
+			t.Fatalf("%s: inspect: %+v %v %v", name, h, held, err)
+		}
+		if _, err := b.Renew(ctx, name, l.Token, 0); err != nil {
+			t.Fatalf("%s: renew: %v", name, err)
+		}
+		if err := b.Check(ctx, name, l.Fence); err != nil {
+			t.Fatalf("%s: check: %v", name, err)
+		}
+	}
+	var listed []string
+	cursor := ""
+	for {
+		page, next, err := b.List(ctx, "every", 5, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			listed = append(listed, e.Name)
+		}
+		if cursor = next; cursor == "" {
+			break
+		}
+	}
+	slices.Sort(listed)
+	want := slices.Clone(names)
+	slices.Sort(want)
+	if !slices.Equal(listed, want) {
+		t.Fatalf("listed %v, want %v", listed, want)
+	}
+
+	// Hand-offs across replicas, one per name: a waits, b releases. The
+	// holder's 20 s TTL is longer than the wait: only a wake-up serves it.
+	for _, name := range names {
+		got := make(chan error, 1)
+		var next Lease
+		go func() {
+			var err error
+			next, _, err = b.AcquireWait(ctx, name, Grant{TTL: 5 * time.Second}, 10*time.Second)
+			got <- err
+		}()
+		for b.Waiting() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		if err := a.ReleaseToken(ctx, name, leases[name].Token); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("%s: waiter: %v", name, err)
+		}
+		if next.Fence <= leases[name].Fence {
+			t.Fatalf("%s: fence %d after %d", name, next.Fence, leases[name].Fence)
+		}
+		if err := b.Check(ctx, name, leases[name].Fence); !errors.Is(err, ErrStaleFence) {
+			t.Fatalf("%s: old fence: %v", name, err)
+		}
+		if err := b.ReleaseToken(ctx, name, next.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The demo's lock, routed to its slot's master like any other.
+	l, err := a.Acquire(ctx, "demo-on-cluster", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing names a released lock, on any master.
+	for _, m := range must(c.Masters()) {
+		rdb := redis.NewClient(m.ClientOptions(0))
+		keys, err := rdb.Keys(ctx, "lock:*").Result()
+		rdb.Close()
+		if err != nil || len(keys) > 0 {
+			t.Fatalf("%s holds %v (%v)", m.Addr, keys, err)
+		}
+	}
+}
+
+// waitSubscribed waits until every Manager of ms sees the slots as the
+// cluster does, and each master's released channel has all their
+// subscriptions.
+func waitSubscribed(t *testing.T, ms ...*Manager) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for ; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		now, err := ms[0].cluster.readTopology(ctx)
+		if err != nil {
+			continue
+		}
+		current := true
+		for _, m := range ms {
+			current = current && slices.Equal(m.cluster.topo.Load().owner, now.owner)
+		}
+		for _, sh := range now.shards {
+			n, err := sh.client.PubSubShardNumSub(ctx, shardReleasedKey(sh.tag)).Result()
+			current = current && err == nil && n[shardReleasedKey(sh.tag)] == int64(len(ms))
+		}
+		if current {
+			return
+		}
+	}
+	t.Fatal("the replicas did not follow the new slots within 20 s")
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestClusterReshardKeepsLeases moves slots between masters with redis-cli
+// while locks are held, extended, waited for and taken: no caller ever sees
+// a MOVED, ASK, TRYAGAIN or CROSSSLOT error, and every lease keeps its
+// holder.
+func TestClusterReshardKeepsLeases(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, procs.ClusterOptions{})
+	a := clusterManager(t, c, Config{Replica: "a"})
+	b := clusterManager(t, c, Config{Replica: "b"})
+	ctx := context.Background()
+	masters := must(c.Masters())
+	// Names served by the first master, which gives its slots away.
+	from, to := masters[0], masters[1]
+	var held []Lease
+	for i := 0; len(held) < 40; i++ {
+		name := fmt.Sprintf("moving:%d", i)
+		if owner, err := c.MasterForSlot(int(keySlot(KeyPrefix + name))); err != nil || owner != from {
+			continue
+		}
+		l, err := a.TryAcquire(ctx, name, Grant{TTL: 30 * time.Second, Owner: "o"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+	}
+
+	var mu sync.Mutex
+	var bad []error
+	note := func(err error) {
+		if err == nil || errors.Is(err, ErrLocked) || errors.Is(err, ErrNotHolder) {
+			return
+		}
+		mu.Lock()
+		bad = append(bad, err)
+		mu.Unlock()
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l := held[(i*4+w)%len(held)]
+				_, err := b.Renew(ctx, l.Name, l.Token, 0)
+				note(err)
+				_, _, err = b.Inspect(ctx, l.Name)
+				note(err)
+				name := fmt.Sprintf("churn:%d:%d", w, i%50)
+				nl, err := b.TryAcquire(ctx, name, Grant{TTL: 5 * time.Second})
+				note(err)
+				if err == nil {
+					note(a.ReleaseToken(ctx, name, nl.Token))
+				}
+			}
+		})
+	}
+	// A waiter on a held name throughout: woken when it is released after
+	// the reshard.
+	waited := make(chan error, 1)
+	go func() {
+		_, _, err := b.AcquireWait(ctx, held[0].Name, Grant{TTL: 5 * time.Second}, 60*time.Second)
+		waited <- err
+	}()
+	if err := c.Reshard(from, to, 2000); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	for _, err := range bad {
+		t.Error("a caller saw:", err)
+	}
+	moved := 0
+	for _, l := range held {
+		if owner, err := c.MasterForSlot(int(keySlot(KeyPrefix + l.Name))); err == nil && owner == to {
+			moved++
+		}
+		h, ok, err := a.Inspect(ctx, l.Name)
+		if err != nil || !ok || h.Fence != l.Fence {
+			t.Fatalf("%s: after the reshard: %+v %v %v", l.Name, h, ok, err)
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no held lock was in a moved slot")
+	}
+	t.Logf("%d of %d held locks moved", moved, len(held))
+	// A release announced while a replica still subscribes by the old
+	// slots may be missed (the waiter then waits for the TTL): release
+	// once both follow the new ones.
+	waitSubscribed(t, a, b)
+	if err := a.ReleaseToken(ctx, held[0].Name, held[0].Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		for _, mm := range []*Manager{a, b} {
+			tp := mm.cluster.topo.Load()
+			for _, sh := range tp.shards {
+				n, err := sh.client.PubSubShardNumSub(ctx, shardReleasedKey(sh.tag)).Result()
+				t.Log(mm.replica, sh.addr, sh.tag, n, err)
+			}
+			t.Log(mm.replica, mm.cluster.homes(held[0].Name), keySlot(KeyPrefix+held[0].Name))
+		}
+		t.Fatal("the waiter was not woken after the reshard")
+	}
+}
+
+// TestClusterMinReplicas: with MinReplicas 1 a grant is answered once a
+// replica has it; with a shard's replica gone, a grant there is undone
+// and refused as unavailable, and an extend is refused but keeps the
+// lease.
+func TestClusterMinReplicas(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, procs.ClusterOptions{})
+	m := clusterManager(t, c, Config{MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	names := namesOnEveryShard(t, m, "acked", 1)
+	for _, name := range names {
+		l, err := m.TryAcquire(ctx, name, Grant{TTL: 10 * time.Second})
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		if err := m.ReleaseToken(ctx, name, l.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := names[0]
+	held, err := m.TryAcquire(ctx, name, Grant{TTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := must(c.MasterForSlot(int(keySlot(KeyPrefix + name))))
+	for _, r := range must(c.ReplicasOf(master)) {
+		r.Kill()
+	}
+	topo := m.cluster.topo.Load()
+	other := ""
+	for i := 0; other == ""; i++ {
+		if n := fmt.Sprintf("other:%d", i); topo.owner[keySlot(KeyPrefix+n)] == topo.owner[keySlot(KeyPrefix+name)] {
+			other = n
+		}
+	}
+	if _, err := m.TryAcquire(ctx, other, Grant{TTL: 10 * time.Second}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("acquire without a replica: %v", err)
+	}
+	if _, held2, err := m.Inspect(ctx, other); err != nil || held2 {
+		t.Fatalf("an unacknowledged grant was left in place: %v %v", held2, err)
+	}
+	if _, err := m.Renew(ctx, name, held.Token, 0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("extend without a replica: %v", err)
+	}
+	if h, ok, err := m.Inspect(ctx, name); err != nil || !ok || h.Fence != held.Fence {
+		t.Fatalf("an unacknowledged extend lost the lease: %+v %v %v", h, ok, err)
+	}
+	if !strings.Contains(fmt.Sprint(m.unacked("x", 0)), "0 of 1 replicas") {
+		t.Fatal(m.unacked("x", 0))
+	}
+}
