@@ -481,8 +481,8 @@ func askNode(r *Redis) (nodeView, error) {
 type self struct {
 	id       string
 	master   bool
-	masterID string // of a replica: the id of the master it copies
-	slots  [][2]int // first and last slot of each range it serves
+	masterID string   // of a replica: the id of the master it copies
+	slots    [][2]int // first and last slot of each range it serves
 }
 
 func (s self) serves(slot int) bool {
