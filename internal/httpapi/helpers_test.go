@@ -77,17 +77,21 @@ func startClusterWith(t testing.TB, n int, co clusterOptions) *cluster {
 				}
 			}
 		}
-		c.replicas = append(c.replicas, startReplica(t, srv.Addr, rc, hs))
+		lc := lock.Config{Nodes: []*redis.Options{{
+			Addr: srv.Addr, Password: "pw", DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		}}}
+		c.replicas = append(c.replicas, startReplica(t, lc, rc, hs, func() { waitSubscribed(t, srv.Addr) }))
 	}
 	return c
 }
 
-// startReplica serves a new replica on hs, an unstarted server.
-func startReplica(t testing.TB, addr string, co clusterOptions, hs *httptest.Server) *replica {
+// startReplica serves a new replica over the Redis lc names on hs, an
+// unstarted server, and returns once subscribed says its release
+// subscriptions are on.
+func startReplica(t testing.TB, lc lock.Config, co clusterOptions, hs *httptest.Server, subscribed func()) *replica {
 	t.Helper()
-	m := lock.New(lock.Config{Nodes: []*redis.Options{{
-		Addr: addr, Password: "pw", DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-	}}, MaxWaiters: co.MaxWaiters, Replica: co.Options.Replica})
+	lc.MaxWaiters, lc.Replica = co.MaxWaiters, co.Options.Replica
+	m := lock.New(lc)
 	opts := co.Options
 	if err := m.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
@@ -110,7 +114,7 @@ func startReplica(t testing.TB, addr string, co clusterOptions, hs *httptest.Ser
 		<-listening
 		_ = m.Close()
 	})
-	waitSubscribed(t, addr)
+	subscribed()
 	return &replica{url: hs.URL, locks: m, handler: h}
 }
 

@@ -82,9 +82,22 @@ func namesOnEveryShard(t *testing.T, m *Manager, prefix string, per int) []strin
 func TestClusterEveryOperation(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t, procs.ClusterOptions{})
-	a := clusterManager(t, c, Config{Replica: "a"})
+	var mu sync.Mutex
+	labels := map[string]int{} // NodeHook's labels, and the commands under each
+	hook := func(node string) redis.Hook { return countHook{func() { mu.Lock(); labels[node]++; mu.Unlock() }} }
+	a := clusterManager(t, c, Config{Replica: "a", NodeHook: hook})
 	b := clusterManager(t, c, Config{Replica: "b"})
 	ctx := context.Background()
+	defer func() {
+		// Each master's commands are counted under its own address.
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range must(c.Masters()) {
+			if labels[m.Addr] == 0 {
+				t.Errorf("no commands labelled %s: %v", m.Addr, labels)
+			}
+		}
+	}()
 
 	ok, health := a.Health(ctx, time.Second)
 	if !ok || len(health) != 3 {
@@ -208,6 +221,17 @@ func waitSubscribed(t *testing.T, ms ...*Manager) {
 		}
 	}
 	t.Fatal("the replicas did not follow the new slots within 20 s")
+}
+
+// countHook calls saw for every command and pipeline.
+type countHook struct{ saw func() }
+
+func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.saw(); return next(ctx, cmd) }
+}
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.saw(); return next(ctx, cmds) }
 }
 
 func must[T any](v T, err error) T {
