@@ -25,8 +25,11 @@ const LockdACL = "resetkeys resetchannels -@all" +
 	" +scan" + // listing locks, and looking for lock keys on a restarted node
 	" +info" + // a node's version and maxmemory-policy, at start and in /readyz; its run id and uptime, to notice a restart
 	" +publish +subscribe" + // release wake-ups between replicas
+	" +spublish +ssubscribe +exists" + // cluster mode: wake-ups on each shard's own channel, which a script finds with EXISTS
+	" +cluster|slots +command" + // cluster mode: go-redis's and lockd's map of the slots; go-redis reads COMMAND to route by key
+	" +wait" + // REDIS_MIN_REPLICAS: replicas acknowledge each grant and extension
 	" +xadd +xread +xrevrange" + // the lock events stream behind /v1/events
 	" +xdel" + // quorum mode: a grant's event replaced when its fence was raised
-	" ~lock:* ~lockd:fence:* ~lockd:node ~lockd:events" + // locks, the slots' fence counters, the restart marker, the events
+	" ~lock:* ~lockd:fence:* ~lockd:node ~lockd:events ~lockd:events:*" + // locks, the slots' fence counters, the restart marker, the events (one stream per shard in a cluster)
 	" ~lockmeta:* ~lockfence:*" + // grants and counters of the three-key layout of earlier releases, honoured and retired
-	" &lockd:released" // the wake-up channel
+	" &lockd:released &lockd:released:*" // the wake-up channel (one per shard in a cluster)

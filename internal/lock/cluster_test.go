@@ -406,3 +406,89 @@ func TestClusterMinReplicas(t *testing.T) {
 		t.Fatal(m.unacked("x", 0))
 	}
 }
+
+// TestClusterUnderLockdACL runs the cluster operations as a user limited to
+// LockdACL: every command lockd sends, go-redis's own among them, is
+// permitted, and no node logs a refusal.
+func TestClusterUnderLockdACL(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, procs.ClusterOptions{Password: "admin", Users: []string{"lockd on >secret " + LockdACL}})
+	opts := c.ClientOptions()
+	opts.Username, opts.Password = "lockd", "secret"
+	m := New(Config{Cluster: opts, Replica: "acl", MinReplicas: 1})
+	t.Cleanup(func() { _ = m.Close() })
+	ctx := context.Background()
+	if err := m.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// Waits for the subscriptions as the admin: PUBSUB is not lockd's.
+	for _, master := range must(c.Masters()) {
+		o := master.ClientOptions(0)
+		o.Password = "admin"
+		rdb := redis.NewClient(o)
+		for {
+			chans, err := rdb.PubSubShardChannels(ctx, shardReleasedPrefix+"*").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(chans) > 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		rdb.Close()
+	}
+	for _, name := range namesOnEveryShard(t, m, "acl", 2) {
+		l, err := m.TryAcquire(ctx, name, Grant{TTL: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Renew(ctx, name, l.Token, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := m.List(ctx, "acl", 10, ""); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() {
+			_, _, err := m.AcquireWait(ctx, name, Grant{TTL: time.Second}, 5*time.Second)
+			got <- err
+		}()
+		for m.Waiting() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		if err := m.ReleaseToken(ctx, name, l.Token); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		dl, err := m.Acquire(ctx, name+"-demo", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Release(ctx, dl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, h := m.Health(ctx, time.Second); !ok {
+		t.Fatalf("health: %+v", h)
+	}
+	for _, n := range c.Nodes {
+		o := n.ClientOptions(0)
+		o.Password = "admin"
+		rdb := redis.NewClient(o)
+		entries, err := rdb.ACLLog(ctx, 10).Result()
+		rdb.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Errorf("%s refused lockd: %s %s (%s)", n.Addr, e.Reason, e.Object, e.Context)
+		}
+	}
+}

@@ -29,6 +29,9 @@ type ClusterOptions struct {
 	// Password is every node's requirepass, and its masterauth, so a
 	// replica can sync from its master.
 	Password string
+	// Users are ACL SETUSER argument lists run on every node, as for
+	// RedisOptions.Users.
+	Users []string
 	// NodeTimeout is cluster-node-timeout: how long a node may not answer
 	// before the others count it as failing. 0 means 1 s, so a replica
 	// takes over within seconds (Redis's own default is 15 s).
@@ -43,6 +46,7 @@ type Cluster struct {
 	Dir   string
 
 	password string
+	users    []string
 	// ids are the node ids, read once at start: a node keeps its id for
 	// life, and a killed master's id is still needed to find its slots.
 	ids map[*Redis]string
@@ -78,7 +82,7 @@ func StartCluster(dir string, o ClusterOptions) (*Cluster, error) {
 	if nodeTimeout == 0 {
 		nodeTimeout = time.Second
 	}
-	c := &Cluster{Dir: dir, password: o.Password, ids: map[*Redis]string{}}
+	c := &Cluster{Dir: dir, password: o.Password, users: o.Users, ids: map[*Redis]string{}}
 	if err := c.start(masters, replicas, nodeTimeout, deadline); err != nil {
 		c.Kill()
 		return nil, err
@@ -133,7 +137,7 @@ func (c *Cluster) startNode(nodeTimeout time.Duration) error {
 	if c.password != "" {
 		args = append(args, "--masterauth", c.password)
 	}
-	r, err := startRedisIn(c.Dir, "node", RedisOptions{Password: c.password, Port: port, Args: args})
+	r, err := startRedisIn(c.Dir, "node", RedisOptions{Password: c.password, Port: port, Args: args, Users: c.users})
 	if err != nil {
 		return err
 	}
