@@ -26,7 +26,7 @@ const LockdACL = "resetkeys resetchannels -@all" +
 	" +info" + // a node's version and maxmemory-policy, at start and in /readyz; its run id and uptime, to notice a restart
 	" +publish +subscribe" + // release wake-ups between replicas
 	" +spublish +ssubscribe +exists" + // cluster mode: wake-ups on each shard's own channel, which a script finds with EXISTS
-	" +cluster|slots +command" + // cluster mode: go-redis's and lockd's map of the slots; go-redis reads COMMAND to route by key
+	" +cluster|slots +cluster|nodes +command" + // cluster mode: the map of the slots (go-redis's and lockd's), a master's own slots while listing, COMMAND for go-redis's routing by key
 	" +wait" + // REDIS_MIN_REPLICAS: replicas acknowledge each grant and extension
 	" +xadd +xread +xrevrange" + // the lock events stream behind /v1/events
 	" +xdel" + // quorum mode: a grant's event replaced when its fence was raised

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -336,8 +337,9 @@ func (m *Manager) clusterHealth(ctx context.Context, timeout time.Duration) (boo
 // clusterList adds to names, up to limit, the locks whose names start with
 // prefix, walking the masters one after another with SCAN and keeping its
 // place in cur. A master's slots count as listed once a whole SCAN of it
-// ended while it served them from start to end: SCAN returns every key
-// that stayed on the node throughout. Keys of slots already listed are
+// ended while it served them, not moving, from start to end (as it says
+// itself: stableSlots): SCAN returns every key that stayed on the node
+// throughout. Keys of slots already listed are
 // skipped, so while the slots stay put nothing is listed twice; a slot that
 // moves to a master already walked is walked again there, so a lock held
 // throughout the listing is listed at least once, maybe twice.
@@ -359,11 +361,12 @@ func (m *Manager) clusterList(ctx context.Context, cur *listCursor, prefix strin
 	for scans := 0; !cur.Done && len(names) < limit && scans < maxScans; scans++ {
 		sh := t.shardByAddr(cur.Addr)
 		if sh == nil || !slices.Contains(owns(sh.addr), true) {
-			// Start on the first master with slots left to list.
+			// Start on the first master with slots left to list, from the
+			// slots it says it serves itself (this replica's view may lag).
 			sh, cur.Scan, cur.Addr, cur.Start = nil, 0, "", nil
 			for i := range t.shards {
-				if o := owns(t.shards[i].addr); slices.Contains(o, true) {
-					sh, cur.Addr, cur.Start = &t.shards[i], t.shards[i].addr, compactSlots(o)
+				if slices.Contains(owns(t.shards[i].addr), true) {
+					sh = &t.shards[i]
 					break
 				}
 			}
@@ -374,6 +377,14 @@ func (m *Manager) clusterList(ctx context.Context, cur *listCursor, prefix strin
 				cur.Done = true
 				break
 			}
+			start, err := stableSlots(ctx, sh.client)
+			if err != nil {
+				return nil, &kindError{ErrUnavailable, fmt.Errorf("lock: list: %w", err)}
+			}
+			for slot := range start {
+				start[slot] = start[slot] && !seen[slot]
+			}
+			cur.Addr, cur.Start = sh.addr, compactSlots(start)
 		}
 		keys, next, err := sh.client.Scan(ctx, cur.Scan, match, int64(limit-len(names))).Result()
 		if err != nil {
@@ -392,15 +403,72 @@ func (m *Manager) clusterList(ctx context.Context, cur *listCursor, prefix strin
 			}
 		}
 		if next == 0 {
-			start, now := expandSlots(cur.Start), owns(sh.addr)
+			now, err := stableSlots(ctx, sh.client)
+			if err != nil {
+				return nil, &kindError{ErrUnavailable, fmt.Errorf("lock: list: %w", err)}
+			}
+			start := expandSlots(cur.Start)
 			for slot := range seen {
 				seen[slot] = seen[slot] || start[slot] && now[slot]
+			}
+			if !slices.Contains(start, true) {
+				// Its slots were all on the move: look again later, without
+				// looping on it within this page.
+				break
 			}
 			cur.Addr, cur.Start = "", nil
 		}
 	}
 	cur.Seen = compactSlots(seen)
 	return names, nil
+}
+
+// stableSlots asks the master c which slots it serves and is not moving
+// (CLUSTER NODES, its own line): a slot migrating away loses keys during a
+// SCAN while the node still serves it, and one being imported is not yet
+// whole there.
+func stableSlots(ctx context.Context, c *redis.Client) ([]bool, error) {
+	nodes, err := c.ClusterNodes(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	set := make([]bool, slotCount)
+	for line := range strings.SplitSeq(nodes, "\n") {
+		// id addr flags master ping pong epoch link slot...
+		f := strings.Fields(line)
+		if len(f) < 8 || !slices.Contains(strings.Split(f[2], ","), "myself") {
+			continue
+		}
+		var moving []int
+		for _, r := range f[8:] {
+			if strings.HasPrefix(r, "[") {
+				// [slot->-id] migrating, [slot-<-id] importing
+				if n, err := strconv.Atoi(strings.TrimPrefix(r[:strings.IndexAny(r, "-")], "[")); err == nil {
+					moving = append(moving, n)
+				}
+				continue
+			}
+			lo, hi, ranged := strings.Cut(r, "-")
+			first, err1 := strconv.Atoi(lo)
+			last, err2 := strconv.Atoi(hi)
+			if !ranged {
+				last, err2 = first, nil
+			}
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("CLUSTER NODES: bad slot range %q", r)
+			}
+			for slot := max(first, 0); slot <= last && slot < slotCount; slot++ {
+				set[slot] = true
+			}
+		}
+		for _, slot := range moving {
+			if slot >= 0 && slot < slotCount {
+				set[slot] = false
+			}
+		}
+		return set, nil
+	}
+	return nil, errors.New("CLUSTER NODES has no line for the node itself")
 }
 
 // shardByAddr returns the master at addr, or nil.

@@ -492,3 +492,70 @@ func TestClusterUnderLockdACL(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterListAcrossReshard pages through held locks while redis-cli
+// moves slots between masters: every lock held throughout is listed at
+// least once.
+func TestClusterListAcrossReshard(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, procs.ClusterOptions{Replicas: -1})
+	m := clusterManager(t, c, Config{})
+	ctx := context.Background()
+	names := namesOnEveryShard(t, m, "paged", 100)
+	for _, name := range names {
+		if _, err := m.TryAcquire(ctx, name, Grant{TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	masters := must(c.Masters())
+	moved := make(chan error, 1)
+	listed := map[string]int{}
+	cursor := ""
+	for page := 0; ; page++ {
+		if page == 2 {
+			go func() { moved <- c.Reshard(masters[0], masters[2], 3000) }()
+		}
+		entries, next, err := m.List(ctx, "paged", 10, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			listed[e.Name]++
+		}
+		if cursor = next; cursor == "" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // pages spread over the reshard
+	}
+	if err := <-moved; err != nil {
+		t.Fatal(err)
+	}
+	twice := 0
+	for _, name := range names {
+		switch n := listed[name]; {
+		case n == 0:
+			t.Errorf("%s was never listed", name)
+		case n > 1:
+			twice++
+		}
+	}
+	t.Logf("%d locks, %d listed twice", len(names), twice)
+}
+
+func TestSlotRangesRoundTrip(t *testing.T) {
+	set := make([]bool, slotCount)
+	for _, s := range []int{0, 1, 2, 7, 100, 16383} {
+		set[s] = true
+	}
+	r := compactSlots(set)
+	if want := []uint16{0, 2, 7, 7, 100, 100, 16383, 16383}; !slices.Equal(r, want) {
+		t.Fatalf("compact: %v, want %v", r, want)
+	}
+	if !slices.Equal(expandSlots(r), set) {
+		t.Fatal("expand does not give the set back")
+	}
+	// What no cursor of lockd's holds is ignored, not trusted.
+	if got := expandSlots([]uint16{5, 3, 20000, 20001, 9}); slices.Contains(got, true) {
+		t.Fatal("a forged range was taken")
+	}
+}
