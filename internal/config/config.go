@@ -183,6 +183,11 @@ func Load(getenv func(string) string) (Config, error) {
 	if p.err != nil {
 		return Config{}, p.err
 	}
+	if cfg.LegacyKeys && cfg.RedisCluster != nil {
+		// Releases before cluster mode never ran on a cluster: there is no
+		// old layout to keep, and its per-name keys cross slots.
+		return Config{}, errors.New("config: LEGACY_KEYS, REDIS_CLUSTER_ADDRS: no earlier release ran on a cluster; leave LEGACY_KEYS unset")
+	}
 	for _, tp := range cfg.TrustedProxies {
 		if net.ParseIP(tp) == nil {
 			if _, _, err := net.ParseCIDR(tp); err != nil {

@@ -353,6 +353,7 @@ func TestLoadRedisErrors(t *testing.T) {
 		{map[string]string{"REDIS_URLS": "redis://a:1", "REDIS_CLUSTER_ADDRS": "c:1"}, []string{"REDIS_URLS", "REDIS_CLUSTER_ADDRS"}},
 		{map[string]string{"REDIS_CLUSTER_ADDRS": "c:1", "REDIS_SENTINEL_ADDRS": "s:1"}, []string{"REDIS_CLUSTER_ADDRS", "REDIS_SENTINEL_ADDRS"}},
 		{map[string]string{"REDIS_CLUSTER_ADDRS": "c:1", "REDIS_DB": "1", "REDIS_PASSWORD": pw}, []string{"REDIS_DB", "REDIS_CLUSTER_ADDRS"}},
+		{map[string]string{"REDIS_CLUSTER_ADDRS": "c:1", "LEGACY_KEYS": "true"}, []string{"LEGACY_KEYS", "REDIS_CLUSTER_ADDRS"}},
 		{map[string]string{"REDIS_CLUSTER_ADDRS": "c:1,c:1"}, []string{"REDIS_CLUSTER_ADDRS"}},
 		{map[string]string{"REDIS_SENTINEL_ADDRS": "s:1", "REDIS_PASSWORD": pw, "REDIS_SENTINEL_PASSWORD": spw}, []string{"REDIS_SENTINEL_ADDRS", "REDIS_MASTER_NAME"}},
 		{map[string]string{"REDIS_SENTINEL_ADDRS": "s:1,s", "REDIS_MASTER_NAME": "m"}, []string{"REDIS_SENTINEL_ADDRS"}},
