@@ -25,7 +25,7 @@ const LockdACL = "resetkeys resetchannels -@all" +
 	" +scan" + // listing locks, and looking for lock keys on a restarted node
 	" +info" + // a node's version and maxmemory-policy, at start and in /readyz; its run id and uptime, to notice a restart
 	" +publish +subscribe" + // release wake-ups between replicas
-	" +spublish +ssubscribe +exists" + // cluster mode: wake-ups on each shard's own channel, which a script finds with EXISTS
+	" +spublish +ssubscribe" + // cluster mode: wake-ups on each shard's own channel
 	" +cluster|slots +cluster|nodes +command" + // cluster mode: the map of the slots (go-redis's and lockd's), a master's own slots while listing, COMMAND for go-redis's routing by key
 	" +wait" + // REDIS_MIN_REPLICAS: replicas acknowledge each grant and extension
 	" +xadd +xread +xrevrange" + // the lock events stream behind /v1/events

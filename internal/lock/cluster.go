@@ -19,8 +19,9 @@ import (
 // and the channel that announces releases, is one of each per shard (per
 // master): a script writes to its own node's, and a replica reads and
 // subscribes to every shard's. They are named after the shard's home slot,
-// the lowest slot its master serves, through that slot's tag (slot.go), so
-// they live on the master they belong to.
+// the highest slot its master serves, through that slot's tag (slot.go), so
+// they live on the master they belong to. (The highest, because redis-cli
+// reshards a master's slots from its lowest: the home moves last.)
 const (
 	shardEventsPrefix   = "lockd:events:"
 	shardReleasedPrefix = "lockd:released:"
@@ -81,8 +82,8 @@ func (c *clusterState) readTopology(ctx context.Context) (*topology, error) {
 			continue
 		}
 		addr := s.Nodes[0].Addr
-		if h, ok := home[addr]; !ok || s.Start < h {
-			home[addr] = s.Start
+		if h, ok := home[addr]; !ok || s.End > h {
+			home[addr] = min(s.End, slotCount-1)
 		}
 	}
 	for addr, h := range home {

@@ -66,24 +66,27 @@ local function encode(g)
   return (g.waited and "*" or "") .. hex(g.fence) .. "|" .. hex(g.ttl) .. "|" .. hex(g.at) .. "|" .. g.token .. "|" .. g.owner
 end
 
--- home is the tag of this node's events stream and released channel in a
--- Redis Cluster: the first of ARGV[9] whose stream this node serves (lockd
--- puts the one it expects first). A key of another node is an error that
--- pcall catches; none is touched before the choice is made. nil when
--- none is here (lockd's view of the slots is out of date): the event and
--- the wake-up are then lost, and waiters wait for the lease's end.
-local homeTag
-local function home()
-  if homeTag == nil then
-    homeTag = false
-    for t in string.gmatch(ARGV[9], "%S+") do
-      if type(redis.pcall("EXISTS", "lockd:events:{" .. t .. "}")) == "number" then
-        homeTag = t
-        break
-      end
+-- onShard runs cmd on this node's own key (stream or channel) prefix..
+-- "{TAG}" in a Redis Cluster: TAG is the first of ARGV[9] (lockd puts the
+-- one it expects first) whose slot this node serves. A key of another node
+-- is an error that pcall catches before anything is done, so the usual
+-- case costs the one command, as on a single Redis. It returns nil when no
+-- tag is served here (lockd's view of the slots is out of date, or the
+-- shard's own slot is moving in a reshard): the event or the wake-up is
+-- then lost, and waiters wait for the lease's end. Each call looks afresh:
+-- while a slot moves, a channel may be served here and its stream, already
+-- moved, not.
+local function onShard(cmd, prefix, ...)
+  for t in string.gmatch(ARGV[9], "%S+") do
+    local r = redis.pcall(cmd, prefix .. "{" .. t .. "}", ...)
+    if type(r) ~= "table" or not r.err then
+      return r
+    end
+    if not string.find(r.err, "non local key", 1, true) then
+      error(r) -- a real failure (memory, permissions): fail the script
     end
   end
-  return homeTag or nil
+  return nil
 end
 
 local clustered = ARGV[9] ~= nil
@@ -91,10 +94,10 @@ local clustered = ARGV[9] ~= nil
 -- announce tells every replica that the lock was released ("fence name"):
 -- PUBLISH, or in a cluster SPUBLISH on the shard's channel.
 local function announce(msg)
-  if not clustered then
+  if clustered then
+    onShard("SPUBLISH", "lockd:released:", msg)
+  else
     redis.call("PUBLISH", ARGV[7], msg)
-  elseif home() then
-    redis.call("SPUBLISH", "lockd:released:{" .. home() .. "}", msg)
   end
 end
 
@@ -107,13 +110,12 @@ end
 -- not on every lock operation.
 local function emit(typ, fence, owner, ttl)
   if has("n") then return "" end
-  local stream = KEYS[3]
+  local fields = {"MAXLEN", "~", "10000", "*",
+    "e", typ .. " " .. int(fence) .. " " .. int(ttl), "n", name, "r", ARGV[6], "o", owner}
   if clustered then
-    if not home() then return "" end
-    stream = "lockd:events:{" .. home() .. "}"
+    return onShard("XADD", "lockd:events:", unpack(fields)) or ""
   end
-  return redis.call("XADD", stream, "MAXLEN", "~", "10000", "*",
-    "e", typ .. " " .. int(fence) .. " " .. int(ttl), "n", name, "r", ARGV[6], "o", owner)
+  return redis.call("XADD", KEYS[3], unpack(fields))
 end
 
 -- ours reads the lock for the holder of ARGV[1]: the grant, or nil after
