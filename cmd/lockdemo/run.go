@@ -81,18 +81,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	d.announce(out, rs)
-	return waitForEnd(ctx, out, rs.nodes, webs)
+	return waitForEnd(ctx, out, rs, webs)
 }
 
 // redisSet is the demo's Redis, in any mode: its processes and what the
 // replicas and the banner need to know of them.
 type redisSet struct {
 	nodes []*procs.Redis // every redis-server, in the order they stop
-	dirs  []string       // their files, removed once they have stopped
-	env   []string       // the Redis variables of web-1 and web-2
-	where string         // for the banner: what runs where
-	watch []int          // for the banner: the ports whose MONITOR shows the locks, the masters
-	logs  string         // for the banner: where the logs are, when not in the output
+	names []string       // theirs, as compose names its services
+	// outlivesNode is set when the demo goes on after a Redis process
+	// exits: quorum mode needs only a majority of its nodes, and a cluster
+	// or Sentinel set promotes a replica.
+	outlivesNode bool
+	dirs         []string // their files, removed once they have stopped
+	env          []string // the Redis variables of web-1 and web-2
+	where        string   // for the banner: what runs where
+	watch        []int    // for the banner: the ports whose MONITOR shows the locks, the masters
+	logs         string   // for the banner: where the logs are, when not in the output
 }
 
 // stop stops the processes in order, with SIGTERM as Ctrl-C would, and
@@ -198,12 +203,13 @@ func (d demo) startRedis(out *prefixer) (*redisSet, error) {
 		}
 		out.line(nodeName("redis", i), fmt.Sprintf("started (pid %d)", r.Pid()))
 		rs.nodes = append(rs.nodes, r)
+		rs.names = append(rs.names, nodeName("redis", i))
 		addrs = append(addrs, r.Addr)
 	}
 	// One node: REDIS_ADDR, as compose sets it. Several: quorum mode.
 	rs.env = []string{"REDIS_ADDR=" + addrs[0]}
 	if len(addrs) > 1 {
-		rs.env = []string{"REDIS_ADDRS=" + strings.Join(addrs, ",")}
+		rs.env, rs.outlivesNode = []string{"REDIS_ADDRS=" + strings.Join(addrs, ",")}, true
 	}
 	rs.where = fmt.Sprintf("redis on %s (db %s)", strings.Join(addrs, ","), d.db)
 	rs.watch = d.redisPorts[:1]
@@ -255,17 +261,33 @@ func (d demo) announce(out *prefixer, rs *redisSet) {
 }
 
 // waitForEnd returns nil on Ctrl-C, and an error when a process exits
-// before that.
-func waitForEnd(ctx context.Context, out *prefixer, nodes []*procs.Redis, webs []*procs.Lockd) error {
+// before that; but where Redis outlives one of its processes (quorum,
+// cluster and Sentinel), that exit is only said, and the demo goes on.
+func waitForEnd(ctx context.Context, out *prefixer, rs *redisSet, webs []*procs.Lockd) error {
 	var ps []*procs.Proc
-	for _, r := range nodes {
+	for _, r := range rs.nodes {
 		ps = append(ps, r.Proc)
+	}
+	redisExited := anyDone(ps)
+	if rs.outlivesNode {
+		redisExited = nil // never ready
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel() // not said of the processes the demo stops
+		for i, r := range rs.nodes {
+			go func() {
+				select {
+				case <-r.Done():
+					out.line(rs.names[i], "exited")
+				case <-ctx.Done():
+				}
+			}()
+		}
 	}
 	select {
 	case <-ctx.Done():
 		out.line("demo", "stopping")
 		return nil
-	case <-anyDone(ps):
+	case <-redisExited:
 		return errors.New("a redis-server exited")
 	case <-webs[0].Done():
 		return errors.New("web-1 exited")

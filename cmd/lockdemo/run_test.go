@@ -26,7 +26,8 @@ import (
 // TestDemoRunsTopologyAndCtrlCStopsAll runs the real lockdemo binary, as
 // `make demo` does, uses the README's curl, then sends SIGINT as a
 // terminal's Ctrl-C would and checks that no process is left; once with
-// one Redis and once in quorum mode over three.
+// one Redis and once in quorum mode over three, where it goes on when a
+// node stops.
 func TestDemoRunsTopologyAndCtrlCStopsAll(t *testing.T) {
 	redistest.Require(t)
 	lockd := buildtest.Binary(t, buildtest.Module+"/cmd/lockd")
@@ -107,6 +108,19 @@ func runDemo(t *testing.T, lockd, demo string, nodes int) {
 				t.Errorf("node %d: lock key exists %d (%v)", i+1, n, err)
 			}
 		}
+		// A node stops, and the demo goes on over the others, as DEMO.md
+		// says.
+		last := "redis-" + strconv.Itoa(nodes)
+		pid, _ := strconv.Atoi(d.out.WaitFor(t, `(?m)^`+last+` \| started \(pid (\d+)\)$`, time.Second)[1])
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitOut(t, d.out, `(?m)^`+last+` \| exited$`)
+		resp, err = http.Post("http://localhost:"+strconv.Itoa(d.ports[1])+"/v1/locks/quorum-demo-2/acquire", "", nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("acquire with %s stopped: %v %v", last, resp, err)
+		}
+		resp.Body.Close()
 	}
 	d.interrupt(t, nodes+2)
 }
@@ -271,7 +285,8 @@ func waitAllNodesIn(t *testing.T, port, nodes int) []string {
 // answers on both replicas, a /v1 lease taken on either is released on the
 // other, /readyz?verbose shows every master, the lock key is where the mode
 // puts it (database 0 of the cluster, the .env database of the Sentinel
-// master), and Ctrl-C leaves no process behind.
+// master), the demo goes on when the Sentinel master dies, and Ctrl-C
+// leaves no process behind.
 func TestDemoClusterAndSentinel(t *testing.T) {
 	redistest.Require(t)
 	lockd := buildtest.Binary(t, buildtest.Module+"/cmd/lockd")
@@ -307,6 +322,27 @@ func TestDemoClusterAndSentinel(t *testing.T) {
 			SentinelPassword: password, Password: password, DB: db})
 		defer c.Close()
 		d.leaseAcrossReplicas(t, c)
+
+		// The demo outlives its master, as DEMO.md says: the sentinels
+		// promote a replica, and the replicas lock there.
+		pid, _ := strconv.Atoi(d.out.WaitFor(t, `(?m)^redis \| started \(pid (\d+)\) on \S+, master$`, time.Second)[1])
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitOut(t, d.out, `(?m)^redis \| exited$`)
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			resp, err := http.Post("http://localhost:"+strconv.Itoa(d.ports[1])+"/v1/locks/after-failover/acquire", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no lease within 20 s of the master's death: %d; log:\n%s", resp.StatusCode, d.out.String())
+			}
+		}
 		d.interrupt(t, 3+3+2)
 	})
 }

@@ -25,7 +25,7 @@ func (d demo) startCluster(out *prefixer) (*redisSet, error) {
 	if err != nil {
 		return rs, err
 	}
-	rs.nodes = c.Nodes
+	rs.nodes, rs.outlivesNode = c.Nodes, true
 	masters, err := c.Masters()
 	if err != nil {
 		return rs, err
@@ -35,7 +35,8 @@ func (d demo) startCluster(out *prefixer) (*redisSet, error) {
 		if slices.Contains(masters, r) {
 			role = "master"
 		}
-		out.line(nodeName("redis", i), fmt.Sprintf("started (pid %d) on %s, %s", r.Pid(), r.Addr, role))
+		rs.names = append(rs.names, nodeName("redis", i))
+		out.line(rs.names[i], fmt.Sprintf("started (pid %d) on %s, %s", r.Pid(), r.Addr, role))
 	}
 	rs.env = []string{"REDIS_CLUSTER_ADDRS=" + strings.Join(c.Addrs(), ",")}
 	rs.where = fmt.Sprintf("redis cluster, masters %s with a replica each (db 0)", strings.Join(addrsOf(masters), ","))
@@ -63,16 +64,20 @@ func (d demo) startSentinel(out *prefixer) (*redisSet, error) {
 	}
 	// The sentinels stop first, so that none starts a failover on the way
 	// down.
-	rs.nodes = append(slices.Clone(s.Sentinels), s.Nodes...)
+	rs.nodes, rs.outlivesNode = append(slices.Clone(s.Sentinels), s.Nodes...), true
+	for i := range s.Sentinels {
+		rs.names = append(rs.names, fmt.Sprintf("sentinel-%d", i+1))
+	}
 	for i, r := range s.Nodes {
 		role := "replica"
 		if i == 0 {
 			role = "master"
 		}
+		rs.names = append(rs.names, nodeName("redis", i))
 		out.line(nodeName("redis", i), fmt.Sprintf("started (pid %d) on %s, %s", r.Pid(), r.Addr, role))
 	}
 	for i, r := range s.Sentinels {
-		out.line(fmt.Sprintf("sentinel-%d", i+1), fmt.Sprintf("started (pid %d) on %s", r.Pid(), r.Addr))
+		out.line(rs.names[i], fmt.Sprintf("started (pid %d) on %s", r.Pid(), r.Addr))
 	}
 	rs.env = []string{"REDIS_SENTINEL_ADDRS=" + strings.Join(s.SentinelAddrs(), ","),
 		"REDIS_MASTER_NAME=" + s.Name, "REDIS_SENTINEL_PASSWORD=" + d.password}
