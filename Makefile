@@ -8,9 +8,14 @@ build:
 
 # exec: lockdemo, not make, receives Ctrl-C and stops its processes in order.
 # make demo REDIS_NODES=3 runs quorum mode over three redis-server processes.
+# REDIS_MODE=cluster runs a Redis Cluster (3 masters, 3 replicas, database
+# 0), REDIS_MODE=sentinel a master, 2 replicas and 3 sentinels, as the
+# docker-compose.{cluster,sentinel}.yml overrides do; neither goes with
+# REDIS_NODES=3.
 REDIS_NODES ?= 1
+REDIS_MODE ?= single
 demo: build
-	exec ./bin/lockdemo -redis-nodes $(REDIS_NODES)
+	exec ./bin/lockdemo -redis-nodes $(REDIS_NODES) -redis-mode $(REDIS_MODE)
 
 # ./... includes internal/safety, which runs its short fault-injection
 # subset here; make safety runs every scenario.

@@ -146,14 +146,24 @@ func TestComposeRedis(t *testing.T) {
 func checkHealthcheckRejectsNOAUTH(t *testing.T, test string) {
 	t.Helper()
 	srv := redistest.Start(t, redistest.Options{Password: "password"})
+	runHealthcheck(t, test, srv.Port)
+}
+
+// runHealthcheck runs the healthcheck command test against the
+// password-protected server on port, as checkHealthcheckRejectsNOAUTH says.
+func runHealthcheck(t *testing.T, test string, port int) {
+	t.Helper()
 	real, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatalf("redis-cli: %v (%s)", err, redistest.InstallHint)
 	}
-	// The check talks to localhost:6379 inside the container; here a
-	// redis-cli shim first on PATH points it at the test server instead.
+	// The check talks to localhost:6379 (a sentinel's: -p 26379) inside the
+	// container; here a redis-cli shim first on PATH drops any -p and
+	// points it at the test server instead.
 	bin := t.TempDir()
-	shim := "#!/bin/sh\nexec " + real + " -p " + strconv.Itoa(srv.Port) + " \"$@\"\n"
+	shim := "#!/bin/sh\nfor a; do\n\tshift\n\tif [ -n \"${skip:-}\" ]; then skip=; continue; fi\n" +
+		"\tif [ \"$a\" = -p ]; then skip=1; continue; fi\n\tset -- \"$@\" \"$a\"\ndone\n" +
+		"exec " + real + " -p " + strconv.Itoa(port) + " \"$@\"\n"
 	if err := os.WriteFile(filepath.Join(bin, "redis-cli"), []byte(shim), 0o755); err != nil {
 		t.Fatal(err)
 	}
