@@ -31,18 +31,23 @@ const (
 	streamBlock        = time.Second
 )
 
-// events is GET /v1/events: Server-Sent Events from the shared stream.
-// The replica's one stream reader (eventHub) feeds each client a buffered
+// events is GET /v1/events: Server-Sent Events from the shared streams.
+// The replica's stream readers (eventHub) feed each client a buffered
 // channel; a client that cannot keep up (the channel is full, or one write
 // takes longer than streamWriteTimeout) is cut off rather than let it slow
-// anything down. It reconnects with Last-Event-ID: an event still in the
-// hub's ring is resumed from memory, an older one from the stream.
+// anything down. It reconnects with Last-Event-ID, a lock.Position: an
+// event still in the hub's ring is resumed from memory, an older one from
+// the streams.
 func (s *server) events(c *gin.Context) {
 	ctx := c.Request.Context()
-	last := c.GetHeader("Last-Event-ID")
-	if last != "" && !lock.ValidEventID(last) {
-		c.Error(badInput("Last-Event-ID %q is not an event id such as 1700000000000-0", truncate(last, 32)))
-		return
+	var last lock.Position // none: live from now
+	if h := c.GetHeader("Last-Event-ID"); h != "" {
+		p, err := s.locks.ParsePosition(h)
+		if err != nil {
+			c.Error(err)
+			return
+		}
+		last = p.Fill(s.locks.EventShards())
 	}
 	w := &sseWriter{w: c.Writer, rc: http.NewResponseController(c.Writer)}
 	// The hub cuts a client off only until leave returns, so never on a
@@ -55,7 +60,7 @@ func (s *server) events(c *gin.Context) {
 	defer s.hub.leave(sub)
 	// Live before the client hears of the stream: an event it causes once
 	// connected is not missed.
-	backlog, live := s.hub.attach(sub, last, false)
+	backlog, carry, live := s.hub.attach(sub, last, false)
 
 	// The server's read and write timeouts are for ordinary requests; a
 	// stream is bounded per write instead.
@@ -70,7 +75,7 @@ func (s *server) events(c *gin.Context) {
 	if !w.write([]byte(": connected\n\n")) {
 		return
 	}
-	// Catch up from the stream, a page at a time, until the hub's ring
+	// Catch up from the streams, a page at a time, until the hub's ring
 	// reaches back to the last event sent.
 	for !live {
 		evs, err := s.hub.page(ctx, last)
@@ -81,20 +86,21 @@ func (s *server) events(c *gin.Context) {
 			return
 		}
 		for _, ev := range evs {
-			if !w.write(sseFrame(ev)) {
+			last = last.With(ev.Shard, ev.ID)
+			if !w.write(sseFrame(last.String(), ev.Data)) {
 				return
 			}
-			last = ev.ID
 		}
 		select {
 		case <-s.opts.Draining:
 			return
 		default:
 		}
-		backlog, live = s.hub.attach(sub, last, len(evs) == 0)
+		backlog, carry, live = s.hub.attach(sub, last, len(evs) == 0)
 	}
-	for _, b := range backlog {
-		if !w.write(b) {
+	var frame []byte
+	for _, ev := range backlog {
+		if frame, carry = carryOn(ev, carry); !w.write(frame) {
 			return
 		}
 	}
@@ -103,8 +109,11 @@ func (s *server) events(c *gin.Context) {
 	defer keepAlive.Stop()
 	for {
 		select {
-		case b, ok := <-sub.frames:
-			if !ok || !w.write(b) {
+		case ev, ok := <-sub.events:
+			if !ok {
+				return
+			}
+			if frame, carry = carryOn(ev, carry); !w.write(frame) {
 				return
 			}
 		case <-keepAlive.C:
@@ -119,21 +128,21 @@ func (s *server) events(c *gin.Context) {
 	}
 }
 
-// sseFrame is one Server-Sent Event: the stream id, the type, and the
-// stored JSON with the id added in front. Only emit writes the stream, but
-// an entry that is not its JSON is still passed on, as a bare id.
-func sseFrame(ev lock.StreamEvent) []byte {
+// sseFrame is one Server-Sent Event: id (a lock.Position), the type, and
+// the stored JSON data with the id added in front. Only lockd writes the
+// streams, but an entry that is not its JSON is still passed on, as a bare
+// id.
+func sseFrame(id string, data []byte) []byte {
 	var e struct {
 		Type string `json:"type"`
 	}
-	data := ev.Data
 	if err := json.Unmarshal(data, &e); err != nil || !bytes.HasPrefix(data, []byte("{")) || e.Type == "" {
 		e.Type, data = "unknown", []byte("{}")
 	}
-	id, _ := json.Marshal(ev.ID)
+	quoted, _ := json.Marshal(id)
 	var b bytes.Buffer
-	b.WriteString("id: " + ev.ID + "\nevent: " + e.Type + "\ndata: {\"id\":")
-	b.Write(id)
+	b.WriteString("id: " + id + "\nevent: " + e.Type + "\ndata: {\"id\":")
+	b.Write(quoted)
 	if rest := data[1:]; !bytes.Equal(bytes.TrimSpace(rest), []byte("}")) {
 		b.WriteByte(',')
 		b.Write(rest)

@@ -40,6 +40,7 @@ type sseEvent struct {
 // eventStream is an open GET /v1/events.
 type eventStream struct {
 	events chan sseEvent // closed when the stream ends
+	stop   func()        // closes the stream before the test ends
 	mu     sync.Mutex
 	raw    strings.Builder // everything received, to look for tokens
 }
@@ -55,6 +56,17 @@ func (s *eventStream) text() string {
 // would wait for the end of the stream.
 func openEvents(t *testing.T, r *replica, lastID string, header http.Header) *eventStream {
 	t.Helper()
+	s, _, err := tryOpenEvents(t, r, lastID, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tryOpenEvents is openEvents, which returns the answer's status and an
+// error when the stream did not open.
+func tryOpenEvents(t *testing.T, r *replica, lastID string, header http.Header) (*eventStream, int, error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/v1/events", nil)
 	for k, v := range header {
@@ -66,16 +78,16 @@ func openEvents(t *testing.T, r *replica, lastID string, header http.Header) *ev
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatal(err)
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		cancel()
 		resp.Body.Close()
-		t.Fatalf("GET /v1/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		return nil, resp.StatusCode, fmt.Errorf("GET /v1/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	s := &eventStream{events: make(chan sseEvent, 1000)}
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); resp.Body.Close(); <-done })
+	s := &eventStream{events: make(chan sseEvent, 1000), stop: func() { cancel(); resp.Body.Close(); <-done }}
+	t.Cleanup(s.stop)
 	go func() {
 		defer close(done)
 		defer close(s.events)
@@ -83,6 +95,9 @@ func openEvents(t *testing.T, r *replica, lastID string, header http.Header) *ev
 		sc.Buffer(nil, 1<<20)
 		var ev sseEvent
 		for sc.Scan() {
+			if ctx.Err() != nil {
+				return // stopped: the last line may be cut short
+			}
 			line := sc.Text()
 			s.mu.Lock()
 			s.raw.WriteString(line + "\n")
@@ -106,7 +121,7 @@ func openEvents(t *testing.T, r *replica, lastID string, header http.Header) *ev
 			}
 		}
 	}()
-	return s
+	return s, resp.StatusCode, nil
 }
 
 // next returns the next event about one of names, failing the test when
@@ -228,6 +243,12 @@ func TestEventsFromBothReplicas(t *testing.T) {
 
 // idLess orders stream ids ("ms-seq").
 func idLess(a, b string) bool { return parseStreamID(a).Less(parseStreamID(b)) }
+
+// parseStreamID reads a stream id that Redis gave.
+func parseStreamID(s string) lock.EventID {
+	id, _ := lock.ParseEventID(s)
+	return id
+}
 
 func TestEventsExpiry(t *testing.T) {
 	t.Parallel()

@@ -45,6 +45,8 @@ type topology struct {
 	// homes[i] is ARGV[9] for a name of shards[i] (see homes), and
 	// homes[len(shards)] for a slot no master serves.
 	homes []string
+	// tags are the shards' tags, sorted: the events streams to read.
+	tags []string
 }
 
 // shardOf returns the shard that serves key's slot, or nil when no master
@@ -127,6 +129,7 @@ func (c *clusterState) readTopology(ctx context.Context) (*topology, error) {
 		all = append(all, sh.tag)
 	}
 	t.homes = append(t.homes, strings.Join(all, " "))
+	t.tags = slices.Sorted(slices.Values(all))
 	for _, s := range slots {
 		if len(s.Nodes) == 0 {
 			continue
@@ -192,6 +195,13 @@ func (m *Manager) prepareCluster(ctx context.Context) error {
 	}
 	if err := m.loadScripts(ctx, m.nodes[0]); err != nil {
 		return err
+	}
+	// The events connections read the slots and reach every master now,
+	// within ctx, rather than in the first /v1/events, within
+	// eventsTimeout.
+	events := m.nodes[0].events.(*redis.ClusterClient)
+	if err := events.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() }); err != nil {
+		return unavailable("connect for events", err)
 	}
 	_, health := m.Health(ctx, time.Second)
 	var errs error

@@ -39,6 +39,11 @@ type Manager struct {
 	waiting     atomic.Int64 // requests in AcquireWait with a wait
 	stopWaiting chan struct{}
 	stopOnce    sync.Once
+	// closed ends with Close: a blocked events read ends with it, rather
+	// than retry on closed connections (a cluster client tries a closed
+	// node again, with pauses, for a second or more).
+	closed context.Context
+	close  context.CancelFunc
 }
 
 // Observer hears about lock events, for metrics. Results are short fixed
@@ -137,6 +142,7 @@ func New(cfg Config) *Manager {
 	m := &Manager{scripts: redsyncScripts(), maxTTL: cfg.MaxTTL, log: cfg.Logger, obs: cfg.Observer,
 		maxWaiters: cfg.MaxWaiters, stopWaiting: make(chan struct{}),
 		replica: cfg.Replica, keepOld: cfg.LegacyKeys, expiries: newExpiries()}
+	m.closed, m.close = context.WithCancel(context.Background())
 	if m.obs == nil {
 		m.obs = noObserver{}
 	}
@@ -210,6 +216,7 @@ func (m *Manager) addNode(n *node, cfg Config) {
 
 // Close closes the connections to every node.
 func (m *Manager) Close() error {
+	m.close()
 	var err error
 	for _, n := range m.nodes {
 		err = errors.Join(err, n.client.Close(), n.events.Close())

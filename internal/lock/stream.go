@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,11 +54,13 @@ type Event struct {
 	Commands []string `json:"commands,omitempty"`
 }
 
-// StreamEvent is one entry of EventsStream: its id and the data a replica
+// StreamEvent is one entry of an events stream: the tag of its shard
+// ("" outside cluster mode, see Position), its id, and the data a replica
 // published, unchanged.
 type StreamEvent struct {
-	ID   string
-	Data []byte
+	Shard string
+	ID    EventID
+	Data  []byte
 }
 
 // PublishEvent appends data, an event of the lock named name, to
@@ -89,25 +92,77 @@ func (m *Manager) PublishEvent(ctx context.Context, name string, data []byte) (s
 	return got[0].val, nil
 }
 
-// LastEventID is the id of EventsStream's newest entry, or "0-0" when it is
-// empty: where a reader that wants only new events starts. ("$" would not
-// do for a loop of XREADs: entries added between two reads would be
-// missed.) It returns ErrUnavailable.
-func (m *Manager) LastEventID(ctx context.Context) (string, error) {
+// eventsKey is the events stream of the shard tagged tag: EventsStream
+// outside cluster mode (tag "").
+func eventsKey(tag string) string {
+	if tag == "" {
+		return EventsStream
+	}
+	return shardEventsKey(tag)
+}
+
+// EventShards are the tags of the events streams to read, sorted: "" for
+// EventsStream outside cluster mode, in a cluster each master's as this
+// replica last read the slots (none before it has). The caller must not
+// change the slice.
+func (m *Manager) EventShards() []string {
+	if m.cluster == nil {
+		return []string{""}
+	}
+	if t := m.cluster.topo.Load(); t != nil {
+		return t.tags
+	}
+	return nil
+}
+
+// eventsNode is the node whose events connections read the streams: the
+// first usable one (in quorum mode each node has its own stream), or in
+// cluster mode the one that stands for every shard. It returns
+// ErrUnavailable.
+func (m *Manager) eventsNode() (*node, error) {
+	if m.cluster != nil && m.cluster.topo.Load() == nil {
+		return nil, unavailable("read events", errNoTopology)
+	}
 	n := m.listNode()
 	if n == nil {
-		return "", &kindError{ErrUnavailable, errNodeOut}
+		return nil, &kindError{ErrUnavailable, errNodeOut}
+	}
+	return n, nil
+}
+
+// LastEventPosition is where a reader that wants only new events starts:
+// the id of each shard's newest entry, or 0-0 for an empty stream. ("$"
+// would not do for a loop of XREADs: entries added between two reads
+// would be missed.) It returns ErrUnavailable.
+func (m *Manager) LastEventPosition(ctx context.Context) (Position, error) {
+	n, err := m.eventsNode()
+	if err != nil {
+		return Position{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, eventsTimeout)
 	defer cancel()
-	msgs, err := n.client.XRevRangeN(ctx, EventsStream, "+", "-", 1).Result()
-	if err != nil {
-		return "", &kindError{ErrUnavailable, fmt.Errorf("lock: read events: %w", err)}
+	tags := m.EventShards()
+	cmds := make([]*redis.XMessageSliceCmd, len(tags))
+	// One pipeline: a cluster client sends each shard its own part at once.
+	_, _ = n.events.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tag := range tags {
+			cmds[i] = p.XRevRangeN(ctx, eventsKey(tag), "+", "-", 1)
+		}
+		return nil
+	})
+	var pos Position
+	for i, cmd := range cmds {
+		msgs, err := cmd.Result()
+		if err != nil {
+			return Position{}, &kindError{ErrUnavailable, fmt.Errorf("lock: read events: %w", err)}
+		}
+		var id EventID
+		if len(msgs) > 0 {
+			id, _ = ParseEventID(msgs[0].ID)
+		}
+		pos = pos.With(tags[i], id)
 	}
-	if len(msgs) == 0 {
-		return "0-0", nil
-	}
-	return msgs[0].ID, nil
+	return pos, nil
 }
 
 // EventID is an id of EventsStream, "ms-seq", in a form that compares as
@@ -123,39 +178,34 @@ func ParseEventID(id string) (e EventID, ok bool) {
 	return e, ok && err1 == nil && err2 == nil
 }
 
+// String writes id as Redis does, "ms-seq".
+func (a EventID) String() string {
+	return strconv.FormatUint(a.MS, 10) + "-" + strconv.FormatUint(a.Seq, 10)
+}
+
 // Less reports whether a comes before b in the stream.
 func (a EventID) Less(b EventID) bool {
 	return a.MS < b.MS || a.MS == b.MS && a.Seq < b.Seq
 }
 
-// ValidEventID reports whether id has the form of a stream id, "ms-seq".
-func ValidEventID(id string) bool {
-	_, ok := ParseEventID(id)
-	return ok
-}
-
-// ReadEvents returns up to count entries of EventsStream after lastID,
-// oldest first, waiting up to block for the first one (block < 0: not at
-// all). It returns no entries and no error when none came in time, and
-// ErrInvalidArgument or ErrUnavailable. It reads over its own connections,
-// so a blocked read never delays a lock call.
-func (m *Manager) ReadEvents(ctx context.Context, lastID string, count int, block time.Duration) ([]StreamEvent, error) {
-	if !ValidEventID(lastID) {
-		return nil, invalid("event id %q is not a stream id such as 1700000000000-0", lastID)
+// ReadEvents returns up to count entries of shard's events stream (see
+// EventShards) after after, oldest first, waiting up to block for the
+// first one. It returns no entries and no error when none came in time,
+// and ErrUnavailable or ctx's error (context.Canceled once the Manager is
+// closed). It reads over its own connections, so a blocked read never
+// delays a lock call.
+func (m *Manager) ReadEvents(ctx context.Context, shard string, after EventID, count int, block time.Duration) ([]StreamEvent, error) {
+	n, err := m.eventsNode()
+	if err != nil {
+		return nil, err
 	}
-	n := m.listNode()
-	if n == nil {
-		return nil, &kindError{ErrUnavailable, errNodeOut}
-	}
-	args := &redis.XReadArgs{Streams: []string{EventsStream, lastID}, Count: int64(count), Block: -1}
-	if block >= 0 {
-		args.Block = max(block, time.Millisecond) // BLOCK 0 would wait forever
-	} else {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, eventsTimeout)
-		defer cancel()
-	}
-	streams, err := n.events.XRead(ctx, args).Result()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.closed, cancel)()
+	streams, err := n.events.XRead(ctx, &redis.XReadArgs{
+		Streams: []string{eventsKey(shard), after.String()}, Count: int64(count),
+		Block: max(block, time.Millisecond), // BLOCK 0 would wait forever
+	}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -167,11 +217,79 @@ func (m *Manager) ReadEvents(ctx context.Context, lastID string, count int, bloc
 	}
 	var out []StreamEvent
 	for _, s := range streams {
-		for _, msg := range s.Messages {
-			out = append(out, StreamEvent{ID: msg.ID, Data: EntryData(msg)})
-		}
+		out = appendEntries(out, shard, s.Messages)
 	}
 	return out, nil
+}
+
+// EventsAfter returns up to count of the entries p does not cover, of
+// every shard's stream (EventShards), without waiting: a catch-up read. A
+// shard p does not name is read as Position.Fill says. The entries are
+// in the order of their ids, so each shard's come in their stream's
+// order; the caller's position after one is p.With(ev.Shard, ev.ID). When
+// a shard has more than count left, the entries stop at its last one
+// returned, so that a later one of another shard does not come first. It
+// returns no entries when p covers every stream, and ErrUnavailable.
+func (m *Manager) EventsAfter(ctx context.Context, p Position, count int) ([]StreamEvent, error) {
+	n, err := m.eventsNode()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, eventsTimeout)
+	defer cancel()
+	tags := m.EventShards()
+	p = p.Fill(tags)
+	cmds := make([]*redis.XStreamSliceCmd, len(tags))
+	_, _ = n.events.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, tag := range tags {
+			after, _ := p.Get(tag)
+			cmds[i] = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{eventsKey(tag), after.String()}, Count: int64(count), Block: -1})
+		}
+		return nil
+	})
+	var out []StreamEvent
+	cut := EventID{math.MaxUint64, math.MaxUint64} // nothing after it is returned
+	for i, cmd := range cmds {
+		streams, err := cmd.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, &kindError{ErrUnavailable, fmt.Errorf("lock: read events: %w", err)}
+		}
+		for _, s := range streams {
+			out = appendEntries(out, tags[i], s.Messages)
+			if len(s.Messages) == count {
+				if last := out[len(out)-1].ID; last.Less(cut) {
+					cut = last
+				}
+			}
+		}
+	}
+	// A prefix of the entries in id order holds a prefix of each shard's.
+	slices.SortStableFunc(out, func(a, b StreamEvent) int {
+		switch {
+		case a.ID.Less(b.ID):
+			return -1
+		case b.ID.Less(a.ID):
+			return 1
+		}
+		return strings.Compare(a.Shard, b.Shard)
+	})
+	end := 0
+	for end < len(out) && end < count && !cut.Less(out[end].ID) {
+		end++
+	}
+	return out[:end], nil
+}
+
+// appendEntries adds msgs, entries of shard's stream, to out.
+func appendEntries(out []StreamEvent, shard string, msgs []redis.XMessage) []StreamEvent {
+	for _, msg := range msgs {
+		id, _ := ParseEventID(msg.ID)
+		out = append(out, StreamEvent{Shard: shard, ID: id, Data: EntryData(msg)})
+	}
+	return out
 }
 
 // EntryData is an EventsStream entry as the JSON of its Event. A /v1
