@@ -136,6 +136,9 @@ async function stream() {
       const resp = await fetch("/v1/events", { headers: h, cache: "no-store" });
       if (resp.status === 401) { askToken(); streamState("needs a token", false); return; }
       if (resp.status === 503) throw new Error("Redis cannot be reached (503)");
+      // An id this deployment no longer reads (it moved to or from cluster
+      // mode): start again from now rather than retry it for ever.
+      if (resp.status === 400) { state.lastEventID = ""; throw new Error("the last event id was refused; starting from now"); }
       if (!resp.ok) throw new Error("GET /v1/events answered " + resp.status);
       streamState("live", true);
       banner("");
