@@ -224,25 +224,18 @@ func (c *Cluster) ReplicasOf(master *Redis) ([]*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	var found []*Redis
-	for _, r := range c.Nodes {
-		if r.exited() {
-			continue
-		}
-		s, err := myself(r)
-		if err != nil {
-			return nil, err
-		}
-		if s.masterID == id {
-			found = append(found, r)
-		}
-	}
-	return found, nil
+	return c.nodesWhere(func(s self) bool { return s.masterID == id })
 }
 
 // masters returns the running nodes that say they are masters and whose
 // own view of themselves satisfies keep.
 func (c *Cluster) masters(keep func(self) bool) ([]*Redis, error) {
+	return c.nodesWhere(func(s self) bool { return s.master && keep(s) })
+}
+
+// nodesWhere returns the running nodes whose own view of themselves
+// satisfies keep.
+func (c *Cluster) nodesWhere(keep func(self) bool) ([]*Redis, error) {
 	var found []*Redis
 	for _, r := range c.Nodes {
 		if r.exited() {
@@ -252,7 +245,7 @@ func (c *Cluster) masters(keep func(self) bool) ([]*Redis, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.master && keep(s) {
+		if keep(s) {
 			found = append(found, r)
 		}
 	}
