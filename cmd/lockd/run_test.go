@@ -223,13 +223,21 @@ func TestLeaseKeptAliveDuringOperation(t *testing.T) {
 
 	done := inFlight(t, web, "long-job")
 	token := rdb.Get(context.Background(), "lock:long-job").Val()
-	changed := 0
+	// The key must hold the token until the final release deletes it:
+	// another value, or the token again after the key was gone (so it was
+	// gone before the release), means it left the holder. A key already
+	// gone while the answer is on its way is the release, however slowly
+	// a loaded machine delivers the answer.
+	changed, gone := 0, false
 	var r reply
 	for r.status == 0 {
 		select {
 		case r = <-done:
 		case <-time.After(50 * time.Millisecond):
-			if v := rdb.Get(context.Background(), "lock:long-job").Val(); v != token && r.status == 0 {
+			switch v := rdb.Get(context.Background(), "lock:long-job").Val(); {
+			case v == "":
+				gone = true
+			case v != token || gone:
 				changed++
 			}
 		}
@@ -237,7 +245,7 @@ func TestLeaseKeptAliveDuringOperation(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("got %d %s, want 200 after outliving the 1s expiry", r.status, r.body)
 	}
-	if changed > 1 { // the last poll may race the final release
+	if changed > 0 {
 		t.Fatalf("the key left the holder %d times during the operation", changed)
 	}
 	extends := 0

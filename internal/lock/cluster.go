@@ -274,8 +274,8 @@ func (m *Manager) followCluster(ctx context.Context) {
 			}
 			sctx, stop := context.WithCancel(ctx)
 			subs[tag] = sub{addr: sh.addr, stop: stop}
-			ps := sh.client.SSubscribe(sctx, shardReleasedKey(tag))
-			wg.Go(func() { m.hear(sctx, ps, moved) })
+			ps := sh.client.SSubscribe(sctx)
+			wg.Go(func() { m.hear(sctx, ps, func() { _ = ps.SSubscribe(sctx, shardReleasedKey(tag)) }, moved) })
 		}
 		select {
 		case <-ctx.Done():

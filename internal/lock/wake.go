@@ -62,15 +62,21 @@ func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 
 func (m *Manager) listen(ctx context.Context, n *node) {
 	// A maintenance context: a node kept out still delivers wake-ups.
-	m.hear(ctx, n.client.Subscribe(context.WithValue(ctx, maintenanceKey{}, true), ReleasedChannel), nil)
+	mctx := context.WithValue(ctx, maintenanceKey{}, true)
+	ps := n.client.Subscribe(mctx)
+	m.hear(ctx, ps, func() { _ = ps.Subscribe(mctx, ReleasedChannel) }, nil)
 }
 
-// hear handles the release messages of ps until ctx ends or ps is closed,
-// then closes ps. When Redis ends a sharded subscription (its slot moved),
-// it tells ended, without waiting.
-func (m *Manager) hear(ctx context.Context, ps *redis.PubSub, ended chan<- struct{}) {
+// hear subscribes (with subscribe, on ps) and handles the release messages
+// until ctx ends or ps is closed, then closes ps. go-redis's reader of ps is
+// started before the subscription, so once Redis counts the subscriber
+// every goroutine of it runs. (A failed subscribe is retried by go-redis
+// when it reconnects.) When Redis ends a sharded subscription (its slot
+// moved), it tells ended, without waiting.
+func (m *Manager) hear(ctx context.Context, ps *redis.PubSub, subscribe func(), ended chan<- struct{}) {
 	defer ps.Close()
 	ch := ps.ChannelWithSubscriptions()
+	subscribe()
 	for {
 		select {
 		case <-ctx.Done():
