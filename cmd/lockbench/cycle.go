@@ -78,7 +78,25 @@ type cycleResult struct {
 	opsPerSec float64
 	lat       latencies
 	per       usage // per cycle
+	total     usage // of the whole run, each node's figures included
+	// prefix and done say which names the run used: worker w took
+	// cycleName(prefix, w, 1) to cycleName(prefix, w, done[w]).
+	prefix string
+	done   []int
 }
+
+// names calls yield with every name the run took.
+func (r cycleResult) names(yield func(string) bool) {
+	for w, n := range r.done {
+		for i := 1; i <= n; i++ {
+			if !yield(cycleName(r.prefix, w, i)) {
+				return
+			}
+		}
+	}
+}
+
+func cycleName(prefix string, w, i int) string { return fmt.Sprintf("%s.%d.%d", prefix, w, i) }
 
 var runSeq atomic.Int64
 
@@ -86,6 +104,7 @@ var runSeq atomic.Int64
 // after a short unmeasured warm-up that opens the connections.
 func runCycles(ctx context.Context, c *cluster, conc int, d time.Duration, fn locker) (cycleResult, error) {
 	prefix := fmt.Sprintf("bench.%d", runSeq.Add(1))
+	done := make([]int, conc)
 	once := func(d time.Duration, lat *[]time.Duration) (int, error) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -99,7 +118,7 @@ func runCycles(ctx context.Context, c *cluster, conc int, d time.Duration, fn lo
 				for time.Now().Before(end) && ctx.Err() == nil {
 					i++
 					t0 := time.Now()
-					if err := fn.cycle(ctx, fmt.Sprintf("%s.%d.%d", prefix, w, i)); err != nil {
+					if err := fn.cycle(ctx, cycleName(prefix, w, i)); err != nil {
 						mu.Lock()
 						firstErr = cmpErr(firstErr, err)
 						mu.Unlock()
@@ -109,6 +128,7 @@ func runCycles(ctx context.Context, c *cluster, conc int, d time.Duration, fn lo
 				}
 				mu.Lock()
 				total += len(mine)
+				done[w] = len(mine)
 				if lat != nil {
 					*lat = append(*lat, mine...)
 				}
@@ -139,7 +159,9 @@ func runCycles(ctx context.Context, c *cluster, conc int, d time.Duration, fn lo
 	if n == 0 {
 		return cycleResult{}, fmt.Errorf("no cycle completed in %v", d)
 	}
-	return cycleResult{opsPerSec: float64(n) / took.Seconds(), lat: summarise(lat), per: after.sub(before).per(n)}, nil
+	total := after.sub(before)
+	return cycleResult{opsPerSec: float64(n) / took.Seconds(), lat: summarise(lat), per: total.per(n), total: total,
+		prefix: prefix, done: done}, nil
 }
 
 func cmpErr(a, b error) error {
@@ -152,7 +174,8 @@ func cmpErr(a, b error) error {
 // per divides a usage by a count of operations.
 func (u usage) per(n int) usage {
 	k := time.Duration(n)
-	return usage{commands: u.commands * 1000 / int64(n), sent: u.sent * 1000 / int64(n), redisCPU: u.redisCPU / k, serviceCPU: u.serviceCPU / k, self: u.self / k}
+	return usage{commands: u.commands * 1000 / int64(n), sent: u.sent * 1000 / int64(n), redisCPU: u.redisCPU / k,
+		serviceCPU: u.serviceCPU / k, self: u.self / k, standbyCPU: u.standbyCPU / k}
 }
 
 // cell gathers one cell's repetitions.
@@ -181,12 +204,13 @@ func (c *cell) lat() latencies {
 // cost is the median per-cycle usage; commands and sent are in thousandths.
 func (c *cell) cost() usage {
 	var cmd, sent []int64
-	var rc, lc, sc []time.Duration
+	var rc, lc, sc, st []time.Duration
 	for _, r := range c.reps {
 		cmd, sent = append(cmd, r.per.commands), append(sent, r.per.sent)
 		rc, lc, sc = append(rc, r.per.redisCPU), append(lc, r.per.serviceCPU), append(sc, r.per.self)
+		st = append(st, r.per.standbyCPU)
 	}
-	return usage{median(cmd), median(sent), median(rc), median(lc), median(sc)}
+	return usage{commands: median(cmd), sent: median(sent), redisCPU: median(rc), serviceCPU: median(lc), self: median(sc), standbyCPU: median(st)}
 }
 
 func thousandths(n int64) string { return fmt.Sprintf("%.2f", float64(n)/1000) }
@@ -303,33 +327,51 @@ func cycleScenario(b *bench) (section, error) {
 type trips struct {
 	acquire, release         float64
 	cmdsAcquire, cmdsRelease float64
+	// opsPerSec is the acquires and releases per second while counted:
+	// a rate of background round trips adds its quotient to the figures.
+	opsPerSec float64
+	// calls are the commands the nodes ran meanwhile, by name.
+	calls map[string]int64
 }
 
 // countTrips takes n fresh names with lock from conc goroutines, then
 // releases them all, and divides what the proxies counted in each phase.
 // A warm-up first opens the connections a run at conc needs, so that no
-// connection set-up (HELLO, CLIENT SETINFO) is counted.
+// connection set-up (HELLO, CLIENT SETINFO, SCRIPT LOAD) is counted: n
+// cycles at four times conc, since over two replicas and several masters
+// a run at conc now and then has more requests in flight to one master
+// than it had before, and its pool grows.
 func countTrips(ctx context.Context, c *cluster, lock locker, n, conc int) (trips, error) {
 	prefix := fmt.Sprintf("trips.%d.", runSeq.Add(1))
-	if err := forEach(ctx, 4*conc, conc, func(i int) error {
+	if err := forEach(ctx, max(4*conc, n), 4*conc, func(i int) error {
 		return lock.cycle(ctx, fmt.Sprintf("%swarm.%d", prefix, i))
 	}); err != nil {
 		return trips{}, err
 	}
 	releases := make([]func(context.Context) error, n)
+	var took time.Duration
+	t := trips{calls: map[string]int64{}}
 	phase := func(do func(i int) error) (float64, float64, error) {
+		t0 := time.Now()
+		defer func() { took += time.Since(t0) }()
 		trips0 := c.proxyTrips()
-		cmds0, err := commandCalls(ctx, c.rdb...)
+		before, err := nodeStats(ctx, c.rdb)
 		if err != nil {
 			return 0, 0, err
 		}
 		if err := forEach(ctx, n, conc, do); err != nil {
 			return 0, 0, err
 		}
-		cmds1, err := commandCalls(ctx, c.rdb...)
-		return float64(c.proxyTrips()-trips0) / float64(n), float64(cmds1-cmds0) / float64(n), err
+		after, err := nodeStats(ctx, c.rdb)
+		if err != nil {
+			return 0, 0, err
+		}
+		d := sum(after).sub(sum(before))
+		for cmd, v := range d.calls {
+			t.calls[cmd] += v
+		}
+		return float64(c.proxyTrips()-trips0) / float64(n), float64(d.total()) / float64(n), nil
 	}
-	var t trips
 	var err error
 	t.acquire, t.cmdsAcquire, err = phase(func(i int) error {
 		var err error
@@ -340,6 +382,7 @@ func countTrips(ctx context.Context, c *cluster, lock locker, n, conc int) (trip
 		return t, err
 	}
 	t.release, t.cmdsRelease, err = phase(func(i int) error { return releases[i](ctx) })
+	t.opsPerSec = float64(2*n) / took.Seconds()
 	return t, err
 }
 
@@ -384,9 +427,7 @@ func tripsTable(b *bench) (*table, string, error) {
 	}
 	// What the two idle replicas and the naive service send by
 	// themselves, to show that it does not move the figures.
-	before := c.proxyTrips()
-	time.Sleep(idle)
-	background := float64(c.proxyTrips()-before) / idle.Seconds()
+	background := idleTrips(c, idle)
 
 	impls := []impl{
 		{implFloor, floorLocker(c.viaProxy)},

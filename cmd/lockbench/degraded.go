@@ -117,7 +117,7 @@ func degradedScenario(b *bench) (section, error) {
 	if len(failures) > 0 {
 		shows += " Failed: " + strings.Join(failures, "; ") + "."
 	}
-	return section{title: "8. Quorum mode with one node down", tables: []*table{t}, shows: shows}, nil
+	return section{title: "9. Quorum mode with one node down", tables: []*table{t}, shows: shows}, nil
 }
 
 // eventAfter opens /v1/events at base, resuming after lastID when it is

@@ -85,7 +85,7 @@ func memoryScenario(b *bench) (section, error) {
 		"never deleted), both fixed costs rather than per lock, which leaves %.0f bytes per held lock (target ≤ 200: %s) in "+
 		"%.2f keys. Once every one is released, a SCAN finds %d keys whose name contains a released lock's name%s (target 0: %s).",
 		n, perLock, streams, counters, newCounters, own, verdict(own <= 200), keys, len(left), examples, verdict(len(left) == 0))
-	return section{title: "7. Redis memory per lock", tables: []*table{t}, shows: shows}, nil
+	return section{title: "8. Redis memory per lock", tables: []*table{t}, shows: shows}, nil
 }
 
 // memorySnapshot is what Redis holds: used_memory, DBSIZE and the bytes of

@@ -132,7 +132,7 @@ func demoScenario(b *bench) (section, error) {
 	if b.smoke {
 		// redsync's default retries take ~4.7 s whatever we do; a smoke
 		// run has no time for that.
-		return section{title: "5. The demo", shows: "Skipped in a smoke run (one request takes about 5 s)."}, nil
+		return section{title: "6. The demo", shows: "Skipped in a smoke run (one request takes about 5 s)."}, nil
 	}
 	c := b.single
 	a := newAPI(2)
@@ -163,5 +163,5 @@ func demoScenario(b *bench) (section, error) {
 	shows := fmt.Sprintf("The demo endpoint keeps redsync's default retries (32 tries, 50–250 ms apart), so a request "+
 		"for a held resource fails after %.1f s at the median (the README shows 4.7 s). `/v1` answers the same "+
 		"question at once with 409, or waits without polling.", l.p50.Seconds())
-	return section{title: "5. The demo", tables: []*table{t}, shows: shows}, nil
+	return section{title: "6. The demo", tables: []*table{t}, shows: shows}, nil
 }

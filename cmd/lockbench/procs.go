@@ -24,13 +24,19 @@ const stopGrace = 5 * time.Second
 
 // cluster is what one scenario runs against: nodes redis-servers and two
 // lockd replicas over them (quorum mode with more than one node), and the
-// naive service on node 1 when asked for. internal/procs starts them all,
+// naive service on node 1 when asked for; or, in Sentinel or Redis Cluster
+// mode, a whole topology (topology.go). internal/procs starts them all,
 // each in its own process group so that the terminal's Ctrl-C reaches only
 // lockbench, which stops them by pid.
 type cluster struct {
-	redis    []*procs.Redis
+	// redis are the nodes lockd writes to: the plain nodes, Sentinel's
+	// master or the Redis Cluster's masters, one per shard.
+	redis []*procs.Redis
+	// standby are the other processes of a topology, replicas and
+	// sentinels: their CPU is counted apart.
+	standby  []*procs.Redis
 	addrs    []string
-	rdb      []*redis.Client  // the benchmark's own clients, one per node
+	rdb      []*redis.Client  // the benchmark's own clients, one per node of redis
 	sent     *sentCounter     // round trips those clients made
 	proxies  []*countingProxy // counted clusters: one in front of each node
 	viaProxy *redis.Client    // counted clusters: a benchmark client through the first proxy
@@ -40,12 +46,29 @@ type cluster struct {
 	naiveURL string
 	peerPIDs []int // set by a scenario while it runs a peer such as etcd
 	dir      string
+
+	sentinels *procs.SentinelSet // Sentinel mode
+	shards    *procs.Cluster     // Redis Cluster mode
+	// slots tells, in Redis Cluster mode, which node of redis serves a
+	// lock name (shardOf).
+	slots *redis.ClusterClient
 }
+
+// Redis modes other than plain nodes, for clusterOptions.mode.
+const (
+	modeSentinel = "sentinel"
+	modeCluster  = "cluster"
+)
 
 // clusterOptions say what startCluster starts.
 type clusterOptions struct {
-	nodes int      // redis-servers; more than one is quorum mode
-	env   []string // extra lockd environment
+	nodes int // redis-servers; more than one is quorum mode
+	// mode, when set, starts a topology instead of nodes: modeSentinel
+	// (a master, two replicas, three sentinels) or modeCluster (a Redis
+	// Cluster of nodes masters, 3 when 0, with replicas each).
+	mode     string
+	replicas int      // modeCluster: replicas per master, as procs.ClusterOptions.Replicas
+	env      []string // extra lockd environment
 	// counted puts a countingProxy in front of every redis-server and
 	// points lockd and the naive service at the proxies, so that their
 	// round trips are counted from outside them. The benchmark's own
@@ -62,17 +85,30 @@ func startCluster(ctx context.Context, lockdBin, dir string, o clusterOptions) (
 			c.stop()
 		}
 	}()
-	serviceAddrs, err := c.startRedis(o)
+	var serviceAddrs, redisEnv []string
+	switch o.mode {
+	case modeSentinel:
+		redisEnv, err = c.startSentinel(ctx, o)
+	case modeCluster:
+		redisEnv, err = c.startShards(ctx, o)
+	default:
+		serviceAddrs, err = c.startRedis(o)
+		if err == nil {
+			redisEnv = []string{"REDIS_ADDR=" + serviceAddrs[0]}
+			if o.nodes > 1 {
+				redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(serviceAddrs, ",")}
+			}
+		}
+	}
 	if err != nil {
 		return c, err
 	}
-	redisEnv := []string{"REDIS_ADDR=" + serviceAddrs[0], "REDIS_ADDRS=", "REDIS_URLS="}
-	if o.nodes > 1 {
-		redisEnv = []string{"REDIS_ADDR=", "REDIS_ADDRS=" + strings.Join(serviceAddrs, ","), "REDIS_URLS="}
-	}
 	for i := range 2 {
+		// Every Redis variable lockd reads is set, empty where unused, so
+		// that none comes in from lockbench's own environment.
 		env := append(os.Environ(), "LOG_FORMAT=json", "REDIS_PASSWORD=", "REDIS_DB=0", "API_TOKENS=", "API_TOKENS_FILE=",
-			"REDIS_CLUSTER_ADDRS=", "REDIS_SENTINEL_ADDRS=", "REDIS_MASTER_NAME=")
+			"REDIS_ADDR=", "REDIS_ADDRS=", "REDIS_URLS=", "REDIS_CLUSTER_ADDRS=", "REDIS_SENTINEL_ADDRS=", "REDIS_MASTER_NAME=")
+		// os/exec keeps the last of duplicate variables.
 		env = append(append(env, redisEnv...), o.env...)
 		p, err := procs.StartLockd(procs.Spec{Name: fmt.Sprintf("lockd-%d", i+1), Path: lockdBin, Env: env,
 			LogFile: filepath.Join(dir, fmt.Sprintf("lockd-%d.log", i+1))}, 0)
@@ -112,12 +148,7 @@ func (c *cluster) startRedis(o clusterOptions) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.redis = append(c.redis, srv)
-		c.addrs = append(c.addrs, srv.Addr)
-		// Enough connections for the widest in-process scenario (64
-		// redsync competitors, plus their releases).
-		c.rdb = append(c.rdb, redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 160, MaxRetries: -1}))
-		c.rdb[i].AddHook(c.sent)
+		c.addNode(srv)
 		if !o.counted {
 			serviceAddrs = append(serviceAddrs, srv.Addr)
 			continue
@@ -133,6 +164,18 @@ func (c *cluster) startRedis(o clusterOptions) ([]string, error) {
 		c.viaProxy = redis.NewClient(&redis.Options{Addr: serviceAddrs[0], PoolSize: 160, MaxRetries: -1})
 	}
 	return serviceAddrs, nil
+}
+
+// addNode adds srv to the nodes lockd writes to, with the benchmark's own
+// client to it.
+func (c *cluster) addNode(srv *procs.Redis) {
+	c.redis = append(c.redis, srv)
+	c.addrs = append(c.addrs, srv.Addr)
+	// Enough connections for the widest in-process scenario (64 redsync
+	// competitors, plus their releases).
+	r := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 160, MaxRetries: -1})
+	r.AddHook(c.sent)
+	c.rdb = append(c.rdb, r)
 }
 
 func ready(ctx context.Context, url string) error {
@@ -183,11 +226,22 @@ func (c *cluster) stop() {
 	if c.viaProxy != nil {
 		_ = c.viaProxy.Close()
 	}
+	if c.slots != nil {
+		_ = c.slots.Close()
+	}
 	for _, p := range c.proxies {
 		p.stop()
 	}
+	// A topology's Kill stops its sentinels before its nodes, so that
+	// none starts a failover on the way down.
+	if c.sentinels != nil {
+		c.sentinels.Kill()
+	}
+	if c.shards != nil {
+		c.shards.Kill()
+	}
 	for _, srv := range c.redis {
-		srv.Kill()
+		srv.Kill() // plain nodes: a topology's are gone already
 	}
 }
 
@@ -219,9 +273,11 @@ func (c *cluster) servicePIDs() []int {
 	return append(out, c.peerPIDs...)
 }
 
-func (c *cluster) redisPIDs() []int {
+func (c *cluster) redisPIDs() []int { return pids(c.redis) }
+
+func pids(nodes []*procs.Redis) []int {
 	var out []int
-	for _, srv := range c.redis {
+	for _, srv := range nodes {
 		out = append(out, srv.Pid())
 	}
 	return out
@@ -277,29 +333,92 @@ func rssBytes(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/PID/status")
 }
 
-// commandCalls is the number of commands a Redis has run, from INFO
-// commandstats, without the INFO calls that read it.
-func commandCalls(ctx context.Context, rdbs ...*redis.Client) (int64, error) {
-	var total int64
+// nodeStats reads each node's nodeStat.
+func nodeStats(ctx context.Context, rdbs []*redis.Client) ([]nodeStat, error) {
+	var out []nodeStat
 	for _, r := range rdbs {
-		s, err := r.Info(ctx, "commandstats").Result()
+		s, err := readNodeStat(ctx, r)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		for line := range strings.SplitSeq(s, "\n") {
-			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-			if !ok || name == "cmdstat_info" {
-				continue
-			}
-			n, _, _ := strings.Cut(rest, ",")
-			v, err := strconv.ParseInt(n, 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("commandstats %q: %w", line, err)
-			}
-			total += v
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// nodeStat is what one Redis says it has done so far: the calls of each
+// command (INFO commandstats, which counts those inside scripts too),
+// without the INFO calls that read it, and its CPU time (INFO cpu, user
+// plus system).
+type nodeStat struct {
+	calls map[string]int64 // by command, such as "evalsha" or "cluster|slots"
+	cpu   time.Duration
+}
+
+func readNodeStat(ctx context.Context, r *redis.Client) (nodeStat, error) {
+	s := nodeStat{calls: map[string]int64{}}
+	stats, err := r.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return s, err
+	}
+	for line := range strings.SplitSeq(stats, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok || name == "cmdstat_info" {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, ",")
+		v, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("commandstats %q: %w", line, err)
+		}
+		s.calls[strings.TrimPrefix(name, "cmdstat_")] = v
+	}
+	cpu, err := r.Info(ctx, "cpu").Result()
+	if err != nil {
+		return s, err
+	}
+	for line := range strings.SplitSeq(cpu, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k != "used_cpu_sys" && k != "used_cpu_user" {
+			continue
+		}
+		sec, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return s, fmt.Errorf("INFO cpu %q: %w", line, err)
+		}
+		s.cpu += time.Duration(sec * float64(time.Second))
+	}
+	return s, nil
+}
+
+func (s nodeStat) total() int64 {
+	var n int64
+	for _, v := range s.calls {
+		n += v
+	}
+	return n
+}
+
+// sum adds up the nodes' figures.
+func sum(nodes []nodeStat) nodeStat {
+	out := nodeStat{calls: map[string]int64{}}
+	for _, s := range nodes {
+		out.cpu += s.cpu
+		for cmd, n := range s.calls {
+			out.calls[cmd] += n
 		}
 	}
-	return total, nil
+	return out
+}
+
+func (s nodeStat) sub(t nodeStat) nodeStat {
+	d := nodeStat{calls: map[string]int64{}, cpu: s.cpu - t.cpu}
+	for name, v := range s.calls {
+		if v != t.calls[name] {
+			d.calls[name] = v - t.calls[name]
+		}
+	}
+	return d
 }
 
 // sentCounter is a go-redis hook that counts the round trips of the

@@ -28,6 +28,7 @@ var scenarios = []scenario{
 	{"handoff", handoffScenario},
 	{"takeover", takeoverScenario},
 	{"quorum", quorumScenario},
+	{"shards", shardsScenario},
 	{"demo", demoScenario},
 	{"scale", scaleScenario},
 	{"memory", memoryScenario},

@@ -31,7 +31,7 @@ func scaleScenario(b *bench) (section, error) {
 		"releases at once). %s With %d locks held, Redis spends %d bytes per lock (the lock key, which holds its grant, "+
 		"and a share of the per-slot fence counters), and a page of 100 from `GET /v1/locks` takes %s ms at the median.",
 		waiters, wt.note, held, perLock, ms(page))
-	return section{title: "6. Scale", tables: []*table{wt.t, ht}, shows: shows}, nil
+	return section{title: "7. Scale", tables: []*table{wt.t, ht}, shows: shows}, nil
 }
 
 type waitersResult struct {

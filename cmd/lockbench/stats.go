@@ -59,14 +59,19 @@ type usage struct {
 	// go-redis hook) and through a counted cluster's proxies.
 	commands, sent             int64
 	redisCPU, serviceCPU, self time.Duration
+	// standbyCPU is that of a topology's replicas and sentinels.
+	standbyCPU time.Duration
+	// nodes are each node's own figures, in the order of cluster.redis.
+	nodes []nodeStat
 }
 
 func (c *cluster) usage(ctx context.Context) (usage, error) {
 	var u usage
 	var err error
-	if u.commands, err = commandCalls(ctx, c.rdb...); err != nil {
+	if u.nodes, err = nodeStats(ctx, c.rdb); err != nil {
 		return u, err
 	}
+	u.commands = sum(u.nodes).total()
 	// lockd's own round trips are seen only on a counted cluster, by its
 	// proxies: never by asking lockd.
 	u.sent = c.sent.n.Load() + c.proxyTrips()
@@ -76,12 +81,20 @@ func (c *cluster) usage(ctx context.Context) (usage, error) {
 	if u.serviceCPU, err = cpuTime(c.servicePIDs()...); err != nil {
 		return u, err
 	}
+	if u.standbyCPU, err = cpuTime(pids(c.standby)...); err != nil {
+		return u, err
+	}
 	u.self, err = cpuTime(0)
 	return u, err
 }
 
 func (u usage) sub(v usage) usage {
-	return usage{u.commands - v.commands, u.sent - v.sent, u.redisCPU - v.redisCPU, u.serviceCPU - v.serviceCPU, u.self - v.self}
+	d := usage{commands: u.commands - v.commands, sent: u.sent - v.sent, redisCPU: u.redisCPU - v.redisCPU,
+		serviceCPU: u.serviceCPU - v.serviceCPU, self: u.self - v.self, standbyCPU: u.standbyCPU - v.standbyCPU}
+	for i := range min(len(u.nodes), len(v.nodes)) {
+		d.nodes = append(d.nodes, u.nodes[i].sub(v.nodes[i]))
+	}
+	return d
 }
 
 // table is one markdown table.
