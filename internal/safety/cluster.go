@@ -2,7 +2,6 @@ package safety
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -89,10 +88,7 @@ func (n *Node) Signal(sig os.Signal) error {
 
 // Client opens a connection straight to the node; the caller closes it. It
 // never retries, so a question to a dead node fails at once.
-func (n *Node) Client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1,
-		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-}
+func (n *Node) Client() *redis.Client { return dial(n.Addr()) }
 
 // LogTail returns the end of the node's redis.log, for failure reports.
 func (n *Node) LogTail() string {
@@ -215,33 +211,3 @@ func (l *Lockd) Stop() {
 
 // LogTail returns the end of the instance's log, for failure reports.
 func (l *Lockd) LogTail() string { return procs.Tail(l.logPath, 40, "\n") }
-
-// lockKeys lists the lock:* keys on a node. Other keys (fence counters,
-// grant metadata) outlive the locks on purpose.
-func lockKeys(ctx context.Context, n *Node) ([]string, error) {
-	c := n.Client()
-	defer c.Close()
-	var keys []string
-	iter := c.Scan(ctx, 0, "lock:*", 100).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	return keys, iter.Err()
-}
-
-// connectedClients reads connected_clients from INFO clients. The asking
-// connection counts itself.
-func connectedClients(ctx context.Context, n *Node) (int, error) {
-	c := n.Client()
-	defer c.Close()
-	info, err := c.Info(ctx, "clients").Result()
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_clients:"); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, errors.New("INFO clients has no connected_clients")
-}

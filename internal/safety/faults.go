@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 )
 
 // The faults. Each injects one thing, holds it, heals it, and marks the
@@ -160,4 +162,61 @@ func DeleteKeys(d time.Duration) *Fault {
 		h.FaultEnd(fmt.Sprintf("deleted %d keys", deleted))
 		return nil
 	}}
+}
+
+// KillMaster kills the master that serves hot-0 with SIGKILL, mid-traffic,
+// and leaves it down, for a replica to take over (C3, SN). In C3 that is one
+// shard's master: its names wait for the failover while the other shards'
+// go on, and Run fails unless the workload's names are spread over every
+// master. In SN it is the only master. The fault ends with the kill: the
+// failover is the system's own recovery, which the scenario's Liveness
+// bounds. Run then waits for the failover and marks it on the timeline.
+func KillMaster() *Fault {
+	const name = "kill -9 hot-0's master, not restarted"
+	return &Fault{Name: name, Run: func(h *Harness) error {
+		old, served, err := h.victim(Hot[0])
+		if err != nil {
+			return err
+		}
+		h.FaultStart(fmt.Sprintf("kill -9 master %s, which serves %s", old.Addr, strings.Join(served, " ")))
+		old.Kill()
+		killed := time.Now()
+		h.FaultEnd("master " + old.Addr + " killed")
+		promoted, err := h.waitFailover(old)
+		if err != nil {
+			return err
+		}
+		h.Mark(fmt.Sprintf("failover: %s is the master, %v after the kill", promoted.Addr, time.Since(killed).Round(time.Millisecond)))
+		return nil
+	}}
+}
+
+// victim returns the master that serves lock, and the workload's locks it
+// serves. It fails unless every master serves some lock: a kill must not
+// leave a shard untested by chance.
+func (h *Harness) victim(lock string) (*procs.Redis, []string, error) {
+	target, err := h.masterOf(lock)
+	if err != nil {
+		return nil, nil, err
+	}
+	serves := map[*procs.Redis][]string{}
+	for _, l := range allLocks() {
+		m, err := h.masterOf(l)
+		if err != nil {
+			return nil, nil, err
+		}
+		serves[m] = append(serves[m], l)
+	}
+	masters := []*procs.Redis{target}
+	if h.Cluster != nil {
+		if masters, err = h.Cluster.Masters(); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, m := range masters {
+		if len(serves[m]) == 0 {
+			return nil, nil, fmt.Errorf("master %s serves none of the locks %v", m.Addr, allLocks())
+		}
+	}
+	return target, serves[target], nil
 }

@@ -17,22 +17,15 @@ import (
 	"github.com/go-distributed-lock/go-distributed-lock/internal/safety/check"
 )
 
-// Mode is the Redis topology behind the lockd instances.
-type Mode string
-
-// The topologies: one Redis node, or three independent masters with a
-// quorum of two.
-const (
-	S1 Mode = "S1"
-	R3 Mode = "R3"
-)
-
 // Scenario is one run: a topology, a fault, and what the checkers must say.
 type Scenario struct {
 	Name  string
 	Mode  Mode
-	Redis []string // extra redis-server arguments for every node
+	Redis []string // extra redis-server arguments for every node (S1, R3)
 	Fault *Fault   // nil: no fault (a baseline)
+	// MinReplicas sets lockd's REDIS_MIN_REPLICAS (C3, SN): every grant
+	// and extend waits for that many replicas (WAIT), or is undone.
+	MinReplicas int
 	// Unfenced turns the store's fencing off.
 	Unfenced bool
 	// Expect names the checkers (check.Checker...) that must find
@@ -44,6 +37,10 @@ type Scenario struct {
 	// granted again; 0 means TTL + 1s. Traffic after the fault runs at
 	// least this long, so a late recovery is measured, not "never".
 	Liveness time.Duration
+	// EveryName extends Liveness from the hot locks to every name: once
+	// the fault has run, each name the traffic has not been granted since
+	// the fault's end is asked for until it is (askEveryName).
+	EveryName bool
 	// Short scenarios also run in make test.
 	Short bool
 }
@@ -76,6 +73,8 @@ const (
 	globalPace   = 25 * time.Millisecond // 40 cycles/s over the in-process clients
 	processPace  = 150 * time.Millisecond
 	probeClients = 1000 // client ids of the liveness probes start here
+	askClients   = 2000 // and those of askEveryName's askers here
+	askWait      = 500 * time.Millisecond
 )
 
 // KeepOut is how long lockd keeps a Redis node that restarted without its
@@ -95,12 +94,16 @@ type Timing struct {
 // Harness is one scenario's running system: Redis nodes, the proxies, two
 // lockd instances, the fenced store and the clients.
 type Harness struct {
-	T       *testing.T
-	Clock   Clock
-	Nodes   []*Node
-	Proxies *Proxies
-	Lockds  []*Lockd
-	Store   *Store
+	T     *testing.T
+	Clock Clock
+	// The topology (Mode): Nodes in S1 and R3, with Proxies in front;
+	// Cluster in C3; Sentinel in SN.
+	Nodes    []*Node
+	Proxies  *Proxies
+	Cluster  *procs.Cluster
+	Sentinel *procs.SentinelSet
+	Lockds   []*Lockd
+	Store    *Store
 
 	child *clientProcess
 	dir   string
@@ -141,30 +144,16 @@ func (h *Harness) record(op check.Op) {
 	h.mu.Unlock()
 }
 
-// start brings up the system for sc: nodes, proxies, lockd instances and the
-// store. Everything stops in t.Cleanup.
+// start brings up the system for sc: the Redis topology, proxies, lockd
+// instances and the store. Everything stops in t.Cleanup.
 func start(t *testing.T, sc Scenario, lockdBin string) *Harness {
 	t.Helper()
 	h := &Harness{T: t, Clock: NewClock(), Proxies: newProxies(), dir: t.TempDir()}
 	t.Cleanup(h.Proxies.Close)
-	n := 1
-	if sc.Mode == R3 {
-		n = 3
-	}
-	for j := range n {
-		h.Nodes = append(h.Nodes, startNode(t, fmt.Sprintf("redis%d", j), sc.Redis))
-	}
+	h.startRedis(sc)
 	h.Store = NewStore(h.Clock, !sc.Unfenced)
 	t.Cleanup(h.Store.Close)
 	for i := range 2 {
-		var addrs []string
-		for j, node := range h.Nodes {
-			addr, err := h.Proxies.Add(proxyName(i, j), node.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			addrs = append(addrs, addr)
-		}
 		env := []string{
 			"PATH=" + os.Getenv("PATH"),
 			"LOG_FORMAT=json",
@@ -174,11 +163,7 @@ func start(t *testing.T, sc Scenario, lockdBin string) *Harness {
 			// The demo endpoint's lease must fit under MAX_TTL too.
 			"LOCK_EXPIRY=" + MaxTTL.String(),
 		}
-		if len(addrs) == 1 {
-			env = append(env, "REDIS_ADDR="+addrs[0])
-		} else {
-			env = append(env, "REDIS_ADDRS="+strings.Join(addrs, ","))
-		}
+		env = append(env, h.redisEnv(i, sc)...)
 		l := &Lockd{Name: fmt.Sprintf("lockd%d", i), bin: lockdBin, env: env,
 			logPath: filepath.Join(h.dir, fmt.Sprintf("lockd%d.log", i))}
 		if err := l.Start(); err != nil {
@@ -206,6 +191,7 @@ func (h *Harness) report() {
 	for _, l := range h.Lockds {
 		t.Logf("%s log (end):\n%s", l.Name, l.LogTail())
 	}
+	// A cluster's or a Sentinel set's logs are logged by redistest.
 	for _, n := range h.Nodes {
 		t.Logf("%s log (end):\n%s", n.Name, n.LogTail())
 	}
@@ -279,7 +265,14 @@ func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
 	stopTraffic := h.startTraffic()
 	time.Sleep(timing.Warmup)
 	faults := h.inject(sc.Fault)
-	time.Sleep(max(timing.Recovery, sc.Liveness))
+	ctx, stopAsking := context.WithTimeout(context.Background(), max(timing.Recovery, sc.Liveness))
+	var asking sync.WaitGroup
+	if sc.EveryName {
+		asking.Go(func() { h.askEveryName(ctx) })
+	}
+	<-ctx.Done()
+	stopAsking()
+	asking.Wait()
 	stopTraffic()
 
 	h.probe()
@@ -290,6 +283,11 @@ func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
 	row.Result = "PASS"
 	if t.Failed() {
 		row.Result = "FAIL"
+	} else {
+		// A failed run's report has it already.
+		h.mu.Lock()
+		t.Logf("fault timeline:\n%s", strings.Join(h.timeline, "\n"))
+		h.mu.Unlock()
 	}
 	return row
 }
@@ -297,9 +295,12 @@ func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
 // requireEmpty stops the run when a node holds lock keys before it starts:
 // they would be counted against this scenario.
 func (h *Harness) requireEmpty() {
-	for _, n := range h.Nodes {
-		if keys, err := lockKeys(context.Background(), n); err != nil || len(keys) > 0 {
-			h.T.Fatalf("%s not empty at start: %v %v", n.Name, keys, err)
+	for _, s := range h.servers() {
+		if !s.data {
+			continue
+		}
+		if keys, err := lockKeys(context.Background(), s.addr); err != nil || len(keys) > 0 {
+			h.T.Fatalf("%s not empty at start: %v %v", s.name, keys, err)
 		}
 	}
 }
@@ -360,12 +361,15 @@ func (h *Harness) inject(f *Fault) string {
 // left on any node then.
 func (h *Harness) checkKeysGone() {
 	time.Sleep(TTL + 500*time.Millisecond)
-	for _, n := range h.Nodes {
-		keys, err := lockKeys(context.Background(), n)
+	for _, s := range h.servers() {
+		if !s.data {
+			continue
+		}
+		keys, err := lockKeys(context.Background(), s.addr)
 		if err != nil {
-			h.T.Errorf("%s: scan lock keys: %v", n.Name, err)
+			h.T.Errorf("%s: scan lock keys: %v", s.name, err)
 		} else if len(keys) > 0 {
-			h.T.Errorf("%s: lock keys left %v after traffic stopped and the TTL passed", n.Name, keys)
+			h.T.Errorf("%s: lock keys left %v after traffic stopped and the TTL passed", s.name, keys)
 		}
 	}
 }
@@ -391,9 +395,13 @@ func (h *Harness) summarise(sc Scenario, faults string) Row {
 			row.Rejected++
 		}
 	}
-	row.Recovery = recovery(ops, faultEnd)
+	names, which := Hot, "hot locks"
+	if sc.EveryName {
+		names, which = allLocks(), "all locks"
+	}
+	row.Recovery = recovery(ops, faultEnd, names)
 	if bound := sc.liveness(); row.Recovery < 0 || row.Recovery > bound {
-		h.T.Errorf("liveness: hot locks granted again %v after the fault ended (-1: never); want within %v", row.Recovery, bound)
+		h.T.Errorf("liveness: %s granted again %v after the fault ended (-1: never); want within %v", which, row.Recovery, bound)
 	}
 	row.Violations = h.runCheckers(ops, sc)
 	return row
@@ -418,37 +426,90 @@ func (h *Harness) probe() {
 	h.Mark("probes done")
 }
 
-// checkConnections stops both lockd instances and expects every node to be
-// back to one client, the one asking: nothing the harness or lockd opened
-// is left behind, and the proxies close the Redis side of what they carried.
+// askEveryName asks for each name, one client per name, until the name
+// has been granted since the fault ended, to the traffic or to the asker,
+// or until ctx ends: the traffic seldom picks a private lock, and
+// Scenario.EveryName wants each seen granted again. The asks go into the
+// history. After an answer of unknown outcome an asker pauses, as the
+// traffic's clients do: each such answer widens porcupine's search.
+func (h *Harness) askEveryName(ctx context.Context) {
+	h.mu.Lock()
+	from := h.faultEnd
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	for k, lock := range allLocks() {
+		cfg := h.clientConfig(askClients + k)
+		cfg.Pin = k % 2
+		wg.Go(func() {
+			c := NewClient(cfg, h.record)
+			defer c.Close()
+			for ctx.Err() == nil && !h.grantedSince(lock, from) {
+				l, outcome := c.Acquire(lock, askWait)
+				switch outcome {
+				case check.OK:
+					c.Release(l)
+					return
+				case check.Unknown:
+					select {
+					case <-ctx.Done():
+					case <-time.After(200 * time.Millisecond):
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() == nil {
+		h.Mark("every lock granted again")
+	}
+}
+
+// grantedSince reports whether the history has an OK acquire of lock sent
+// at from or later.
+func (h *Harness) grantedSince(lock string, from time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, op := range h.ops {
+		if op.Kind == check.KindAcquire && op.Lock == lock && op.Outcome == check.OK && op.Call >= from {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConnections stops both lockd instances and expects every server
+// (node or sentinel) to be back to one client of its own, the one asking:
+// nothing the harness or lockd opened is left behind, and the proxies close
+// the Redis side of what they carried. Replication links and the
+// sentinels' links are the topology's (otherClients).
 func (h *Harness) checkConnections() {
 	for _, l := range h.Lockds {
 		l.Stop()
 	}
 	ctx := context.Background()
-	for _, n := range h.Nodes {
+	for _, s := range h.servers() {
 		var got int
 		var err error
 		for deadline := time.Now().Add(3 * time.Second); ; {
-			got, err = connectedClients(ctx, n)
+			got, err = otherClients(ctx, s.addr)
 			if err == nil && got <= 1 || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		if err != nil {
-			h.T.Errorf("%s: INFO clients: %v", n.Name, err)
+			h.T.Errorf("%s: CLIENT LIST: %v", s.name, err)
 		} else if got > 1 {
-			h.T.Errorf("%s: %d clients still connected after lockd stopped; want 1 (this check's own)", n.Name, got)
+			h.T.Errorf("%s: %d clients still connected after lockd stopped; want 1 (this check's own)", s.name, got)
 		}
 	}
 }
 
-// recovery is how long after the fault ended every hot lock had been
+// recovery is how long after the fault ended every lock of names had been
 // granted again (-1 if one never was).
-func recovery(ops []check.Op, faultEnd time.Duration) time.Duration {
+func recovery(ops []check.Op, faultEnd time.Duration, names []string) time.Duration {
 	worst := time.Duration(0)
-	for _, lock := range Hot {
+	for _, lock := range names {
 		first := time.Duration(-1)
 		for _, op := range ops {
 			if op.Kind == check.KindAcquire && op.Lock == lock && op.Outcome == check.OK && op.Call >= faultEnd &&

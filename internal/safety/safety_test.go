@@ -79,6 +79,15 @@ func scenarios() []safety.Scenario {
 		{Name: "reset_peer", Mode: safety.S1, Redis: noPersistence,
 			Fault: safety.Toxic("reset_peer", "upstream", `{"timeout":0}`, 3*time.Second, false)},
 
+		// A master killed mid-traffic, and a replica promoted by the
+		// cluster or by the sentinels. make test runs the cluster without
+		// MIN_REPLICAS: its recovery (about 3 s) is the furthest from the
+		// 5 s bound.
+		short(failover(safety.C3, 0)),
+		failover(safety.C3, 1),
+		failover(safety.SN, 0),
+		failover(safety.SN, 1),
+
 		{Name: "lockd kill -9, restart after 2s", Mode: safety.R3, Redis: noPersistence,
 			Fault: safety.KillLockd(2 * time.Second), Short: true},
 		{Name: "lockd kill -9, restart after 2s", Mode: safety.S1, Redis: noPersistence,
@@ -106,6 +115,35 @@ func scenarios() []safety.Scenario {
 			Fault:  safety.DeleteKeys(3 * time.Second),
 			Expect: []string{check.CheckerMutualExclusion, check.CheckerLinearizable}, Short: true},
 	}
+}
+
+// failover is the scenario of a master killed with SIGKILL in mode (C3: the
+// master of hot-0's shard, one of three; SN: the only master) and left
+// down, with lockd's REDIS_MIN_REPLICAS at minReplicas. Replication is
+// asynchronous: a grant the master answered but had not yet sent on is lost
+// with it, and the promoted replica can grant the lock again while its
+// holder still runs. Without MIN_REPLICAS that is allowed, as for any data
+// loss, but fences must still rise (their clock floor) and the store refuse
+// every stale write. With it, a grant is answered only once a replica has
+// it, and the replica promoted is the one furthest along, so no lease may be
+// lost. Either way every name must be granted again within FailoverAfter
+// (the failover starts), a TTL (a lease from before the kill runs out) and
+// 2 s.
+func failover(mode safety.Mode, minReplicas int) safety.Scenario {
+	sc := safety.Scenario{Name: "master kill -9, failover", Mode: mode, Fault: safety.KillMaster(),
+		MinReplicas: minReplicas, Liveness: safety.FailoverAfter + safety.TTL + 2*time.Second, EveryName: true}
+	if minReplicas > 0 {
+		sc.Name += fmt.Sprintf(", MIN_REPLICAS=%d", minReplicas)
+	} else {
+		sc.Allow = dataLoss
+	}
+	return sc
+}
+
+// short marks sc to run in make test too.
+func short(sc safety.Scenario) safety.Scenario {
+	sc.Short = true
+	return sc
 }
 
 // TestSafety runs the fault-injection suite: the make test subset by
