@@ -58,7 +58,9 @@ func (h *Harness) runCheckers(ops []check.Op, sc Scenario) map[string]int {
 			t.Errorf("checker %s: %d violations", name, n)
 		}
 	}
-	if t.Failed() {
+	if t.Failed() || len(rep.Violations()) > 0 {
+		// Allowed violations too: which grants overlapped, and when,
+		// against the fault timeline.
 		t.Logf("checkers:\n%s", rep)
 	}
 	return got
