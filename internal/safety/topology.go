@@ -29,7 +29,8 @@ const (
 	R3 Mode = "R3"
 	// C3 is a Redis Cluster of three shards, each a master and two
 	// replicas (REDIS_CLUSTER_ADDRS). Two replicas, as in SN: once one is
-	// promoted, its shard still has a replica to acknowledge a WAIT.
+	// promoted, its shard still has a replica to acknowledge a WAIT. Only
+	// the first may be promoted (oneCandidate).
 	C3 Mode = "C3"
 	// SN is a master, two replicas and three sentinels
 	// (REDIS_SENTINEL_ADDRS).
@@ -67,11 +68,44 @@ func (h *Harness) startRedis(sc Scenario) {
 	switch sc.Mode {
 	case C3:
 		h.Cluster = redistest.StartCluster(t, procs.ClusterOptions{Replicas: 2, NodeTimeout: FailoverAfter})
+		if err := oneCandidate(h.Cluster); err != nil {
+			t.Fatal(err)
+		}
 	case SN:
 		h.Sentinel = redistest.StartSentinel(t, procs.SentinelOptions{DownAfter: FailoverAfter})
 	default:
 		t.Fatalf("unknown mode %q", sc.Mode)
 	}
+}
+
+// oneCandidate leaves one replica of each master free to be promoted and
+// sets cluster-replica-no-failover on the others. Two replicas of a master
+// have the same replication offset, so the same rank, and now and then
+// start their elections within a millisecond of each other: each gets one
+// master's vote, and Redis tries again only after twice the node timeout
+// (a failover of 7 s instead of 2, about one in thirty here), past any
+// bound a scenario could set. The others still replicate, and follow the
+// promoted one.
+func oneCandidate(c *procs.Cluster) error {
+	masters, err := c.Masters()
+	if err != nil {
+		return err
+	}
+	for _, m := range masters {
+		replicas, err := c.ReplicasOf(m)
+		if err != nil {
+			return err
+		}
+		for _, r := range replicas[min(1, len(replicas)):] {
+			rc := dial(r.Addr)
+			err := rc.ConfigSet(context.Background(), "cluster-replica-no-failover", "yes").Err()
+			_ = rc.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", r.Addr, err)
+			}
+		}
+	}
+	return nil
 }
 
 // redisEnv returns the Redis settings of lockd instance i. S1 and R3 nodes
