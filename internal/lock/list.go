@@ -74,30 +74,37 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 		cur.Pending = cur.Pending[1:]
 	}
 	if m.cluster != nil {
-		if names, err = m.clusterList(ctx, &cur, prefix, names, limit); err != nil {
-			return nil, "", err
-		}
-		entries, err := m.inspectMany(ctx, names)
-		if err != nil {
-			return nil, "", err
-		}
-		if cur.Done && len(cur.Pending) == 0 {
-			return entries, "", nil
-		}
-		return entries, encodeCursor(cur), nil
+		names, err = m.clusterList(ctx, &cur, prefix, names, limit)
+	} else {
+		names, err = m.nodeList(ctx, &cur, prefix, names, limit)
 	}
-	// In quorum mode a listing walks the keyspace of one usable node, and
-	// keeps the locks a majority holds: a lock that node missed is not
-	// listed.
+	if err != nil {
+		return nil, "", err
+	}
+	entries, err := m.inspectMany(ctx, names)
+	if err != nil {
+		return nil, "", err
+	}
+	if cur.Done && len(cur.Pending) == 0 {
+		return entries, "", nil
+	}
+	return entries, encodeCursor(cur), nil
+}
+
+// nodeList adds to names, up to limit, the locks whose names start with
+// prefix, SCANning one node from cur's place. In quorum mode a listing
+// walks the keyspace of one usable node, and keeps the locks a majority
+// holds (inspectMany): a lock that node missed is not listed.
+func (m *Manager) nodeList(ctx context.Context, cur *listCursor, prefix string, names []string, limit int) ([]string, error) {
 	n := m.listNode()
 	if n == nil {
-		return nil, "", &kindError{ErrUnavailable, errNodeOut}
+		return nil, &kindError{ErrUnavailable, errNodeOut}
 	}
 	match := KeyPrefix + globEscape(prefix) + "*"
 	for scans := 0; !cur.Done && len(names) < limit && scans < maxScans; scans++ {
 		keys, next, err := n.client.Scan(ctx, cur.Scan, match, int64(limit-len(names))).Result()
 		if err != nil {
-			return nil, "", &kindError{ErrUnavailable, fmt.Errorf("lock: list: %w", err)}
+			return nil, &kindError{ErrUnavailable, fmt.Errorf("lock: list: %w", err)}
 		}
 		cur.Scan, cur.Done = next, next == 0
 		for _, k := range keys {
@@ -109,15 +116,7 @@ func (m *Manager) List(ctx context.Context, prefix string, limit int, cursor str
 			}
 		}
 	}
-
-	entries, err := m.inspectMany(ctx, names)
-	if err != nil {
-		return nil, "", err
-	}
-	if cur.Done && len(cur.Pending) == 0 {
-		return entries, "", nil
-	}
-	return entries, encodeCursor(cur), nil
+	return names, nil
 }
 
 // inspectTimeout bounds each node's answer to an inspection.
