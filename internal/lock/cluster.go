@@ -321,11 +321,9 @@ func (m *Manager) clusterHealth(ctx context.Context, timeout time.Duration) (boo
 		})
 	}
 	wg.Wait()
-	var first *refusal
-	for _, r := range refusals {
-		if r != nil && first == nil {
-			first = r
-		}
+	var first *refusal // the one noted (and logged) for the cluster
+	if i := slices.IndexFunc(refusals, func(r *refusal) bool { return r != nil }); i >= 0 {
+		first = refusals[i]
 	}
 	m.noteRefusal(m.nodes[0], first)
 	unserved := 0
@@ -360,23 +358,24 @@ func (m *Manager) clusterList(ctx context.Context, cur *listCursor, prefix strin
 		return nil, unavailable("list", errNoTopology)
 	}
 	seen := expandSlots(cur.Seen)
-	// owns is the slots of the shard at addr not listed yet.
-	owns := func(addr string) []bool {
-		out := make([]bool, slotCount)
+	// left reports whether the shard at addr serves a slot not listed yet.
+	left := func(addr string) bool {
 		for slot, o := range t.owner {
-			out[slot] = o >= 0 && t.shards[o].addr == addr && !seen[slot]
+			if o >= 0 && !seen[slot] && t.shards[o].addr == addr {
+				return true
+			}
 		}
-		return out
+		return false
 	}
 	match := KeyPrefix + globEscape(prefix) + "*"
 	for scans := 0; !cur.Done && len(names) < limit && scans < maxScans; scans++ {
 		sh := t.shardByAddr(cur.Addr)
-		if sh == nil || !slices.Contains(owns(sh.addr), true) {
+		if sh == nil || !left(sh.addr) {
 			// Start on the first master with slots left to list, from the
 			// slots it says it serves itself (this replica's view may lag).
 			sh, cur.Scan, cur.Addr, cur.Start = nil, 0, "", nil
 			for i := range t.shards {
-				if slices.Contains(owns(t.shards[i].addr), true) {
+				if left(t.shards[i].addr) {
 					sh = &t.shards[i]
 					break
 				}
@@ -406,12 +405,7 @@ func (m *Manager) clusterList(ctx context.Context, cur *listCursor, prefix strin
 			if seen[keySlot(k)] {
 				continue
 			}
-			name := strings.TrimPrefix(k, KeyPrefix)
-			if len(names) < limit {
-				names = append(names, name)
-			} else {
-				cur.Pending = append(cur.Pending, name)
-			}
+			names = cur.take(names, strings.TrimPrefix(k, KeyPrefix), limit)
 		}
 		if next == 0 {
 			now, err := stableSlots(ctx, sh.client)

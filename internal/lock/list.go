@@ -108,12 +108,7 @@ func (m *Manager) nodeList(ctx context.Context, cur *listCursor, prefix string, 
 		}
 		cur.Scan, cur.Done = next, next == 0
 		for _, k := range keys {
-			name := strings.TrimPrefix(k, KeyPrefix)
-			if len(names) < limit {
-				names = append(names, name)
-			} else {
-				cur.Pending = append(cur.Pending, name)
-			}
+			names = cur.take(names, strings.TrimPrefix(k, KeyPrefix), limit)
 		}
 	}
 	return names, nil
@@ -214,6 +209,16 @@ func inspectOn(ctx context.Context, m *Manager, n *node, names []string) ([]insp
 		out[i] = inspectedFrom(scriptReply(res))
 	}
 	return out, nil
+}
+
+// take adds name to the page while it has room, and keeps it for the next
+// page otherwise.
+func (c *listCursor) take(names []string, name string, limit int) []string {
+	if len(names) < limit {
+		return append(names, name)
+	}
+	c.Pending = append(c.Pending, name)
+	return names
 }
 
 func encodeCursor(c listCursor) string {
