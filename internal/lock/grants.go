@@ -12,13 +12,20 @@ type Holder struct {
 	Owner string
 	Fence int64
 	TTL   time.Duration // time left before the key expires
+	Mode  Mode          // a lock holder's mode ("" for a semaphore's)
 }
 
 // LockedError is returned when a lock is held by someone else. It matches
 // ErrLocked with errors.Is and says who holds it and for how long.
 type LockedError struct {
-	Holder Holder
-	votes  int // nodes that refused for this holder
+	Holder Holder // the holder with the highest fence
+	// Holders are every live holder (one for an exclusive lock), by fence.
+	Holders []Holder
+	Kind    Kind
+	Mode    Mode // a lock's holders' mode
+	Limit   int  // a semaphore's limit
+	Queue   int  // waiters in the name's fair queue, ahead of the caller
+	votes   int  // nodes that refused for this holder
 }
 
 // errVotesSplit answers an acquire that no grant holds a majority against:
@@ -42,13 +49,31 @@ func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 type Grant struct {
 	TTL   time.Duration
 	Owner string // free text shown to others; not a secret
+	// Kind is KindLock (the default) or KindSemaphore.
+	Kind Kind
+	// Mode is a lock's: Exclusive (the default) or Shared.
+	Mode Mode
+	// Limit is a semaphore's: how many may hold it at once (1–MaxLimit).
+	// Every holder must ask with the same limit.
+	Limit int
+	// Fair makes a waiting acquire wait in the name's queue in Redis: grants
+	// go in arrival order across replicas, and the release that frees the
+	// name grants it to the queue's head in the same step.
+	Fair bool
+	// LockDelay (0–MaxLockDelay) keeps the name refused for this long
+	// after the lease ends by expiry rather than release.
+	LockDelay time.Duration
 }
 
-func (m *Manager) validateGrant(g Grant) error {
+// validateGrant checks g and fills in its defaults.
+func (m *Manager) validateGrant(g *Grant) error {
 	if err := m.validateTTL(g.TTL); err != nil {
 		return err
 	}
-	return validateOwner(g.Owner)
+	if err := validateOwner(g.Owner); err != nil {
+		return err
+	}
+	return m.normalize(g)
 }
 
 // driftFactor is the share of a TTL kept back from a lease's validity for
@@ -72,21 +97,29 @@ func ms(n int64) time.Duration { return time.Duration(max(n, 0)) * time.Millisec
 // TTL outside MinTTL to the configured maximum, an owner too long or
 // unprintable), a *LockedError, or ErrUnavailable.
 func (m *Manager) TryAcquire(ctx context.Context, name string, g Grant) (Lease, error) {
-	return m.tryAcquire(ctx, name, g, modeContended)
+	return m.tryAcquire(ctx, name, g, modeContended, nil)
 }
 
 // tryAcquire is TryAcquire; mode says whether a refusal is reported as a
-// "contended" event (only a caller's last attempt is).
-func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode string) (Lease, error) {
+// "contended" event (only a caller's last attempt is), and whether the
+// caller waits. A waiter passes its ticket, which it keeps across attempts:
+// the attempt may then answer a *queuedError, its place in the name's
+// queue (queue.go).
+func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode string, t *ticket) (Lease, error) {
 	if err := ValidateStrictName(name); err != nil {
 		return Lease{}, err
 	}
-	if err := m.validateGrant(g); err != nil {
+	if err := m.validateGrant(&g); err != nil {
 		return Lease{}, err
 	}
-	token, err := newToken()
-	if err != nil {
-		return Lease{}, &kindError{ErrUnavailable, err}
+	var token, id string
+	if t != nil {
+		token, id = t.token, t.id
+	} else {
+		var err error
+		if token, err = newToken(); err != nil {
+			return Lease{}, &kindError{ErrUnavailable, err}
+		}
 	}
 	start := time.Now()
 	keys := m.keys(name)
@@ -94,6 +127,9 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 	var acked int64 // with MinReplicas (one node: onEvery calls at once)
 	got, errs := onEvery(ctx, m, nodeTimeout(g.TTL), func(ctx context.Context, n *node) (r scriptReply, err error) {
 		argv := m.argv(name, token, ttl, g.Owner, mode)
+		if g.rich() || id != "" {
+			argv = m.argvSpec(name, token, ttl, g.Owner, mode, specOf(g, id))
+		}
 		if m.waitsReplicas() {
 			r, acked, err = m.evalAcked(ctx, n, m.sc.acquire, name, keys, argv)
 			return r, err
@@ -105,25 +141,37 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 	refusals := map[string]*LockedError{} // by the holder's token
 	var refused *LockedError
 	for _, r := range got {
-		if r.val.int(0) == 1 {
+		switch r.val.int(0) {
+		case 1:
 			won++
 			fence = max(fence, r.val.int(1))
 			continue
+		case 2:
+			return Lease{}, &queuedError{position: int(r.val.int(1)), base: redisBase(start, r.val.int(2))}
+		case -2:
+			return Lease{}, &KindMismatchError{Kind: kindOf(r.val.str(1))}
+		case -3:
+			return Lease{}, &LimitMismatchError{Limit: int(r.val.int(1))}
+		case -4:
+			return Lease{}, &LockDelayError{Until: time.Now().Add(ms(r.val.int(1)))}
 		}
-		h := Holder{Owner: r.val.str(3), Fence: r.val.int(1), TTL: ms(r.val.int(2))}
 		e := refusals[r.val.str(4)]
 		if e == nil {
-			e = &LockedError{Holder: h}
+			var err error
+			if e, err = refusalOf(r.val); err != nil {
+				return Lease{}, unavailable("acquire", err)
+			}
 			refusals[r.val.str(4)] = e
 		}
 		e.votes++
-		e.Holder.Fence = max(e.Holder.Fence, h.Fence)
-		e.Holder.TTL = min(e.Holder.TTL, h.TTL)
+		e.Holder.Fence = max(e.Holder.Fence, r.val.int(1))
+		e.Holder.TTL = min(e.Holder.TTL, ms(r.val.int(2)))
 		if e.votes >= m.quorum() {
 			refused = e
 		}
 	}
-	l := Lease{Name: name, Token: token, TTL: g.TTL, Until: validUntil(start, g.TTL), Owner: g.Owner, Fence: fence}
+	l := Lease{Name: name, Token: token, TTL: g.TTL, Until: validUntil(start, g.TTL), Owner: g.Owner, Fence: fence,
+		Kind: g.Kind, Mode: g.Mode, Limit: g.Limit}
 	if won < m.quorum() {
 		if won > 0 {
 			m.undo(ctx, l)
@@ -164,8 +212,27 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 		m.undo(ctx, l)
 		return Lease{}, unavailable("acquire", errors.New("the lease's validity ran out before Redis answered"))
 	}
-	m.expiries.arm(l)
+	if g.Kind == KindLock && g.Mode == Exclusive {
+		// A lease the expiry watcher can follow: one holder per name.
+		m.expiries.arm(l)
+	}
 	return l, nil
+}
+
+// refusalOf reads an acquire's refusal: one plain holder, {0, fence, pttl,
+// owner, token}, or the record of richer grants, {0, fence, pttl to the
+// first deadline, owner, token, record, now}.
+func refusalOf(r scriptReply) (*LockedError, error) {
+	h := Holder{Owner: r.str(3), Fence: r.int(1), TTL: ms(r.int(2))}
+	st := plainState(h)
+	if raw := r.str(5); raw != "" {
+		var err error
+		if st, err = stateOf(raw, r.int(6)); err != nil {
+			return nil, err
+		}
+	}
+	h.Mode = st.Mode
+	return &LockedError{Holder: h, Holders: st.Holders, Kind: st.Kind, Mode: st.Mode, Limit: st.Limit, Queue: st.Queue}, nil
 }
 
 // raise, in quorum mode, makes the highest candidate fence of the nodes
@@ -208,6 +275,30 @@ func (m *Manager) undo(ctx context.Context, l Lease) {
 // lease with its new validity, ErrInvalidName, ErrInvalidArgument,
 // ErrNotHolder, or ErrUnavailable.
 func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Duration) (l Lease, err error) {
+	return m.RenewKind(ctx, KindLock, name, token, ttl)
+}
+
+// kindArgv is a script's arguments for an operation on a name of kind.
+func (m *Manager) kindArgv(kind Kind, name, token string, n int64, mode string) []any {
+	if kind == KindSemaphore {
+		return m.argvSpec(name, token, n, "", mode, spec{kind: kind})
+	}
+	return m.argv(name, token, n, "", mode)
+}
+
+// kindMismatch finds a script's {-2, kind} answer among got.
+func kindMismatch(got []reply[scriptReply]) error {
+	for _, r := range got {
+		if r.val.int(0) == -2 {
+			return &KindMismatchError{Kind: kindOf(r.val.str(1))}
+		}
+	}
+	return nil
+}
+
+// RenewKind is Renew for a name of kind: a semaphore's permit, or a lock
+// (ErrKindMismatch when the name is held as the other kind).
+func (m *Manager) RenewKind(ctx context.Context, kind Kind, name, token string, ttl time.Duration) (l Lease, err error) {
 	defer func() { m.obs.Extended(resultOf(err, "extended")) }()
 	if err := ValidateStrictName(name); err != nil {
 		return Lease{}, err
@@ -224,14 +315,17 @@ func (m *Manager) Renew(ctx context.Context, name, token string, ttl time.Durati
 	keys := m.keys(name)
 	var acked int64
 	got, errs := onEvery(ctx, m, nodeTimeout(ttl), func(ctx context.Context, n *node) (r scriptReply, err error) {
-		argv := m.argv(name, token, ttl.Milliseconds(), "", "")
+		argv := m.kindArgv(kind, name, token, ttl.Milliseconds(), "")
 		if m.waitsReplicas() {
 			r, acked, err = m.evalAcked(ctx, n, m.sc.extend, name, keys, argv)
 			return r, err
 		}
 		return evalOn(ctx, n, m.sc.extend, keys, argv)
 	})
-	l = Lease{Name: name, Token: token}
+	if err := kindMismatch(got); err != nil {
+		return Lease{}, err
+	}
+	l = Lease{Name: name, Token: token, Kind: kind}
 	ok, bare := 0, 0
 	for _, r := range got {
 		switch r.val.int(0) {
@@ -279,6 +373,12 @@ func (m *Manager) ReleaseToken(ctx context.Context, name, token string) error {
 // the key and every node counted healthy has answered, so no healthy node
 // still holds it. It returns ReleaseToken's errors.
 func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holder, err error) {
+	return m.ReleaseKind(ctx, KindLock, name, token)
+}
+
+// ReleaseKind is ReleaseGrant for a name of kind (ErrKindMismatch when the
+// name is held as the other kind).
+func (m *Manager) ReleaseKind(ctx context.Context, kind Kind, name, token string) (h Holder, err error) {
 	var held time.Duration
 	defer func() { m.obs.Released(resultOf(err, "released"), held) }()
 	if err := ValidateStrictName(name); err != nil {
@@ -293,8 +393,11 @@ func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holde
 		mode = modeLocal
 	}
 	got, errs := onEvery(ctx, m, nodeTimeout(0), func(ctx context.Context, n *node) (scriptReply, error) {
-		return evalOn(ctx, n, m.sc.release, keys, m.argv(name, token, 0, "", mode))
+		return evalOn(ctx, n, m.sc.release, keys, m.kindArgv(kind, name, token, 0, mode))
 	})
+	if err := kindMismatch(got); err != nil {
+		return Holder{}, err
+	}
 	ok := 0
 	var at int64
 	for _, r := range got {
@@ -338,6 +441,12 @@ func (e *StaleFenceError) Is(target error) bool { return target == ErrStaleFence
 // a *StaleFenceError, ErrInvalidName, ErrInvalidArgument (fence below 1) or
 // ErrUnavailable.
 func (m *Manager) Check(ctx context.Context, name string, fence int64) (err error) {
+	return m.CheckKind(ctx, KindLock, name, fence)
+}
+
+// CheckKind is Check for a name of kind: fence is current when any live
+// holder (a shared holder, a semaphore's permit) has it.
+func (m *Manager) CheckKind(ctx context.Context, kind Kind, name string, fence int64) (err error) {
 	defer func() { m.obs.FenceChecked(resultOf(err, "current")) }()
 	if err := ValidateStrictName(name); err != nil {
 		return err
@@ -345,29 +454,44 @@ func (m *Manager) Check(ctx context.Context, name string, fence int64) (err erro
 	if fence < 1 {
 		return invalid("fence %d is not a granted fence; fences start at 1", fence)
 	}
-	h, held, err := m.Inspect(ctx, name)
+	st, _, err := m.InspectState(ctx, kind, name)
 	if err != nil {
 		return err
 	}
-	if held && h.Fence == fence {
-		return nil
+	for _, h := range st.Holders {
+		if h.Fence == fence {
+			return nil
+		}
 	}
-	if !held {
-		h.Fence = 0
-	}
-	return &StaleFenceError{Current: h.Fence}
+	return &StaleFenceError{Current: st.top().Fence}
 }
 
 // Inspect reports whether name is held and by whom: held means a quorum of
 // nodes hold the same grant. It returns ErrInvalidName, or ErrUnavailable
 // when too few nodes answer to tell.
 func (m *Manager) Inspect(ctx context.Context, name string) (Holder, bool, error) {
+	st, held, err := m.InspectState(ctx, KindLock, name)
+	return st.top(), held, err
+}
+
+// InspectState reports everything known of name, a name of kind: its
+// holders (held: at least one), its queue and any lock-delay in force. It
+// returns ErrInvalidName, a *KindMismatchError when the name is held as
+// the other kind, or ErrUnavailable when too few nodes answer to tell.
+func (m *Manager) InspectState(ctx context.Context, kind Kind, name string) (State, bool, error) {
 	if err := ValidateStrictName(name); err != nil {
-		return Holder{}, false, err
+		return State{}, false, err
 	}
 	entries, err := m.inspectMany(ctx, []string{name})
-	if err != nil || len(entries) == 0 {
-		return Holder{}, false, err
+	if err != nil {
+		return State{}, false, err
 	}
-	return entries[0].Holder, true, nil
+	if len(entries) == 0 {
+		return State{Kind: kind}, false, nil
+	}
+	st := entries[0].State
+	if st.Kind != kind {
+		return State{}, false, &KindMismatchError{Kind: st.Kind}
+	}
+	return st, len(st.Holders) > 0, nil
 }

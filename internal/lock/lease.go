@@ -40,6 +40,10 @@ type Lease struct {
 	// strictly increasing per name across grants.
 	Fence int64
 	Owner string
+	// Kind, Mode and Limit are what the lease was granted as.
+	Kind  Kind
+	Mode  Mode
+	Limit int
 	// acquired is when a demo lease was taken, for its held-time metric.
 	acquired time.Time
 }

@@ -25,7 +25,8 @@ const (
 // Entry is one held lock in a List page.
 type Entry struct {
 	Name   string
-	Holder Holder
+	Holder Holder // the holder with the highest fence
+	State  State
 }
 
 // listCursor is what an opaque List cursor holds: where SCAN stopped, and
@@ -121,13 +122,23 @@ const inspectTimeout = 500 * time.Millisecond
 type inspected struct {
 	token string // the grant's token, to group nodes that agree; never shown
 	h     Holder
+	st    *State // a record of richer grants (one node only: no quorum mode)
 }
 
+// inspectedFrom reads the inspect script's answer. A record counts when it
+// has holders, waiters or a lock-delay in force.
 func inspectedFrom(r scriptReply) inspected {
-	if r.int(0) != 1 {
-		return inspected{}
+	switch r.int(0) {
+	case 1:
+		return inspected{token: r.str(4), h: Holder{Owner: r.str(1), Fence: r.int(2), TTL: ms(r.int(3))}}
+	case 2:
+		st, err := stateOf(r.str(1), r.int(2))
+		if err != nil || (len(st.Holders) == 0 && st.Queue == 0 && st.DelayUntil.IsZero()) {
+			return inspected{}
+		}
+		return inspected{token: "record", h: st.top(), st: &st}
 	}
-	return inspected{token: r.str(4), h: Holder{Owner: r.str(1), Fence: r.int(2), TTL: ms(r.int(3))}}
+	return inspected{}
 }
 
 // inspectMany reads locks in one round trip per node (a pipeline of the
@@ -147,7 +158,11 @@ func (m *Manager) inspectMany(ctx context.Context, names []string) ([]Entry, err
 	entries := make([]Entry, 0, len(names))
 	for i, name := range names {
 		if h, ok := agreed(got, i, m.quorum()); ok {
-			entries = append(entries, Entry{Name: name, Holder: h})
+			e := Entry{Name: name, Holder: h, State: plainState(h)}
+			if st := got[0].val[i].st; st != nil && len(got) == 1 {
+				e.State = *st
+			}
+			entries = append(entries, e)
 		}
 	}
 	return entries, nil

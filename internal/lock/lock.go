@@ -27,6 +27,7 @@ type Manager struct {
 	rs       *redsync.Redsync
 	scripts  []*redsyncredis.Script
 	waiters  waitlist
+	grants   grantBoard // fair waiters of this replica (queue.go)
 	maxTTL   time.Duration
 	delay    time.Duration // how long a restarted node stays out of quorums
 	log      *slog.Logger

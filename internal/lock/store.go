@@ -20,8 +20,8 @@ var scriptFiles embed.FS
 // LOAD. (Pipelining Script.Load would not do: it records the reply as the
 // script's hash before the pipeline has run.)
 type scriptSet struct {
-	acquire, raise, extend, release, inspect, expire *redis.Script
-	sources                                          []string
+	acquire, raise, extend, release, inspect, expire, queue *redis.Script
+	sources                                                 []string
 }
 
 // clusterFlags heads every script in cluster mode: the script may touch,
@@ -34,21 +34,20 @@ const clusterFlags = "#!lua flags=allow-cross-slot-keys\n"
 func newScriptSet(head string) *scriptSet {
 	set := &scriptSet{}
 	load := func(name string) *redis.Script {
-		common, err := scriptFiles.ReadFile("scripts/common.lua")
-		if err == nil {
-			var body []byte
-			body, err = scriptFiles.ReadFile("scripts/" + name + ".lua")
-			common = append(append(common, '\n'), body...)
+		src := head
+		for _, f := range []string{"common", "rich", name} {
+			b, err := scriptFiles.ReadFile("scripts/" + f + ".lua")
+			if err != nil {
+				panic(err) // embedded at build time: cannot be missing
+			}
+			src += string(b) + "\n"
 		}
-		if err != nil {
-			panic(err) // embedded at build time: cannot be missing
-		}
-		src := head + string(common)
 		set.sources = append(set.sources, src)
 		return redis.NewScript(src)
 	}
 	set.acquire, set.raise, set.extend = load("acquire"), load("raise"), load("extend")
 	set.release, set.inspect, set.expire = load("release"), load("inspect"), load("expire")
+	set.queue = load("queue")
 	return set
 }
 
@@ -90,6 +89,8 @@ const (
 	modeQueue     = "q"
 	modeLocal     = "l"
 	modeQuorum    = "s"
+	modeFair      = "f"
+	modeLeave     = "x"
 )
 
 // argv builds a script's arguments (see common.lua). The event fields ride
@@ -105,6 +106,16 @@ func (m *Manager) argv(name, token string, n int64, owner, mode string) []any {
 		return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, "", "", m.cluster.homes(name)}
 	}
 	return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, ReleasedChannel}
+}
+
+// argvSpec is argv with ARGV[10], the request of a richer grant or a wait
+// (see rich.lua).
+func (m *Manager) argvSpec(name, token string, n int64, owner, mode string, s spec) []any {
+	a := m.argv(name, token, n, owner, mode)
+	if len(a) == 7 {
+		a = append(a, "", "")
+	}
+	return append(a, s.String())
 }
 
 // eventTime is RFC 3339 in UTC with milliseconds, as events carry it.

@@ -95,6 +95,10 @@ func (m *Manager) hear(ctx context.Context, ps *redis.PubSub, subscribe func(), 
 				}
 				continue
 			}
+			if at, grants, ok := parseGrants(msg.Payload); ok {
+				m.grants.deliver(at, grants)
+				continue
+			}
 			name, fence := parseReleased(msg.Payload)
 			m.expiries.disarm(name, fence)
 			m.waiters.wakeOne(name)
@@ -130,6 +134,16 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		defer m.endWaiting()
 	}
 	deadline := time.Now().Add(wait)
+	// A waiter keeps one token and queue id across its attempts: a name
+	// with a fair queue takes it in, in arrival order (queue.go). Quorum
+	// mode has no queues.
+	var t *ticket
+	if wait > 0 && len(m.nodes) == 1 {
+		var err error
+		if t, err = newTicket(); err != nil {
+			return Lease{}, &kindError{ErrUnavailable, err}
+		}
+	}
 	for {
 		// Register before the attempt, so a release between a refused
 		// attempt and the wait is not missed.
@@ -150,10 +164,23 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		case !final:
 			mode += modeWaiter
 		}
-		l, err := m.tryAcquire(ctx, name, g, mode)
+		attempt := t
+		switch {
+		case final:
+			attempt = nil // the last attempt joins no queue
+		case g.Fair:
+			mode += modeFair
+		}
+		l, err := m.tryAcquire(ctx, name, g, mode, attempt)
+		var queued *queuedError
+		if errors.As(err, &queued) {
+			m.waiters.remove(name, w, true)
+			return m.waitInQueue(ctx, name, g, t, queued, deadline)
+		}
 		var le *LockedError
+		var delayed *LockDelayError
 		split := err == errVotesSplit
-		if (!errors.As(err, &le) && !split) || final {
+		if (!errors.As(err, &le) && !errors.As(err, &delayed) && !split) || final {
 			// A waiter that got the lock keeps any wake-up that came
 			// meanwhile: it was the previous holder's release, and the
 			// next waiter would only find the lock taken.
@@ -170,8 +197,11 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		// holder: then try again after a short random pause, so racing
 		// waiters fall apart.
 		var pause time.Duration
-		if le != nil {
+		switch {
+		case le != nil:
 			pause = le.Holder.TTL
+		case delayed != nil:
+			pause = time.Until(delayed.Until)
 		}
 		if pause == 0 {
 			pause = time.Duration(1+rand.IntN(5)) * time.Millisecond

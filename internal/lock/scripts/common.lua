@@ -10,7 +10,9 @@
 -- ARGV[1] token   ARGV[2] ttl in ms (or a fence)   ARGV[3] owner
 -- ARGV[4] now in ms   ARGV[5] mode letters   ARGV[6] replica
 -- ARGV[7] the released channel   ARGV[8] (raise only) the id of the event
--- to replace   ARGV[9] (Redis Cluster only) the shards' home tags
+-- to replace   ARGV[9] (Redis Cluster only; else "") the shards' home tags
+-- ARGV[10] (richer grants and fair waits only, see rich.lua) the request:
+-- "kind mode limit delay_ms waiter_id liveness_ms", e.g. "s x 5 0 - 1000"
 -- In a Redis Cluster the events stream and the released channel are the
 -- shard's own, "lockd:events:{TAG}" and "lockd:released:{TAG}", and KEYS
 -- holds only keys 1 and 2 (see home).
@@ -19,7 +21,8 @@
 -- waits if refused, so mark the holder's grant for its release to wake
 -- waiters; q others wait on this replica, so mark this grant too; l the
 -- releasing replica granted the lease itself (its expiry watcher needs no
--- message); s quorum mode: fences are floored at whole seconds.
+-- message); s quorum mode: fences are floored at whole seconds; f fair:
+-- if refused, join the name's queue; x (queue.lua) leave the queue.
 --
 -- A /v1 grant is the value "fence|ttl_ms|at_ms|token|owner" (the three
 -- numbers in hexadecimal), with a "*" in
@@ -89,7 +92,7 @@ local function onShard(cmd, prefix, ...)
   return nil
 end
 
-local clustered = ARGV[9] ~= nil
+local clustered = ARGV[9] ~= nil and ARGV[9] ~= ""
 
 -- announce tells every replica that the lock was released ("fence name"):
 -- PUBLISH, or in a cluster SPUBLISH on the shard's channel.
@@ -118,10 +121,38 @@ local function emit(typ, fence, owner, ttl)
   return redis.call("XADD", KEYS[3], unpack(fields))
 end
 
--- ours reads the lock for the holder of ARGV[1]: the grant, or nil after
--- reporting the caller's loss.
-local function ours()
-  local v = redis.call("GET", KEYS[1])
+-- nextFence takes the next fence of the lock's slot: one above the slot's
+-- counter, and never below Redis's clock, in microseconds since the epoch
+-- (in quorum mode, mode letter s, whole seconds in microseconds, so that
+-- the nodes' candidates agree). A counter lost with Redis's data, or behind
+-- on a replica promoted after a failover, so still restarts above every
+-- fence given before. A name's counter of the old layout (KEYS[4]) is
+-- honoured once, then retired; with mode letter k it is kept rising
+-- instead, for older replicas running beside this one.
+local function nextFence()
+  local now = redis.call("TIME")
+  local floor = tonumber(now[1]) * 1000000
+  if not has("s") then
+    floor = floor + tonumber(now[2])
+  end
+  local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
+  local old = #KEYS >= 5 and redis.call("GET", KEYS[4])
+  if old then
+    fence = math.max(fence, tonumber(old))
+  end
+  fence = math.max(fence + 1, floor)
+  redis.call("SET", KEYS[2], int(fence))
+  if has("k") then
+    redis.call("SET", KEYS[4], int(fence))
+  elseif old then
+    redis.call("DEL", KEYS[4], KEYS[5])
+  end
+  return fence
+end
+
+-- ours reads the lock value v for the holder of ARGV[1]: the grant, or
+-- nil after reporting the caller's loss.
+local function ours(v)
   if not v then
     emit("lost", 0, "", 0)
     return nil, 0

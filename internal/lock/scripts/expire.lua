@@ -1,7 +1,17 @@
 -- expire: the granting replica's look at a lease whose time ran out. If the
 -- grant of fence ARGV[2] still holds the lock (it was extended), return
--- its pttl; otherwise report it expired and return -1.
+-- its pttl; otherwise report it expired and return -1. In a record of
+-- richer grants (a fair queue formed behind the lease) the look also
+-- hands the name on to the queue's head.
 local v = redis.call("GET", KEYS[1])
+if v and isRich(v) then
+  local now, rec = nowMs(), decode(v)
+  settle(rec, now)
+  local h = holderOf(rec, ARGV[1])
+  save(rec, now)
+  if h then return h.d - now end
+  return -1
+end
 if v then
   local g = grant(v)
   if g.fence == tonumber(ARGV[2]) and g.token == ARGV[1] then

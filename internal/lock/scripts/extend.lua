@@ -1,8 +1,15 @@
 -- extend: reset the expiry of the grant of ARGV[1] to ARGV[2] ms, or to
 -- its acquire's TTL when ARGV[2] is 0.
 -- Returns {1, fence, ttl, owner}, {0} (not the holder) or {-1} (held
--- without a grant).
-local g, why = ours()
+-- without a grant), or {-2, kind} when the name is held as the other kind.
+local v = redis.call("GET", KEYS[1])
+if v and isRich(v) then
+  return richExtend(v)
+end
+if v and spec.kind == "s" then
+  return {-2, "lock"}
+end
+local g, why = ours(v)
 if not g then return {why} end
 local ttl = tonumber(ARGV[2])
 if ttl == 0 then ttl = g.ttl end

@@ -2,7 +2,14 @@
 -- it. When someone waits, or another replica granted the lease and
 -- watches its expiry, tell every replica with "fence name".
 -- Returns {1, fence, at, owner}, {0} or {-1} as extend does.
-local g, why = ours()
+local v = redis.call("GET", KEYS[1])
+if v and isRich(v) then
+  return richRelease(v)
+end
+if v and spec.kind == "s" then
+  return {-2, "lock"}
+end
+local g, why = ours(v)
 if not g then return {why} end
 redis.call("DEL", KEYS[1])
 if g.kind == "old" then
