@@ -132,10 +132,14 @@ func TestPostmanCollection(t *testing.T) {
 	if c.Info.Schema != "https://schema.getpostman.com/json/collection/v2.1.0/collection.json" {
 		t.Errorf("schema %q, want Postman v2.1", c.Info.Schema)
 	}
+	vars := map[string]string{}
+	for _, v := range c.Variable {
+		vars[v.Key] = v.Value
+	}
 	want := map[string]string{"Client A": "8081", "Client B": "8082", "/v1": ""}
 	for _, it := range c.Item {
 		if it.Name == "/v1" {
-			checkV1Folder(t, it)
+			checkV1Folder(t, it, vars)
 			delete(want, it.Name)
 			continue
 		}
@@ -154,14 +158,10 @@ func TestPostmanCollection(t *testing.T) {
 		t.Errorf("missing items %v", want)
 	}
 
-	vars := map[string]string{}
-	for _, v := range c.Variable {
-		vars[v.Key] = v.Value
-	}
 	if vars["resource_id"] == "" || !v1Name.MatchString(vars["lock_name"]) {
 		t.Errorf("variables %+v, want resource_id for the demo clients and a valid lock_name for /v1", c.Variable)
 	}
-	for _, k := range []string{"token", "fence"} {
+	for _, k := range []string{"token", "fence", "permit_token", "permit_fence"} {
 		if _, ok := vars[k]; !ok {
 			t.Errorf("no collection variable %q, which the /v1 requests fill in", k)
 		}
@@ -175,7 +175,10 @@ func TestPostmanCollection(t *testing.T) {
 
 // v1Field is a body field the /v1 contract accepts.
 type v1Field struct {
-	kind     string        // "string", "duration" (a Go duration in a JSON string) or "fence" (an integer >= 1)
+	// kind is "string", "duration" (a Go duration in a JSON string),
+	// "fence" (an integer >= 1), "limit" (an integer, 1 to 1000), "mode"
+	// ("exclusive" or "shared") or "bool".
+	kind     string
 	min, max time.Duration // a duration's range
 	required bool
 }
@@ -187,9 +190,12 @@ var v1Routes = map[string]struct {
 	query []string
 }{
 	"POST /v1/locks/{name}/acquire": {body: map[string]v1Field{
-		"ttl":   {kind: "duration", min: 100 * time.Millisecond, max: time.Hour},
-		"wait":  {kind: "duration", max: 5 * time.Minute},
-		"owner": {kind: "string"},
+		"ttl":        {kind: "duration", min: 100 * time.Millisecond, max: time.Hour},
+		"wait":       {kind: "duration", max: 5 * time.Minute},
+		"owner":      {kind: "string"},
+		"mode":       {kind: "mode"},
+		"fair":       {kind: "bool"},
+		"lock_delay": {kind: "duration", max: time.Minute},
 	}},
 	"POST /v1/locks/{name}/extend": {body: map[string]v1Field{
 		"token": {kind: "string", required: true},
@@ -199,6 +205,21 @@ var v1Routes = map[string]struct {
 	"POST /v1/locks/{name}/check":   {body: map[string]v1Field{"fence": {kind: "fence", required: true}}},
 	"GET /v1/locks/{name}":          {},
 	"GET /v1/locks":                 {query: []string{"prefix", "limit", "cursor"}},
+	"POST /v1/semaphores/{name}/acquire": {body: map[string]v1Field{
+		"limit":      {kind: "limit", required: true},
+		"ttl":        {kind: "duration", min: 100 * time.Millisecond, max: time.Hour},
+		"wait":       {kind: "duration", max: 5 * time.Minute},
+		"owner":      {kind: "string"},
+		"fair":       {kind: "bool"},
+		"lock_delay": {kind: "duration", max: time.Minute},
+	}},
+	"POST /v1/semaphores/{name}/extend": {body: map[string]v1Field{
+		"token": {kind: "string", required: true},
+		"ttl":   {kind: "duration", min: 100 * time.Millisecond, max: time.Hour},
+	}},
+	"POST /v1/semaphores/{name}/release": {body: map[string]v1Field{"token": {kind: "string", required: true}}},
+	"POST /v1/semaphores/{name}/check":   {body: map[string]v1Field{"fence": {kind: "fence", required: true}}},
+	"GET /v1/semaphores/{name}":          {},
 }
 
 // v1Name is the contract's lock name.
@@ -206,17 +227,25 @@ var v1Name = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,255}$`)
 
 // checkV1Folder checks that every request of the /v1 folder goes to a
 // replica, on a route of the contract, with a body the contract accepts, and
-// that the folder shows every route at least once.
-func checkV1Folder(t *testing.T, folder postmanItem) {
+// that the folder shows every route at least once. vars are the
+// collection's variables.
+func checkV1Folder(t *testing.T, folder postmanItem, vars map[string]string) {
 	t.Helper()
-	seen := map[string]bool{}
+	seen := map[string]bool{} // routes, and "route field" for each body field sent
 	for _, it := range folder.Item {
 		if it.Request == nil {
 			t.Errorf("/v1 item %q is not a request", it.Name)
 			continue
 		}
-		if route := checkV1Request(t, it); route != "" {
+		route, fields := checkV1Request(t, it, vars)
+		if route != "" {
 			seen[route] = true
+		}
+		for k, v := range fields {
+			seen[route+" "+k] = true
+			if k == "mode" && v == "shared" {
+				seen[route+" shared"] = true
+			}
 		}
 	}
 	for route := range v1Routes {
@@ -224,11 +253,17 @@ func checkV1Folder(t *testing.T, folder postmanItem) {
 			t.Errorf("the /v1 folder has no request for %s", route)
 		}
 	}
+	// The richer acquires of doc/API.md each have a request.
+	for _, want := range []string{"shared", "fair", "lock_delay"} {
+		if !seen["POST /v1/locks/{name}/acquire "+want] {
+			t.Errorf("the /v1 folder has no lock acquire with %s", want)
+		}
+	}
 }
 
 // checkV1Request checks one request of the /v1 folder and returns its route
-// in the contract, or "" if it has none.
-func checkV1Request(t *testing.T, it postmanItem) string {
+// in the contract ("" if it has none) and its body's fields.
+func checkV1Request(t *testing.T, it postmanItem, vars map[string]string) (string, map[string]any) {
 	t.Helper()
 	r, u := it.Request, it.Request.URL
 	if u.Protocol != "http" || !slices.Equal(u.Host, []string{"localhost"}) || (u.Port != "8081" && u.Port != "8082") {
@@ -249,18 +284,22 @@ func checkV1Request(t *testing.T, it postmanItem) string {
 		t.Errorf("%q has no test script", it.Name)
 	}
 
-	pattern := u.Path // with the lock's name replaced by {name}
-	if len(u.Path) > 2 && u.Path[0] == "v1" && u.Path[1] == "locks" {
-		if name := u.Path[2]; name != "{{lock_name}}" && !v1Name.MatchString(name) {
-			t.Errorf("%q: %q is not a valid lock name", it.Name, name)
+	pattern := u.Path // with the lock's or semaphore's name replaced by {name}
+	if len(u.Path) > 2 && u.Path[0] == "v1" && (u.Path[1] == "locks" || u.Path[1] == "semaphores") {
+		name := u.Path[2]
+		if m := regexp.MustCompile(`^\{\{(\w+)\}\}$`).FindStringSubmatch(name); m != nil {
+			name = vars[m[1]]
 		}
-		pattern = append([]string{"v1", "locks", "{name}"}, u.Path[3:]...)
+		if !v1Name.MatchString(name) {
+			t.Errorf("%q: %q is not a valid name", it.Name, u.Path[2])
+		}
+		pattern = append([]string{"v1", u.Path[1], "{name}"}, u.Path[3:]...)
 	}
 	route := r.Method + " /" + strings.Join(pattern, "/")
 	spec, ok := v1Routes[route]
 	if !ok {
 		t.Errorf("%q: %s is not a /v1 route", it.Name, route)
-		return ""
+		return "", nil
 	}
 	for _, q := range u.Query {
 		if !slices.Contains(spec.query, q.Key) {
@@ -272,7 +311,7 @@ func checkV1Request(t *testing.T, it postmanItem) string {
 		if r.Body != nil && r.Body.Raw != "" {
 			t.Errorf("%q: a GET with a body", it.Name)
 		}
-		return route
+		return route, nil
 	}
 	body := "{}" // the contract's reading of a missing body
 	if r.Body != nil {
@@ -286,20 +325,21 @@ func checkV1Request(t *testing.T, it postmanItem) string {
 		}
 		body = r.Body.Raw
 	}
-	checkV1Body(t, it.Name, body, spec.body)
-	return route
+	return route, checkV1Body(t, it.Name, body, spec.body)
 }
 
-// checkV1Body checks a request body, with {{fence}} set to a fence, against
-// the fields its route accepts.
-func checkV1Body(t *testing.T, item, body string, accepts map[string]v1Field) {
+// checkV1Body checks a request body, with {{fence}} and {{permit_fence}}
+// set to a fence, against the fields its route accepts, and returns its
+// fields.
+func checkV1Body(t *testing.T, item, body string, accepts map[string]v1Field) map[string]any {
 	t.Helper()
-	dec := json.NewDecoder(strings.NewReader(strings.ReplaceAll(body, "{{fence}}", "17")))
+	body = strings.NewReplacer("{{fence}}", "17", "{{permit_fence}}", "18").Replace(body)
+	dec := json.NewDecoder(strings.NewReader(body))
 	dec.UseNumber()
 	var fields map[string]any
 	if err := dec.Decode(&fields); err != nil {
 		t.Errorf("%q: body is not a JSON object: %v", item, err)
-		return
+		return nil
 	}
 	if dec.Decode(new(any)) != io.EOF {
 		t.Errorf("%q: body has data after its JSON object", item)
@@ -327,6 +367,19 @@ func checkV1Body(t *testing.T, item, body string, accepts map[string]v1Field) {
 			if n, err := num.Int64(); err != nil || n < 1 {
 				t.Errorf("%q: %s is %s, want an integer >= 1 (an unquoted {{fence}})", item, k, shown)
 			}
+		case "limit":
+			num, _ := v.(json.Number)
+			if n, err := num.Int64(); err != nil || n < 1 || n > 1000 {
+				t.Errorf("%q: %s is %s, want an integer, 1 to 1000", item, k, shown)
+			}
+		case "mode":
+			if s != "exclusive" && s != "shared" {
+				t.Errorf("%q: %s is %s, want \"exclusive\" or \"shared\"", item, k, shown)
+			}
+		case "bool":
+			if _, ok := v.(bool); !ok {
+				t.Errorf("%q: %s is %s, want true or false", item, k, shown)
+			}
 		}
 	}
 	for k, f := range accepts {
@@ -334,4 +387,5 @@ func checkV1Body(t *testing.T, item, body string, accepts map[string]v1Field) {
 			t.Errorf("%q: body lacks %q, which the route requires", item, k)
 		}
 	}
+	return fields
 }

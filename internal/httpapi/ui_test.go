@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -95,32 +96,31 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// TestDashboardInBrowser drives the page in headless Chromium: a lock taken
-// through the other replica appears with its fence and goes on release, the
-// README scenario shows its 500 and its 200, and the console stays clean.
-func TestDashboardInBrowser(t *testing.T) {
-	t.Parallel()
-	exe := chromium(t)
-	// The second demo request must run out of retries (about 4.5 s) while
-	// the first still holds the lock.
-	c := startClusterWith(t, 2, clusterOptions{Peers: true,
-		Options: Options{LockExpiry: 2 * time.Second, CriticalSection: 6 * time.Second}})
-	a, b := c.replicas[0], c.replicas[1]
+// browser is a headless Chromium tab, with the console problems it
+// reported: errors, uncaught exceptions and the browser's own error log.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
 
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1280, 900))...)
-	defer cancel()
+	mu       sync.Mutex
+	problems []string
+}
+
+// startBrowser starts Chromium at the given window size; t.Cleanup stops it.
+func startBrowser(t *testing.T, width, height int) *browser {
+	t.Helper()
+	exe := chromium(t)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(width, height))...)
 	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
+	b := &browser{t: t, ctx: ctx}
 	// The first call starts the browser, and must not have a timeout of
 	// its own: it would stop the browser.
 	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		cancelAlloc()
 		t.Fatalf("start %s: %v", exe, err)
 	}
-
-	// Console errors, uncaught exceptions and the browser's own error log.
-	var mu sync.Mutex
-	var problems []string
 	messages := chromedp.Console(ctx)
 	listening := make(chan struct{})
 	go func() {
@@ -132,41 +132,127 @@ func TestDashboardInBrowser(t *testing.T) {
 			// The browser logs every error status under "network"; the
 			// scenario's 500 is expected, and the page reports it itself.
 			if (m.Type == chromedp.ConsoleError && m.Source != "network") || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
+				b.mu.Lock()
+				b.problems = append(b.problems, m.String())
+				b.mu.Unlock()
 			}
 		}
 	}()
-	defer func() { cancel(); <-listening }()
+	t.Cleanup(func() { cancel(); <-listening; cancelAlloc() })
+	return b
+}
 
-	run := func(what string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		tctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		if err := chromedp.Do(tctx, actions...); err != nil {
-			text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("%s: %v\npage:\n%s", what, err, text)
+// run does actions within timeout, and fails the test with the page's text
+// when they do not succeed.
+func (b *browser) run(what string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		text, _ := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("body")))
+		b.t.Fatalf("%s: %v\npage:\n%s", what, err, text)
+	}
+}
+
+// checkConsole fails the test if the browser reported a problem.
+func (b *browser) checkConsole() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.problems) > 0 {
+		b.t.Errorf("the browser reported:\n%s", strings.Join(b.problems, "\n"))
+	}
+}
+
+// tableRow is one holder's row of the dashboard's table as the page shows
+// it, with the cells its name's first row spans over it.
+type tableRow struct {
+	Name, Fence, Kind, Owner, Mode, Replica, Queue, Delay string
+}
+
+// readTable is the page's table, row by row.
+const readTable = `(() => {
+  const out = [];
+  let first = null;
+  for (const tr of document.querySelectorAll("#locks tbody tr")) {
+    if (tr.classList.contains("first")) first = tr;
+    const cell = (c) => (tr.querySelector("td." + c) || first.querySelector("td." + c) || {}).textContent || "";
+    out.push({Name: tr.dataset.name, Fence: tr.dataset.fence, Kind: cell("kind"), Owner: cell("owner"),
+      Mode: cell("mode"), Replica: cell("replica"), Queue: cell("queue"), Delay: cell("delay")});
+  }
+  return out;
+})()`
+
+// waitRows waits until the rows of name satisfy ok, and fails the test
+// with what the page showed last when they do not within timeout.
+func (b *browser) waitRows(what, name string, timeout time.Duration, ok func([]tableRow) bool) []tableRow {
+	b.t.Helper()
+	var rows []tableRow
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+		all, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]tableRow](readTable))
+		if err != nil {
+			b.t.Fatalf("%s: reading the table: %v", what, err)
+		}
+		rows = rows[:0]
+		for _, r := range all {
+			if r.Name == name {
+				rows = append(rows, r)
+			}
+		}
+		if ok(rows) {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s: within %v, the rows of %s were %+v", what, timeout, name, rows)
 		}
 	}
-	run("open the page", 15*time.Second, chromedp.Navigate(a.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#stream-state.ok")))
+}
+
+// TestDashboardInBrowser drives the page in headless Chromium: a lock taken
+// through the other replica appears with its fence and goes on release, the
+// README scenario shows its 500 and its 200, and the console stays clean.
+func TestDashboardInBrowser(t *testing.T) {
+	t.Parallel()
+	// The second demo request must run out of retries (about 4.5 s) while
+	// the first still holds the lock.
+	c := startClusterWith(t, 2, clusterOptions{Peers: true,
+		Options: Options{LockExpiry: 2 * time.Second, CriticalSection: 6 * time.Second}})
+	a, b := c.replicas[0], c.replicas[1]
+	br := startBrowser(t, 1280, 900)
+	br.run("open the page", 15*time.Second, chromedp.Navigate(a.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#stream-state.ok")))
 
 	l := b.acquire(t, "ui-job", `{"ttl":"30s","owner":"carol"}`)
 	row := fmt.Sprintf(`#locks tr[data-name="ui-job"][data-fence="%d"]`, l.Fence)
-	run("the lock taken on the other replica appears within a second", time.Second, chromedp.WaitVisible(chromedp.CSS(row)))
-	if granter, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(row+" td:nth-child(5)"))); err != nil || granter != "replica-1" {
+	br.run("the lock taken on the other replica appears within a second", time.Second, chromedp.WaitVisible(chromedp.CSS(row)))
+	if granter, err := chromedp.Run(br.ctx, chromedp.Text(chromedp.CSS(row+" td.replica"))); err != nil || granter != "replica-1" {
 		t.Errorf("granted by %q (%v), want replica-1", granter, err)
 	}
 	post(t, a.url+"/v1/locks/ui-job/release", tokenBody(l.Token))
-	run("the released lock disappears", 2*time.Second, chromedp.WaitNotPresent(chromedp.CSS(row)))
+	br.run("the released lock disappears", 2*time.Second, chromedp.WaitNotPresent(chromedp.CSS(row)))
 
-	// A lease that stays, for the screenshot's sake.
+	// Leases that stay, for the screenshot's sake: a lock, a shared lock's
+	// two readers and a semaphore's two permits.
 	b.acquire(t, "report", `{"ttl":"60s","owner":"alice"}`)
-	run("run the README scenario", 12*time.Second,
+	b.acquire(t, "catalog", `{"ttl":"60s","owner":"reader-1","mode":"shared"}`)
+	a.acquire(t, "catalog", `{"ttl":"60s","owner":"reader-2","mode":"shared"}`)
+	for _, owner := range []string{"worker-1", "worker-2"} {
+		acquireSemaphore(t, a, "encoders", `{"limit":3,"ttl":"60s","owner":"`+owner+`"}`)
+	}
+	// bob waits in report's fair queue until the test ends, and nightly
+	// stays closed for a minute after its lease expired.
+	ctx, cancel := context.WithCancel(context.Background())
+	queued := make(chan struct{})
+	go func() {
+		defer close(queued)
+		call(t, ctx, http.MethodPost, b.url+"/v1/locks/report/acquire", `{"ttl":"60s","wait":"60s","owner":"bob","fair":true}`)
+	}()
+	defer func() { cancel(); <-queued }()
+	a.acquire(t, "nightly", `{"ttl":"200ms","owner":"cron","lock_delay":"60s"}`)
+	br.run("run the README scenario", 12*time.Second,
 		chromedp.Click(chromedp.CSS("#run-scenario")),
 		chromedp.WaitVisible(chromedp.CSS(`#timeline li[data-type="contended"][data-status="500"]`)))
 	if *screenshot != "" {
-		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		sctx, scancel := context.WithTimeout(br.ctx, 10*time.Second)
 		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
 		scancel()
 		if err != nil {
@@ -177,21 +263,106 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		t.Logf("wrote %s", *screenshot)
 	}
-	run("the first demo request ends with 200", 8*time.Second,
+	br.run("the first demo request ends with 200", 8*time.Second,
 		chromedp.WaitVisible(chromedp.CSS(`#timeline li[data-type="released"][data-status="200"][data-name="my-test-key"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#demo-log li[data-status="200"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#demo-log li[data-status="500"]`)))
 
 	// Phone width: nothing wider than the screen (the table scrolls inside
 	// its section).
-	run("phone width", 5*time.Second, chromedp.EmulateViewport(390, 844))
-	if overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`)); err != nil || overflow {
+	br.run("phone width", 5*time.Second, chromedp.EmulateViewport(390, 844))
+	if overflow, err := chromedp.Run(br.ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`)); err != nil || overflow {
 		t.Errorf("the page is wider than a 390 px screen (%v)", err)
 	}
+	br.checkConsole()
+}
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the browser reported:\n%s", strings.Join(problems, "\n"))
+// grantJSON is the part of a lease answer these tests use.
+type grantJSON struct {
+	Token string `json:"token"`
+	Fence int64  `json:"fence"`
+}
+
+// acquireSemaphore takes a permit of name on r and fails the test unless
+// it is granted.
+func acquireSemaphore(t testing.TB, r *replica, name, body string) grantJSON {
+	t.Helper()
+	resp := post(t, r.url+"/v1/semaphores/"+name+"/acquire", body)
+	var g grantJSON
+	if err := json.Unmarshal(resp.body, &g); resp.status != http.StatusOK || err != nil {
+		t.Fatalf("acquire semaphore %s: %d %s", name, resp.status, resp.body)
 	}
+	return g
+}
+
+// TestDashboardKinds: the page shows every holder of a semaphore and of a
+// shared lock with the limit or the mode, a fair queue's length as waiters
+// join it and are granted, and a lock-delay in force after a lease with one
+// expired.
+func TestDashboardKinds(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 2, Options{})
+	a, b := c.replicas[0], c.replicas[1]
+	br := startBrowser(t, 1280, 900)
+	br.run("open the page", 15*time.Second, chromedp.Navigate(a.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#stream-state.ok")))
+
+	// A semaphore: one row per permit, each with the limit.
+	p1 := acquireSemaphore(t, a, "ui-pool", `{"limit":3,"ttl":"30s","owner":"p1"}`)
+	p2 := acquireSemaphore(t, b, "ui-pool", `{"limit":3,"ttl":"30s","owner":"p2"}`)
+	br.waitRows("the semaphore's two holders", "ui-pool", 2*time.Second, func(rows []tableRow) bool {
+		return len(rows) == 2 && rows[0].Fence == fmt.Sprint(p1.Fence) && rows[1].Fence == fmt.Sprint(p2.Fence) &&
+			rows[0].Owner == "p1" && rows[1].Owner == "p2" && rows[1].Replica == "replica-1" &&
+			rows[0].Kind == "semaphore" && rows[0].Mode == "limit 3" && rows[1].Mode == "limit 3" && rows[0].Queue == "0"
+	})
+	post(t, a.url+"/v1/semaphores/ui-pool/release", tokenBody(p1.Token))
+	br.waitRows("a released permit goes, the other stays", "ui-pool", 2*time.Second, func(rows []tableRow) bool {
+		return len(rows) == 1 && rows[0].Owner == "p2" && rows[0].Mode == "limit 3"
+	})
+
+	// A shared lock: every reader, in shared mode.
+	b.acquire(t, "ui-read", `{"ttl":"30s","owner":"r1","mode":"shared"}`)
+	a.acquire(t, "ui-read", `{"ttl":"30s","owner":"r2","mode":"shared"}`)
+	br.waitRows("the shared lock's two holders", "ui-read", 2*time.Second, func(rows []tableRow) bool {
+		return len(rows) == 2 && rows[0].Owner == "r1" && rows[1].Owner == "r2" &&
+			rows[0].Kind == "lock" && rows[0].Mode == "shared" && rows[1].Mode == "shared"
+	})
+	w := a.acquire(t, "ui-write", `{"ttl":"30s","owner":"w"}`)
+	br.waitRows("an exclusive lock", "ui-write", 2*time.Second, func(rows []tableRow) bool {
+		return len(rows) == 1 && rows[0].Owner == "w" && rows[0].Mode == "exclusive" && rows[0].Fence == fmt.Sprint(w.Fence)
+	})
+
+	// A fair queue: the waiter is counted while it waits, then holds.
+	holder := a.acquire(t, "ui-fair", `{"ttl":"30s","owner":"first"}`)
+	waited := make(chan response, 1)
+	go func() {
+		waited <- post(t, b.url+"/v1/locks/ui-fair/acquire", `{"ttl":"30s","wait":"20s","owner":"second","fair":true}`)
+	}()
+	br.waitRows("the fair waiter in the queue", "ui-fair", 2*time.Second, func(rows []tableRow) bool {
+		return len(rows) == 1 && rows[0].Owner == "first" && rows[0].Queue == "1"
+	})
+	post(t, a.url+"/v1/locks/ui-fair/release", tokenBody(holder.Token))
+	var second grantJSON
+	select {
+	case resp := <-waited:
+		if err := json.Unmarshal(resp.body, &second); resp.status != http.StatusOK || err != nil {
+			t.Fatalf("fair waiter: %d %s", resp.status, resp.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fair waiter was not granted after the release")
+	}
+	br.waitRows("the queue's grant", "ui-fair", 2*time.Second, func(rows []tableRow) bool {
+		return len(rows) == 1 && rows[0].Owner == "second" && rows[0].Fence == fmt.Sprint(second.Fence) && rows[0].Queue == "0"
+	})
+
+	// A lock-delay: the lease expires unreleased, and the name stays shown,
+	// with no holder, until the delay ends.
+	a.acquire(t, "ui-delay", `{"ttl":"300ms","owner":"crashed","lock_delay":"4s"}`)
+	rows := br.waitRows("the lock-delay in force", "ui-delay", 4*time.Second, func(rows []tableRow) bool {
+		return len(rows) == 1 && rows[0].Fence == "" && strings.HasPrefix(rows[0].Delay, "until ")
+	})
+	if resp := post(t, b.url+"/v1/locks/ui-delay/acquire", `{"owner":"next"}`); resp.errorCode() != "lock_delay" {
+		t.Errorf("acquire during the delay the page shows (%s): %d %s", rows[0].Delay, resp.status, resp.body)
+	}
+	br.waitRows("the name goes when the delay ends", "ui-delay", 6*time.Second, func(rows []tableRow) bool { return len(rows) == 0 })
+	br.checkConsole()
 }

@@ -5,7 +5,10 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   replica: "", peers: [], token: sessionStorage.getItem("lockd-token") || "",
-  locks: new Map(), // name -> {name, owner, fence, replica, source, ttlMs, expiresAt, contended}
+  // name -> {name, kind, limit, queue, delayUntil, contended, holders}; holders: fence ->
+  // {owner, fence, mode, replica, source, ttlMs, expiresAt} (the demo's lock has fence 0)
+  names: new Map(),
+  refreshTimer: 0,
   lastEventID: "", retry: 1000,
   events: 0, // events seen, so a listing that raced one is not applied
 };
@@ -36,16 +39,27 @@ function streamState(text, ok) {
   $("stream-state").className = "state " + (ok ? "ok" : "bad");
 }
 
-// --- held locks --------------------------------------------------------
+// --- names: locks and semaphores ---------------------------------------
 
-function upsertLock(name, fields) {
-  const l = state.locks.get(name) || { name, owner: "", fence: 0, replica: "", source: "", ttlMs: 0, expiresAt: 0, contended: 0 };
-  Object.assign(l, fields);
-  state.locks.set(name, l);
+// entry is what the page knows of one name. A name is listed while it has
+// a holder, a waiter in its fair queue, or a lock-delay in force.
+function entry(name) {
+  let e = state.names.get(name);
+  if (!e) {
+    e = { name, kind: "", limit: 0, queue: 0, delayUntil: 0, contended: 0, holders: new Map() };
+    state.names.set(name, e);
+  }
+  return e;
+}
+
+// forgetIfIdle drops a name nobody holds, waits for or is kept from.
+function forgetIfIdle(e) {
+  if (!e.holders.size && !e.queue && e.delayUntil <= Date.now()) state.names.delete(e.name);
 }
 
 // refreshLocks reconciles the table with GET /v1/locks: what the events
-// cannot say (demo extensions, locks taken before the page opened).
+// cannot say (a name's kind and mode, a semaphore's limit, a lock-delay,
+// demo extensions, names taken before the page opened).
 async function refreshLocks() {
   const before = state.events;
   const seen = new Map();
@@ -60,34 +74,94 @@ async function refreshLocks() {
     if (!cursor) break;
   }
   if (state.events !== before) return; // older than what the events said; the next one will do
-  for (const name of [...state.locks.keys()]) if (!seen.has(name)) state.locks.delete(name);
+  const now = Date.now();
+  const names = new Map();
   for (const l of seen.values()) {
-    const old = state.locks.get(l.name);
-    upsertLock(l.name, {
-      owner: l.owner, fence: l.fence, ttlMs: old && old.fence === l.fence && old.ttlMs ? old.ttlMs : l.ttl_ms,
-      expiresAt: Date.now() + l.ttl_ms, source: old ? old.source : (l.fence ? "v1" : "demo"),
-      replica: old && old.fence === l.fence ? old.replica : "",
-    });
+    const old = state.names.get(l.name);
+    const e = { name: l.name, kind: l.kind || "lock", limit: l.limit || 0, queue: l.queue || 0,
+      delayUntil: l.delay_until ? Date.parse(l.delay_until) : 0, contended: old ? old.contended : 0, holders: new Map() };
+    // An older replica lists only the highest fence's holder.
+    const holders = l.holders || (l.owner || l.fence ? [{ owner: l.owner, fence: l.fence, ttl_ms: l.ttl_ms }] : []);
+    for (const h of holders) {
+      const was = old && old.holders.get(h.fence);
+      e.holders.set(h.fence, {
+        owner: h.owner, fence: h.fence, mode: h.mode || l.mode || "",
+        ttlMs: was && was.ttlMs ? was.ttlMs : h.ttl_ms, expiresAt: now + h.ttl_ms,
+        source: was ? was.source : (h.fence ? "v1" : "demo"), replica: was ? was.replica : "",
+      });
+    }
+    names.set(l.name, e);
   }
+  state.names = names;
   renderLocks();
 }
 
+// refreshSoon asks for a listing shortly after events that leave something
+// unknown (a new name's kind, a lock-delay after an expiry), once per burst.
+function refreshSoon() {
+  if (state.refreshTimer) return;
+  state.refreshTimer = setTimeout(() => {
+    state.refreshTimer = 0;
+    refreshLocks().catch(() => {});
+  }, 300);
+}
+
+function secondsLeft(until) {
+  return (Math.max(0, until - Date.now()) / 1000).toFixed(1) + " s";
+}
+
+// holderCells are a holder's cells; a name nobody holds has dashes.
+function holderCells(e, h) {
+  if (!h) {
+    return [el("td", { class: "owner muted" }, e.queue ? "none yet" : "none"), el("td", { class: "fence" }, "—"),
+      el("td", { class: "mode" }, e.kind === "semaphore" && e.limit ? "limit " + e.limit : "—"),
+      el("td", { class: "replica" }, "—"), el("td", { class: "left" }, "—")];
+  }
+  const left = Math.max(0, h.expiresAt - Date.now());
+  const bar = el("span", { class: "bar", "aria-hidden": "true" }, el("span"));
+  bar.firstChild.style.width = (h.ttlMs ? Math.min(100, 100 * left / h.ttlMs) : 0) + "%";
+  return [
+    el("td", { class: "owner" }, h.owner || "—"),
+    el("td", { class: "fence" }, h.fence ? String(h.fence) : "—"),
+    el("td", { class: "mode" }, e.kind === "semaphore" ? (e.limit ? "limit " + e.limit : "…") : (h.mode || "…")),
+    el("td", { class: "replica" }, h.replica || "—"),
+    el("td", { class: "left" }, bar, secondsLeft(h.expiresAt)),
+  ];
+}
+
+// renderLocks draws one row per holder. A name's own cells (its kind, queue,
+// lock-delay and refusals) span its holders' rows.
 function renderLocks() {
-  const body = $("locks").tBodies[0];
-  const rows = [...state.locks.values()].sort((a, b) => a.name.localeCompare(b.name));
-  body.replaceChildren(...rows.map((l) => {
-    const left = Math.max(0, l.expiresAt - Date.now());
-    const bar = el("span", { class: "bar", "aria-hidden": "true" }, el("span"));
-    bar.firstChild.style.width = (l.ttlMs ? Math.min(100, 100 * left / l.ttlMs) : 0) + "%";
-    return el("tr", { "data-name": l.name, "data-fence": String(l.fence) },
-      el("td", {}, l.name),
-      el("td", {}, l.source === "demo" ? "demo /lock" : "/v1"),
-      el("td", {}, l.owner || "—"),
-      el("td", { class: "fence" }, l.fence ? String(l.fence) : "—"),
-      el("td", {}, l.replica || "—"),
-      el("td", {}, bar, (left / 1000).toFixed(1) + " s"),
-      el("td", {}, String(l.contended)));
-  }));
+  const now = Date.now();
+  for (const e of [...state.names.values()]) {
+    if (e.delayUntil && e.delayUntil <= now) {
+      e.delayUntil = 0;
+      forgetIfIdle(e);
+    }
+  }
+  const names = [...state.names.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const rows = [];
+  for (const e of names) {
+    const holders = [...e.holders.values()].sort((a, b) => a.fence - b.fence);
+    const demo = holders.some((h) => h.source === "demo");
+    const span = { rowspan: String(Math.max(1, holders.length)) };
+    const kind = e.kind === "semaphore" ? "semaphore" : demo ? "demo /lock" : e.kind || "…";
+    const delay = e.delayUntil > now
+      ? "until " + new Date(e.delayUntil).toISOString().slice(11, 19) + " (" + Math.ceil((e.delayUntil - now) / 1000) + " s)" : "—";
+    (holders.length ? holders : [null]).forEach((h, i) => {
+      const cells = holderCells(e, h);
+      if (i === 0) {
+        cells.unshift(el("td", Object.assign({ class: "name" }, span), e.name),
+          el("td", Object.assign({ class: "kind" }, span), kind));
+        cells.push(el("td", Object.assign({ class: "queue" }, span), String(e.queue)),
+          el("td", Object.assign({ class: "delay" + (e.delayUntil > now ? " delayed" : "") }, span), delay),
+          el("td", Object.assign({ class: "refused" + (e.contended ? " contended" : "") }, span), String(e.contended)));
+      }
+      rows.push(el("tr", { "data-name": e.name, "data-kind": e.kind, "data-fence": h ? String(h.fence) : "",
+        class: i === 0 ? "first" : "" }, ...cells));
+    });
+  }
+  $("locks").tBodies[0].replaceChildren(...rows);
   $("no-locks").hidden = rows.length > 0;
 }
 
@@ -95,19 +169,41 @@ function renderLocks() {
 
 const demoStatus = { contended: "500", lost: "500", released: "200" };
 
+// applyEvent updates the table at once; a listing soon after fills in what
+// an event does not carry.
+function applyEvent(ev) {
+  const e = ev.type === "acquired" || ev.type === "queued" ? entry(ev.name) : state.names.get(ev.name);
+  if (!e) return;
+  if (ev.type === "acquired") {
+    if (!e.holders.size) e.contended = 0;
+    // While a fair queue exists every grant comes from it.
+    if (e.queue > 0) e.queue--;
+    const other = e.holders.values().next().value;
+    e.holders.set(ev.fence, { owner: ev.owner, fence: ev.fence, mode: other ? other.mode : "", replica: ev.replica,
+      source: ev.source, ttlMs: ev.ttl_ms, expiresAt: Date.now() + ev.ttl_ms });
+    if (ev.source === "demo") e.kind = "lock";
+    if (!e.kind || (e.kind === "lock" && ev.source !== "demo" && !(other && other.mode))) refreshSoon();
+  } else if (ev.type === "queued") {
+    e.queue++;
+    if (!e.kind) refreshSoon();
+  } else if (ev.type === "extended") {
+    const h = e.holders.get(ev.fence);
+    if (h) Object.assign(h, { ttlMs: ev.ttl_ms, expiresAt: Date.now() + ev.ttl_ms, owner: ev.owner });
+    else refreshSoon();
+  } else if (ev.type === "released" || ev.type === "expired" || ev.type === "lost") {
+    if (ev.fence) e.holders.delete(ev.fence);
+    else if (ev.source === "demo") e.holders.delete(0);
+    else refreshSoon(); // a refused extend or release: whose lease was gone, the listing says
+    // An expiry may start a lock-delay, which only the listing shows.
+    if (ev.type === "expired") refreshSoon(); else forgetIfIdle(e);
+  } else if (ev.type === "contended") {
+    e.contended++;
+  }
+}
+
 function onEvent(ev) {
   state.events++;
-  if (ev.type === "acquired") {
-    upsertLock(ev.name, { owner: ev.owner, fence: ev.fence, replica: ev.replica, source: ev.source,
-      ttlMs: ev.ttl_ms, expiresAt: Date.now() + ev.ttl_ms, contended: 0 });
-  } else if (ev.type === "extended") {
-    upsertLock(ev.name, { ttlMs: ev.ttl_ms, expiresAt: Date.now() + ev.ttl_ms, fence: ev.fence, owner: ev.owner });
-  } else if (ev.type === "released" || ev.type === "expired" || ev.type === "lost") {
-    const l = state.locks.get(ev.name);
-    if (l && (!ev.fence || l.fence === ev.fence)) state.locks.delete(ev.name);
-  } else if (ev.type === "contended" && state.locks.has(ev.name)) {
-    state.locks.get(ev.name).contended++;
-  }
+  applyEvent(ev);
   renderLocks();
 
   const status = ev.source === "demo" && demoStatus[ev.type];
