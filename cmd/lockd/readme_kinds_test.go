@@ -39,22 +39,25 @@ func TestREADMEKindsWalkThrough(t *testing.T) {
 	ports := strings.NewReplacer("localhost:8081", strings.TrimPrefix(web1.url, "http://"),
 		"localhost:8082", strings.TrimPrefix(web2.url, "http://"))
 	// run runs command i in bash and returns what it printed, or why it
-	// failed; a command the README sends to the background ("... &") runs
-	// in a goroutine, which does not touch t.
+	// failed. Of a line "A & B", A runs in the background, in a goroutine
+	// that does not touch t, and answers on the channel, while B runs.
 	run := func(i int) <-chan string {
-		line, background := strings.CutSuffix(cmds[i], " &")
 		out := make(chan string, 1)
-		do := func() {
+		do := func(line string) {
 			b, err := exec.Command("bash", "-c", ports.Replace(line)).Output()
 			if err != nil {
-				b = append(b, "\n"+cmds[i]+": "+err.Error()...)
+				b = append(b, "\n"+line+": "+err.Error()...)
 			}
 			out <- string(b)
 		}
-		if background {
-			go do()
-		} else {
-			do()
+		background, then, ok := strings.Cut(cmds[i], " & ")
+		if !ok {
+			do(cmds[i])
+			return out
+		}
+		go do(background)
+		if err := exec.Command("bash", "-c", then).Run(); err != nil {
+			t.Errorf("%s: %v", then, err)
 		}
 		return out
 	}
@@ -122,10 +125,7 @@ func TestREADMEKindsWalkThrough(t *testing.T) {
 
 	// 3. bob, then carol, queue behind alice and get the lock in turn.
 	alice := leaseOf("fair", <-run(6))
-	bob := run(7)
-	time.Sleep(300 * time.Millisecond) // a reader types the lines in order
-	carol := run(8)
-	time.Sleep(300 * time.Millisecond)
+	bob, carol := run(7), run(8)
 	out = <-run(9)
 	decode("fair", out)
 	if len(info.Holders) != 1 || info.Holders[0].Owner != "alice" || info.Queue != 2 {
@@ -152,13 +152,15 @@ func TestREADMEKindsWalkThrough(t *testing.T) {
 	}
 	<-run(11)
 	out = <-run(12)
-	if !strings.HasPrefix(out, "HTTP/1.1 409 Conflict") || !regexp.MustCompile(`(?mi)^Retry-After: (8|9|10)\r?$`).MatchString(out) {
+	// The README shows about 9 s left; a busy machine takes longer between
+	// the commands.
+	if !strings.HasPrefix(out, "HTTP/1.1 409 Conflict") || !regexp.MustCompile(`(?mi)^Retry-After: ([1-9]|10)\r?$`).MatchString(out) {
 		t.Errorf("lock-delay: %s", out)
 	}
 	decode("lock-delay", out)
 	if until, err := time.Parse(time.RFC3339, info.DelayUntil); info.Error.Code != "lock_delay" || err != nil ||
-		time.Until(until) < 7*time.Second || time.Until(until) > 10*time.Second {
-		t.Errorf("lock-delay: %s, want the delay's end about 9 s from now", out)
+		time.Until(until) <= 0 || time.Until(until) > 10*time.Second {
+		t.Errorf("lock-delay: %s, want the delay's end within 10 s", out)
 	}
 	sameKeys(t, examples[3], out[strings.LastIndex(out, "\n{")+1:])
 }

@@ -115,7 +115,9 @@ type postmanHeader struct {
 }
 
 // TestPostmanCollection: the collection has the README's two demo clients,
-// unchanged, and a "/v1" folder whose requests stay within the /v1 contract.
+// unchanged, and a "/v1" folder whose requests stay within the /v1 contract
+// and show every route of it, semaphores included, and a shared, a fair and
+// a lock-delay acquire.
 func TestPostmanCollection(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(root(t), "doc", "go-distributed-lock.postman_collection.json"))
 	if err != nil {
