@@ -43,7 +43,7 @@ func holdersByName(ops []Op, slack time.Duration, keep func([]*grant) bool) map[
 //   - never a permit at once with a lock grant of the same name: a name is
 //     one kind at a time ("kind-overlap").
 //
-// Each is reported once per grant that starts the breach.
+// Each is reported at the start of every grant that finds it.
 func Semaphores(ops []Op, slack time.Duration) []Violation {
 	byLock := holdersByName(ops, slack, func(gs []*grant) bool {
 		return slices.ContainsFunc(gs, func(g *grant) bool { return g.op.Limit > 0 })
