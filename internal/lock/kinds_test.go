@@ -287,6 +287,10 @@ func TestLockDelayAfterExpiryNotAfterRelease(t *testing.T) {
 	}
 	expiry := time.Now().Add(g.TTL)
 	time.Sleep(300 * time.Millisecond)
+	// Inspect sees the delay before any script has recorded it.
+	if st, _, err := m.InspectState(ctx, KindLock, "d"); err != nil || st.DelayUntil.IsZero() {
+		t.Fatalf("inspect right after the expiry: %+v %v", st, err)
+	}
 	var de *LockDelayError
 	_, err = m.TryAcquire(ctx, "d", Grant{TTL: time.Second})
 	if !errors.As(err, &de) {

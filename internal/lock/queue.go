@@ -278,6 +278,9 @@ func (m *Manager) waitInQueue(ctx context.Context, name string, g Grant, t *tick
 // order. A grant too few acknowledged is given back, as acquire does.
 func (m *Manager) queueGranted(ctx context.Context, l Lease, g Grant, placed time.Time) (Lease, error) {
 	l.Queued = time.Since(placed)
+	if g.Kind == KindLock && g.Mode == Exclusive {
+		m.expiries.arm(l) // as TryAcquire does
+	}
 	if !m.waitsReplicas() {
 		return l, nil
 	}
