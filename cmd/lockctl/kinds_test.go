@@ -95,7 +95,7 @@ func TestRunSemaphoreBoundsConcurrency(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]result, 3)
 	for i := range results {
-		cmd := lockctl(l.URL, "run", "--limit", "2", "--ttl", "600ms", "--wait", "20s", "builders", "--", "sh", "-c", script)
+		cmd := lockctl(l.URL, "run", "--limit", "2", "--ttl", "2s", "--wait", "20s", "builders", "--", "sh", "-c", script)
 		cmd.Env = append(cmd.Env, "LOG="+log)
 		s := startCmd(t, cmd)
 		wg.Go(func() { results[i] = s.wait(t) })
@@ -181,7 +181,7 @@ func TestRunFair(t *testing.T) {
 func TestLockDelay(t *testing.T) {
 	l := startLockd(t)
 	// A lease nobody renews, with a delay: its holder "died".
-	r := execute(t, lockctl(l.URL, "acquire", "--ttl", "300ms", "--lock-delay", "1500ms", "--format", "{{.Kind}} {{.Mode}}", "delayed"))
+	r := execute(t, lockctl(l.URL, "acquire", "--ttl", "300ms", "--lock-delay", "3s", "--format", "{{.Kind}} {{.Mode}}", "delayed"))
 	if got := strings.TrimSpace(r.stdout); r.code != 0 || got != "lock exclusive" {
 		t.Fatalf("acquire: exit %d, %q, %s", r.code, got, r.stderr)
 	}
