@@ -147,7 +147,7 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 			fence = max(fence, r.val.int(1))
 			continue
 		case 2:
-			return Lease{}, &queuedError{position: int(r.val.int(1)), base: redisBase(start, r.val.int(2))}
+			return Lease{}, &queuedError{position: int(r.val.int(1)), base: redisBase(start, r.val.int(2)), placed: time.Now()}
 		case -2:
 			return Lease{}, &KindMismatchError{Kind: kindOf(r.val.str(1))}
 		case -3:
@@ -333,6 +333,14 @@ func (m *Manager) RenewKind(ctx context.Context, kind Kind, name, token string, 
 			ok++
 			if f := r.val.int(1); f >= l.Fence {
 				l.Fence, l.Owner, l.TTL = f, r.val.str(3), ms(r.val.int(2))
+				switch {
+				case kind == KindSemaphore:
+					l.Limit = int(r.val.int(5))
+				case r.val.str(4) == "s": // a record's holder says its mode
+					l.Mode = Shared
+				default:
+					l.Mode = Exclusive
+				}
 			}
 		case -1:
 			bare++

@@ -36,6 +36,7 @@ func newTicket() (*ticket, error) {
 // queuedError answers an acquire that took a place in the queue.
 type queuedError struct {
 	position int
+	placed   time.Time // when the answer that placed the waiter arrived
 	// base is a local instant no later than Redis's time 0 (its epoch):
 	// the time the call was sent, less Redis's time when the script ran.
 	// A grant at Redis time t happened here no earlier than base + t.
@@ -121,6 +122,7 @@ func queuedLease(name string, g Grant, t *ticket, fence int64, granted time.Time
 // came meanwhile).
 func (m *Manager) waitInQueue(ctx context.Context, name string, g Grant, t *ticket, q *queuedError, deadline time.Time) (Lease, error) {
 	notices := m.grants.add(t.id)
+	placed := q.placed
 	defer m.grants.remove(t.id)
 	base := q.base
 	looks := time.NewTicker(queueLook)
@@ -136,7 +138,7 @@ func (m *Manager) waitInQueue(ctx context.Context, name string, g Grant, t *tick
 		}
 		l := queuedLease(name, g, t, r.int(1), sent.Add(ms(r.int(2))-g.TTL))
 		if !keep {
-			_ = m.ReleaseToken(context.WithoutCancel(ctx), name, t.token)
+			_, _ = m.ReleaseKind(context.WithoutCancel(ctx), g.Kind, name, t.token)
 			return Lease{}, false
 		}
 		return l, true
@@ -144,7 +146,7 @@ func (m *Manager) waitInQueue(ctx context.Context, name string, g Grant, t *tick
 	for {
 		select {
 		case n := <-notices:
-			return queuedLease(name, g, t, n.fence, base.Add(time.Duration(n.at)*time.Millisecond)), nil
+			return m.queueGranted(ctx, queuedLease(name, g, t, n.fence, base.Add(time.Duration(n.at)*time.Millisecond)), g, placed)
 		case <-looks.C:
 			r, sent, err := m.look(ctx, name, g, t, "")
 			switch {
@@ -154,7 +156,7 @@ func (m *Manager) waitInQueue(ctx context.Context, name string, g Grant, t *tick
 			case r.int(0) == 1:
 				// Granted, and the message is late or was lost: the lease
 				// ends pttl after the look ran, which was after it was sent.
-				return queuedLease(name, g, t, r.int(1), sent.Add(ms(r.int(2))-g.TTL)), nil
+				return m.queueGranted(ctx, queuedLease(name, g, t, r.int(1), sent.Add(ms(r.int(2))-g.TTL)), g, placed)
 			case r.int(0) == 2:
 				base = later(base, redisBase(sent, r.int(2)))
 			default:
@@ -165,11 +167,11 @@ func (m *Manager) waitInQueue(ctx context.Context, name string, g Grant, t *tick
 				if !errors.As(err, &again) {
 					return l, err
 				}
-				base = again.base
+				base, placed = again.base, again.placed
 			}
 		case <-end.C:
 			if l, ok := leave(true); ok {
-				return l, nil
+				return m.queueGranted(ctx, l, g, placed)
 			}
 			return m.tryAcquire(ctx, name, g, modeContended, nil)
 		case <-m.stopWaiting:
@@ -180,6 +182,28 @@ func (m *Manager) waitInQueue(ctx context.Context, name string, g Grant, t *tick
 			return Lease{}, ctx.Err()
 		}
 	}
+}
+
+// queueGranted answers a grant from the queue. With Config.MinReplicas the
+// grant, made by another connection's script, must first reach the
+// replicas: a look (a write) on this replica's connection followed by
+// WAIT covers it, since replicas acknowledge the replication stream in
+// order. A grant too few acknowledged is given back, as acquire does.
+func (m *Manager) queueGranted(ctx context.Context, l Lease, g Grant, placed time.Time) (Lease, error) {
+	l.Queued = time.Since(placed)
+	if !m.waitsReplicas() {
+		return l, nil
+	}
+	t := &ticket{token: l.Token}
+	_, acked, err := m.evalAcked(ctx, m.nodes[0], m.sc.queue, l.Name, m.keys(l.Name), m.argvSpec(l.Name, t.token, 0, "", "", specOf(g, "")))
+	if err == nil && acked >= int64(m.minRepl) {
+		return l, nil
+	}
+	_, _ = m.ReleaseKind(context.WithoutCancel(ctx), g.Kind, l.Name, l.Token)
+	if err != nil {
+		return Lease{}, unavailable("acquire", err)
+	}
+	return Lease{}, m.unacked("acquire", acked)
 }
 
 func later(a, b time.Time) time.Time {

@@ -98,7 +98,7 @@ func stateOf(raw string, now int64) (State, error) {
 			s.Queue++
 		}
 	}
-	if z := int64(r.Z); z > now && len(s.Holders) == 0 {
+	if z := int64(r.Z); z > now {
 		s.DelayUntil = time.Now().Add(ms(z - now))
 	}
 	return s, nil
