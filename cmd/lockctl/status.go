@@ -58,6 +58,10 @@ func waitingLine(name string, info client.LockInfo) string {
 		what = "just released, trying"
 	default:
 		what = fmt.Sprintf("%s (fence %d), %s left", heldBy(info.Owner, info.Holders, info.Mode, info.Limit), info.Fence, info.TTL.Round(100*time.Millisecond))
+		if !info.DelayUntil.IsZero() {
+			// A holder expired with a lock-delay beside the others.
+			what += fmt.Sprintf(", and a lock-delay for %s", max(time.Until(info.DelayUntil), 0).Round(100*time.Millisecond))
+		}
 	}
 	return fmt.Sprintf("lockctl: waiting for %s: %s%s", name, what, queueText(info.Queue))
 }

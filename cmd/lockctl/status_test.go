@@ -35,6 +35,9 @@ func TestWaitingLine(t *testing.T) {
 			`lockctl: waiting for doc: 3 of 3 permits held, the latest by "b" (fence 9), 1.5s left`},
 		{client.LockInfo{DelayUntil: time.Now().Add(1520 * time.Millisecond)},
 			`lockctl: waiting for doc: in a lock-delay, 1.5s left`},
+		{client.LockInfo{Held: true, Owner: "r", Fence: 9, TTL: time.Second, Mode: client.Shared, DelayUntil: time.Now().Add(2520 * time.Millisecond),
+			Holders: []client.Holder{{Owner: "r", Fence: 9}}},
+			`lockctl: waiting for doc: held shared by "r" (fence 9), 1s left, and a lock-delay for 2.5s`},
 	} {
 		if got := waitingLine("doc", tc.info); got != tc.want {
 			t.Errorf("got %q, want %q", got, tc.want)
