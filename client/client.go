@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,6 +78,24 @@ type AcquireOptions struct {
 	// bytes, no control characters); others see it in LockInfo and
 	// LockedError.
 	Owner string
+	// Mode is a lock's: Exclusive (the default; "" means it too) or
+	// Shared. Any number of shared holders hold a lock at once, an
+	// exclusive one holds it alone, and a waiting exclusive request stops
+	// new shared grants so that writers do not starve. A semaphore takes
+	// no Mode (ErrInvalidArgument).
+	Mode Mode
+	// Fair makes a waiting acquire wait in the name's queue in Redis:
+	// grants go in arrival order across every replica. While a queue
+	// exists on a name, every acquire of it joins the queue or fails at
+	// once. A Wait over five minutes joins the queue again, at its end,
+	// every five minutes (each request waits at most that long).
+	Fair bool
+	// LockDelay (0 to 60s, in whole milliseconds; 0 means none) keeps the
+	// name refused this long if the lease ends by expiry rather than
+	// Release, so that late writes of a holder that died land before
+	// anyone else starts. Others get a *LockDelayError meanwhile, or wait
+	// the delay out.
+	LockDelay time.Duration
 }
 
 // leaseJSON is the Lease schema of doc/openapi.yaml. The client keeps its
@@ -89,14 +108,24 @@ type leaseJSON struct {
 	Owner    string `json:"owner"`
 	TTLMS    int64  `json:"ttl_ms"`
 	WaitedMS int64  `json:"waited_ms"`
+	Kind     Kind   `json:"kind"`
+	Mode     Mode   `json:"mode"`
+	Limit    int    `json:"limit"`
 }
 
-// Acquire takes the lock name, waiting up to opts.Wait for its holder to
+// Acquire takes the lock name, waiting up to opts.Wait for its holders to
 // let go. The lease is not renewed unless KeepAlive is called. It returns a
-// *LockedError (ErrLocked) when the lock stayed held, ErrInvalidArgument,
-// ErrUnauthenticated, ErrUnavailable, ErrTooManyRequests, another
-// *APIError, or ctx's error.
+// *LockedError (ErrLocked) when the lock stayed held, a *LockDelayError
+// (ErrLockDelay) when a lock-delay outlasted the wait, a
+// *KindMismatchError (ErrKindMismatch) when the name is a semaphore,
+// ErrUnsupported (shared, fair or lock-delay in quorum mode),
+// ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable,
+// ErrTooManyRequests, another *APIError, or ctx's error.
 func (c *Client) Acquire(ctx context.Context, name string, opts AcquireOptions) (*Lease, error) {
+	return c.acquire(ctx, KindLock, name, 0, opts)
+}
+
+func (c *Client) acquire(ctx context.Context, kind Kind, name string, limit int, opts AcquireOptions) (*Lease, error) {
 	forever := opts.Wait < 0
 	deadline := time.Now().Add(opts.Wait)
 	for {
@@ -105,8 +134,8 @@ func (c *Client) Acquire(ctx context.Context, name string, opts AcquireOptions) 
 		if !forever {
 			wait = min(max(time.Until(deadline), 0), maxServerWait)
 		}
-		l, err := c.acquireOnce(ctx, name, opts, wait)
-		if err == nil || last || !errors.Is(err, ErrLocked) {
+		l, err := c.acquireOnce(ctx, kind, name, limit, opts, wait)
+		if err == nil || last || !(errors.Is(err, ErrLocked) || errors.Is(err, ErrLockDelay)) {
 			return l, err
 		}
 		if ctx.Err() != nil {
@@ -115,8 +144,13 @@ func (c *Client) Acquire(ctx context.Context, name string, opts AcquireOptions) 
 	}
 }
 
-func (c *Client) acquireOnce(ctx context.Context, name string, opts AcquireOptions, wait time.Duration) (*Lease, error) {
-	body := map[string]string{}
+func (c *Client) acquireOnce(ctx context.Context, kind Kind, name string, limit int, opts AcquireOptions, wait time.Duration) (*Lease, error) {
+	// Only what was asked is sent: a lockd from before semaphores accepts
+	// a plain lock's request as it always did.
+	body := map[string]any{}
+	if kind == KindSemaphore {
+		body["limit"] = limit
+	}
 	if opts.TTL != 0 {
 		body["ttl"] = opts.TTL.String()
 	}
@@ -126,14 +160,37 @@ func (c *Client) acquireOnce(ctx context.Context, name string, opts AcquireOptio
 	if opts.Owner != "" {
 		body["owner"] = opts.Owner
 	}
+	if opts.Mode != "" {
+		body["mode"] = string(opts.Mode)
+	}
+	if opts.Fair {
+		body["fair"] = true
+	}
+	if opts.LockDelay != 0 {
+		body["lock_delay"] = opts.LockDelay.String()
+	}
 	var lj leaseJSON
-	sent, err := c.do(ctx, http.MethodPost, lockPath(name, "acquire"), nil, body, &lj)
+	sent, err := c.do(ctx, http.MethodPost, namePath(kind, name, "acquire"), nil, body, &lj)
 	if err != nil {
 		return nil, err
 	}
 	ttl := opts.TTL
 	if ttl == 0 {
 		ttl = DefaultTTL
+	}
+	// An answer without them (a lockd from before semaphores) is what
+	// was asked for.
+	if lj.Kind == "" {
+		lj.Kind = kind
+	}
+	if lj.Kind == KindLock && lj.Mode == "" {
+		lj.Mode = opts.Mode
+		if lj.Mode == "" {
+			lj.Mode = Exclusive
+		}
+	}
+	if lj.Kind == KindSemaphore && lj.Limit == 0 {
+		lj.Limit = limit
 	}
 	return newLease(c, lj, sent, ttl), nil
 }
@@ -144,7 +201,11 @@ func (c *Client) acquireOnce(ctx context.Context, name string, opts AcquireOptio
 // ErrUnavailable, another *APIError, or ctx's error. Lease.Extend is the
 // usual way.
 func (c *Client) Extend(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
-	lj, sent, err := c.extend(ctx, name, token, ttl)
+	return c.extendLease(ctx, KindLock, name, token, ttl)
+}
+
+func (c *Client) extendLease(ctx context.Context, kind Kind, name, token string, ttl time.Duration) (*Lease, error) {
+	lj, sent, err := c.extend(ctx, kind, name, token, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -153,61 +214,165 @@ func (c *Client) Extend(ctx context.Context, name, token string, ttl time.Durati
 		// closest estimate, and only Lease.TTL reads it.
 		ttl = time.Duration(lj.TTLMS) * time.Millisecond
 	}
+	if lj.Kind == "" {
+		lj.Kind = kind
+	}
 	return newLease(c, lj, sent, ttl), nil
 }
 
-func (c *Client) extend(ctx context.Context, name, token string, ttl time.Duration) (leaseJSON, time.Time, error) {
+func (c *Client) extend(ctx context.Context, kind Kind, name, token string, ttl time.Duration) (leaseJSON, time.Time, error) {
 	body := map[string]string{"token": token}
 	if ttl != 0 {
 		body["ttl"] = ttl.String()
 	}
 	var lj leaseJSON
-	sent, err := c.do(ctx, http.MethodPost, lockPath(name, "extend"), nil, body, &lj)
+	sent, err := c.do(ctx, http.MethodPost, namePath(kind, name, "extend"), nil, body, &lj)
 	return lj, sent, err
 }
 
 // Release gives back a lease known only by its name and token. It returns
-// ErrNotHolder when the token no longer holds the lock, ErrInvalidArgument,
-// ErrUnauthenticated, ErrUnavailable, another *APIError, or ctx's error.
-// Lease.Release is the usual way.
+// ErrNotHolder when the token no longer holds the lock, ErrKindMismatch
+// when the name is a semaphore, ErrInvalidArgument, ErrUnauthenticated,
+// ErrUnavailable, another *APIError, or ctx's error. Lease.Release is the
+// usual way.
 func (c *Client) Release(ctx context.Context, name, token string) error {
-	_, err := c.do(ctx, http.MethodPost, lockPath(name, "release"), nil, map[string]string{"token": token}, nil)
+	return c.release(ctx, KindLock, name, token)
+}
+
+func (c *Client) release(ctx context.Context, kind Kind, name, token string) error {
+	_, err := c.do(ctx, http.MethodPost, namePath(kind, name, "release"), nil, map[string]string{"token": token}, nil)
 	return err
 }
 
-// LockInfo is what anyone may see of a lock: never its token.
+// LockInfo is what anyone may see of a lock or a semaphore: never a
+// token.
 type LockInfo struct {
-	Name  string `json:"name"`
-	Held  bool   `json:"held"`
+	Name string `json:"name"`
+	// Held is true while at least one holder holds the name.
+	Held bool `json:"held"`
+	// Owner, Fence and TTL are the holder's with the highest fence (the
+	// latest grant). Fence is 0 when free or held without one (by lockd's
+	// demo endpoint).
 	Owner string `json:"owner"`
-	// Fence is the holder's fence, 0 when free or held without one (by
-	// lockd's demo endpoint).
-	Fence int64 `json:"fence"`
+	Fence int64  `json:"fence"`
 	// TTL is the holder's validity left when the service answered.
 	TTL time.Duration `json:"-"`
+	// Kind is what the name is: KindLock or KindSemaphore.
+	Kind Kind `json:"kind,omitzero"`
+	// Mode is a lock's holders' mode, "" when free or for a semaphore.
+	Mode Mode `json:"mode,omitzero"`
+	// Limit is a semaphore's limit, 0 for a lock (or a semaphore's free
+	// name).
+	Limit int `json:"limit,omitzero"`
+	// Holders are every live holder, by fence.
+	Holders []Holder `json:"holders,omitzero"`
+	// Queue is how many wait in the name's fair queue.
+	Queue int `json:"queue,omitzero"`
+	// DelayUntil is the end of a lock-delay in force, on the service's
+	// clock; zero when there is none.
+	DelayUntil time.Time `json:"delay_until,omitzero"`
 }
 
-type lockJSON struct {
-	Name  string `json:"name"`
-	Held  bool   `json:"held"`
+// Holder is one holder of a lock or a semaphore: never its token.
+type Holder struct {
+	Owner string `json:"owner"`
+	Fence int64  `json:"fence"`
+	// TTL is the holder's validity left when the service answered.
+	TTL time.Duration `json:"-"`
+	// Mode is a lock holder's mode, "" for a semaphore's.
+	Mode Mode `json:"mode,omitzero"`
+}
+
+type holderJSON struct {
 	Owner string `json:"owner"`
 	Fence int64  `json:"fence"`
 	TTLMS int64  `json:"ttl_ms"`
+	Mode  Mode   `json:"mode"`
 }
 
-func (j lockJSON) info() LockInfo {
-	return LockInfo{Name: j.Name, Held: j.Held, Owner: j.Owner, Fence: j.Fence, TTL: time.Duration(j.TTLMS) * time.Millisecond}
+func holdersOf(js []holderJSON) []Holder {
+	if len(js) == 0 {
+		return nil
+	}
+	hs := make([]Holder, 0, len(js))
+	for _, h := range js {
+		hs = append(hs, Holder{Owner: h.Owner, Fence: h.Fence, TTL: time.Duration(h.TTLMS) * time.Millisecond, Mode: h.Mode})
+	}
+	return hs
+}
+
+// latest is the holder with the highest fence, when there is one.
+func latest(hs []Holder) (Holder, bool) {
+	var top Holder
+	for _, h := range hs {
+		if h.Fence >= top.Fence {
+			top = h
+		}
+	}
+	return top, len(hs) > 0
+}
+
+// lockJSON is the Lock schema of doc/openapi.yaml, and a listing's entry.
+type lockJSON struct {
+	Name       string       `json:"name"`
+	Held       bool         `json:"held"`
+	Owner      string       `json:"owner"`
+	Fence      int64        `json:"fence"`
+	TTLMS      int64        `json:"ttl_ms"`
+	Kind       Kind         `json:"kind"`
+	Mode       Mode         `json:"mode"`
+	Limit      int          `json:"limit"`
+	Holders    []holderJSON `json:"holders"`
+	Queue      int          `json:"queue"`
+	DelayUntil string       `json:"delay_until"`
+}
+
+func (j lockJSON) info() (LockInfo, error) {
+	info := LockInfo{
+		Name: j.Name, Held: j.Held, Owner: j.Owner, Fence: j.Fence, TTL: time.Duration(j.TTLMS) * time.Millisecond,
+		Kind: j.Kind, Mode: j.Mode, Limit: j.Limit, Holders: holdersOf(j.Holders), Queue: j.Queue,
+	}
+	if j.DelayUntil != "" {
+		t, err := time.Parse(time.RFC3339Nano, j.DelayUntil)
+		if err != nil {
+			return LockInfo{}, fmt.Errorf("delay_until: %w", err)
+		}
+		info.DelayUntil = t
+	}
+	// A semaphore's answer lists its holders only; a lock's names the
+	// latest at the top as well.
+	if top, ok := latest(info.Holders); ok && info.Fence == 0 {
+		info.Owner, info.Fence, info.TTL = top.Owner, top.Fence, top.TTL
+	}
+	// A plain holder (an older lockd, or the demo's) is the only one.
+	if info.Held && info.Holders == nil && info.Kind != KindSemaphore {
+		info.Holders = []Holder{{Owner: info.Owner, Fence: info.Fence, TTL: info.TTL, Mode: info.Mode}}
+	}
+	return info, nil
 }
 
 // Get returns the state of the lock name; a free lock has Held false. It
-// returns ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable, another
-// *APIError, or ctx's error.
+// returns a *KindMismatchError (ErrKindMismatch) when the name is a
+// semaphore, ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable,
+// another *APIError, or ctx's error.
 func (c *Client) Get(ctx context.Context, name string) (LockInfo, error) {
+	return c.get(ctx, KindLock, name)
+}
+
+func (c *Client) get(ctx context.Context, kind Kind, name string) (LockInfo, error) {
 	var j lockJSON
-	if _, err := c.do(ctx, http.MethodGet, lockPath(name, ""), nil, nil, &j); err != nil {
+	path := namePath(kind, name, "")
+	if _, err := c.do(ctx, http.MethodGet, path, nil, nil, &j); err != nil {
 		return LockInfo{}, err
 	}
-	return j.info(), nil
+	if j.Kind == "" {
+		j.Kind = kind
+	}
+	info, err := j.info()
+	if err != nil {
+		return LockInfo{}, fmt.Errorf("client: GET %s: decoding the answer: %w", path, err)
+	}
+	return info, nil
 }
 
 // Page is one page of List. NextCursor is "" on the last page; a page may
@@ -217,7 +382,8 @@ type Page struct {
 	NextCursor string
 }
 
-// List returns one page of the held locks whose names start with prefix:
+// List returns one page of the held locks and semaphores whose names
+// start with prefix:
 // at most limit (1 to 1000; 0 for the service's default of 100), from
 // cursor ("" for the first page, else the previous NextCursor). It returns
 // ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable, another
@@ -234,20 +400,26 @@ func (c *Client) List(ctx context.Context, prefix string, limit int, cursor stri
 		q.Set("cursor", cursor)
 	}
 	var j struct {
-		Locks []struct {
-			Name  string `json:"name"`
-			Owner string `json:"owner"`
-			Fence int64  `json:"fence"`
-			TTLMS int64  `json:"ttl_ms"`
-		} `json:"locks"`
-		NextCursor string `json:"next_cursor"`
+		Locks      []lockJSON `json:"locks"`
+		NextCursor string     `json:"next_cursor"`
 	}
 	if _, err := c.do(ctx, http.MethodGet, "/v1/locks", q, nil, &j); err != nil {
 		return Page{}, err
 	}
 	p := Page{NextCursor: j.NextCursor, Locks: make([]LockInfo, 0, len(j.Locks))}
 	for _, e := range j.Locks {
-		p.Locks = append(p.Locks, lockJSON{Name: e.Name, Held: true, Owner: e.Owner, Fence: e.Fence, TTLMS: e.TTLMS}.info())
+		// Entries have no "held": a listed name is held, unless its
+		// holders are listed and there are none (only a queue or a
+		// delay is left of it).
+		e.Held = e.Holders == nil || len(e.Holders) > 0
+		if e.Kind == "" {
+			e.Kind = KindLock
+		}
+		info, err := e.info()
+		if err != nil {
+			return Page{}, fmt.Errorf("client: GET /v1/locks: decoding the answer: %w", err)
+		}
+		p.Locks = append(p.Locks, info)
 	}
 	return p, nil
 }
@@ -277,17 +449,27 @@ func (c *Client) All(ctx context.Context, prefix string) iter.Seq2[LockInfo, err
 	}
 }
 
-// Check asks whether fence is still the live holder's of the lock name. It
+// Check asks whether fence is still a live holder's of the lock name. It
 // returns nil when it is (at the moment the service answered), a
-// *StaleFenceError (ErrStaleFence) when it is not, ErrInvalidArgument,
-// ErrUnauthenticated, ErrUnavailable, another *APIError, or ctx's error.
+// *StaleFenceError (ErrStaleFence) when it is not, ErrKindMismatch when
+// the name is a semaphore, ErrInvalidArgument, ErrUnauthenticated,
+// ErrUnavailable, another *APIError, or ctx's error.
 func (c *Client) Check(ctx context.Context, name string, fence int64) error {
-	_, err := c.do(ctx, http.MethodPost, lockPath(name, "check"), nil, map[string]int64{"fence": fence}, nil)
+	return c.check(ctx, KindLock, name, fence)
+}
+
+func (c *Client) check(ctx context.Context, kind Kind, name string, fence int64) error {
+	_, err := c.do(ctx, http.MethodPost, namePath(kind, name, "check"), nil, map[string]int64{"fence": fence}, nil)
 	return err
 }
 
-func lockPath(name, op string) string {
-	p := "/v1/locks/" + url.PathEscape(name)
+// namePath is the path of op ("" to inspect) on a name of kind.
+func namePath(kind Kind, name, op string) string {
+	p := "/v1/locks/"
+	if kind == KindSemaphore {
+		p = "/v1/semaphores/"
+	}
+	p += url.PathEscape(name)
 	if op != "" {
 		p += "/" + op
 	}
@@ -353,19 +535,22 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 }
 
 // decodeError turns an error answer into an *APIError, or into the
-// *LockedError or *StaleFenceError that carries the extra fields.
+// *LockedError, *StaleFenceError, *KindMismatchError, *LimitMismatchError
+// or *LockDelayError that carries the extra fields.
 func decodeError(resp *http.Response, b []byte) error {
 	var j struct {
 		Error struct {
 			Code    string `json:"code"`
 			Message string `json:"message"`
 		} `json:"error"`
-		Holder *struct {
-			Owner string `json:"owner"`
-			Fence int64  `json:"fence"`
-			TTLMS int64  `json:"ttl_ms"`
-		} `json:"holder"`
-		CurrentFence *int64 `json:"current_fence"`
+		Holder       *holderJSON  `json:"holder"`
+		Holders      []holderJSON `json:"holders"`
+		Mode         Mode         `json:"mode"`
+		Limit        *int         `json:"limit"`
+		Queue        int          `json:"queue"`
+		Kind         Kind         `json:"kind"`
+		DelayUntil   string       `json:"delay_until"`
+		CurrentFence *int64       `json:"current_fence"`
 	}
 	api := &APIError{Status: resp.StatusCode}
 	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
@@ -382,13 +567,32 @@ func decodeError(resp *http.Response, b []byte) error {
 	}
 	api.Code, api.Message = j.Error.Code, j.Error.Message
 	switch {
-	case api.Code == "locked" && j.Holder != nil:
-		return &LockedError{
-			Owner: j.Holder.Owner, Fence: j.Holder.Fence,
-			TTL: time.Duration(j.Holder.TTLMS) * time.Millisecond, RetryAfter: api.RetryAfter, API: api,
+	case api.Code == "locked" && (j.Holder != nil || len(j.Holders) > 0):
+		e := &LockedError{Holders: holdersOf(j.Holders), Mode: j.Mode, Queue: j.Queue, RetryAfter: api.RetryAfter, API: api}
+		if j.Limit != nil {
+			e.Limit = *j.Limit
 		}
+		top, _ := latest(e.Holders)
+		if j.Holder != nil {
+			top = Holder{Owner: j.Holder.Owner, Fence: j.Holder.Fence, TTL: time.Duration(j.Holder.TTLMS) * time.Millisecond, Mode: cmp.Or(j.Holder.Mode, j.Mode)}
+		}
+		e.Owner, e.Fence, e.TTL = top.Owner, top.Fence, top.TTL
+		if e.Holders == nil {
+			e.Holders = []Holder{top} // a lockd from before shared locks
+		}
+		return e
 	case api.Code == "stale_fence" && j.CurrentFence != nil:
 		return &StaleFenceError{Current: *j.CurrentFence, API: api}
+	case api.Code == "kind_mismatch" && j.Kind != "":
+		return &KindMismatchError{Kind: j.Kind, API: api}
+	case api.Code == "limit_mismatch" && j.Limit != nil:
+		return &LimitMismatchError{Limit: *j.Limit, API: api}
+	case api.Code == "lock_delay" && j.DelayUntil != "":
+		until, err := time.Parse(time.RFC3339Nano, j.DelayUntil)
+		if err != nil {
+			return api
+		}
+		return &LockDelayError{Until: until, RetryAfter: api.RetryAfter, API: api}
 	}
 	return api
 }

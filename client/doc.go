@@ -12,6 +12,18 @@
 //	lease.KeepAlive(ctx, client.KeepAliveOptions{})
 //	err = doWork(lease.Context(), lease.Fence())
 //
+// # Kinds of leases
+//
+// A lock is exclusive by default; AcquireOptions.Mode Shared lets any
+// number of shared holders hold it at once, and no exclusive one.
+// AcquireSemaphore takes one of a semaphore's limit permits. Every lease,
+// whatever its kind, has a token, a fence and a TTL, and its Extend,
+// Release, Check and KeepAlive work alike. AcquireOptions.Fair waits in the
+// name's queue, in arrival order across every replica, and
+// AcquireOptions.LockDelay keeps the name refused for a while if the lease
+// expires rather than being released. Get and GetSemaphore show every
+// holder, the queue's length and any lock-delay in force.
+//
 // # Validity
 //
 // A lease is only known to be held until Until: the moment its request was
@@ -35,9 +47,13 @@
 //
 // Every error from the service is an *APIError; the stable ones also match
 // a sentinel with errors.Is (ErrLocked, ErrNotHolder, ErrStaleFence,
+// ErrKindMismatch, ErrLimitMismatch, ErrLockDelay, ErrUnsupported,
 // ErrInvalidArgument, ErrUnauthenticated, ErrUnavailable,
 // ErrTooManyRequests). A refused acquire is a *LockedError that says who
-// holds the lock, and a superseded fence a *StaleFenceError. Network
-// failures match ErrUnavailable too, since trying again later (or another
-// replica) is the answer to both.
+// holds the lock (every holder, their mode or limit, and the queue), a
+// superseded fence a *StaleFenceError, a name of the other kind a
+// *KindMismatchError, a semaphore asked with another limit a
+// *LimitMismatchError, and a name in a lock-delay a *LockDelayError.
+// Network failures match ErrUnavailable too, since trying again later (or
+// another replica) is the answer to both.
 package client

@@ -31,6 +31,20 @@ var (
 	// ErrTooManyRequests: the replica has its maximum of waiting requests
 	// (429).
 	ErrTooManyRequests = errors.New("client: too many waiting requests")
+	// ErrKindMismatch: the name is held as the other kind (a lock asked of
+	// a semaphore, or the reverse). The error is a *KindMismatchError
+	// naming the kind the name is held as.
+	ErrKindMismatch = errors.New("client: the name is held as another kind")
+	// ErrLimitMismatch: a semaphore asked with another limit than its
+	// holders use. The error is a *LimitMismatchError with their limit.
+	ErrLimitMismatch = errors.New("client: the semaphore is held with another limit")
+	// ErrLockDelay: a lease with a lock-delay expired, and the name stays
+	// refused until the delay ends. The error is a *LockDelayError.
+	ErrLockDelay = errors.New("client: the name is in a lock-delay")
+	// ErrUnsupported: the deployment cannot give what was asked (shared
+	// locks, semaphores, fair waiting and lock-delays in quorum mode,
+	// whose independent masters cannot count holders together).
+	ErrUnsupported = errors.New("client: not supported by this lockd")
 
 	// ErrLost: the lease can no longer be proven held. Err wraps the cause
 	// too: ErrNotHolder, or ErrExpired (and the last renewal error).
@@ -54,6 +68,10 @@ var codeErrors = map[string]error{
 	"unauthenticated":   ErrUnauthenticated,
 	"unavailable":       ErrUnavailable,
 	"too_many_requests": ErrTooManyRequests,
+	"kind_mismatch":     ErrKindMismatch,
+	"limit_mismatch":    ErrLimitMismatch,
+	"lock_delay":        ErrLockDelay,
+	"unsupported":       ErrUnsupported,
 }
 
 // APIError is an error answer from the service: its HTTP status and the
@@ -90,13 +108,25 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// LockedError is a refused acquire: who holds the lock, and for how long
-// at most. It matches ErrLocked and unwraps to its *APIError.
+// LockedError is a refused acquire: who holds the lock or semaphore, and
+// for how long at most. It matches ErrLocked and unwraps to its *APIError.
 type LockedError struct {
+	// Owner, Fence and TTL are the holder's with the highest fence.
 	Owner string
 	Fence int64
 	// TTL is the holder's validity left when the service answered.
 	TTL time.Duration
+	// Holders are every live holder, by fence: one for an exclusive lock,
+	// any number of shared holders, or a semaphore's Limit of them.
+	Holders []Holder
+	// Mode is a lock's holders' mode ("" for a semaphore).
+	Mode Mode
+	// Limit is a semaphore's limit (0 for a lock).
+	Limit int
+	// Queue is how many wait in the name's fair queue. A shared request
+	// is refused while a queue holds someone, though the holders are
+	// shared too: it may not jump the queue.
+	Queue int
 	// RetryAfter is when the service suggests trying again.
 	RetryAfter time.Duration
 	API        *APIError
@@ -115,6 +145,43 @@ type StaleFenceError struct {
 
 func (e *StaleFenceError) Error() string { return e.API.Error() }
 func (e *StaleFenceError) Unwrap() error { return e.API }
+
+// KindMismatchError is a request for a lock on a name held as a
+// semaphore, or the reverse: Kind is what the name is held as. It matches
+// ErrKindMismatch and unwraps to its *APIError.
+type KindMismatchError struct {
+	Kind Kind
+	API  *APIError
+}
+
+func (e *KindMismatchError) Error() string { return e.API.Error() }
+func (e *KindMismatchError) Unwrap() error { return e.API }
+
+// LimitMismatchError is a semaphore acquire with another limit than the
+// current holders': Limit is theirs. It matches ErrLimitMismatch and
+// unwraps to its *APIError.
+type LimitMismatchError struct {
+	Limit int
+	API   *APIError
+}
+
+func (e *LimitMismatchError) Error() string { return e.API.Error() }
+func (e *LimitMismatchError) Unwrap() error { return e.API }
+
+// LockDelayError is an acquire refused because a lease with a lock-delay
+// expired on the name. It matches ErrLockDelay and unwraps to its
+// *APIError.
+type LockDelayError struct {
+	// Until is when the delay ends, on the service's clock (compare
+	// RetryAfter, which does not depend on this machine's).
+	Until time.Time
+	// RetryAfter is the delay left, in whole seconds rounded up.
+	RetryAfter time.Duration
+	API        *APIError
+}
+
+func (e *LockDelayError) Error() string { return e.API.Error() }
+func (e *LockDelayError) Unwrap() error { return e.API }
 
 // transient says whether trying again soon may succeed: the service or
 // the network is the problem, not the request or the lease.

@@ -41,9 +41,18 @@ type service struct {
 // wires it, on a free loopback port. It does not depend on testing, so
 // Example functions can use it too.
 func startLockd(addr string, opts httpapi.Options) (*service, error) {
-	m := lock.New(lock.Config{Nodes: []*redis.Options{{
-		Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-	}}})
+	return startLockdOn([]string{addr}, opts)
+}
+
+// startLockdOn is startLockd over several Redis nodes: independent
+// masters, lockd's quorum mode, when there are more than one.
+func startLockdOn(addrs []string, opts httpapi.Options) (*service, error) {
+	var nodes []*redis.Options
+	for _, addr := range addrs {
+		nodes = append(nodes, &redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	}
+	addr := addrs[0]
+	m := lock.New(lock.Config{Nodes: nodes, Logger: slog.New(slog.DiscardHandler)})
 	if err := m.Prepare(context.Background()); err != nil {
 		_ = m.Close()
 		return nil, err

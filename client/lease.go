@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Lease is a granted lock. Its methods are safe for concurrent use.
+// Lease is a granted lock, shared or exclusive, or a semaphore's permit.
+// Its methods are safe for concurrent use, and work alike for every kind.
 //
 // Once Done is closed the lease is over for this value: Err says why, and
 // Extend refuses. Release may still be called (and should be, after
@@ -21,6 +22,9 @@ type Lease struct {
 	owner string
 	fence int64
 	ttl   time.Duration
+	kind  Kind
+	mode  Mode
+	limit int
 
 	// ctx is cancelled with Err when done is closed.
 	ctx    context.Context
@@ -41,6 +45,7 @@ type Lease struct {
 func newLease(c *Client, lj leaseJSON, sent time.Time, ttl time.Duration) *Lease {
 	l := &Lease{
 		c: c, name: lj.Name, token: lj.Token, owner: lj.Owner, fence: lj.Fence, ttl: ttl,
+		kind: lj.Kind, mode: lj.Mode, limit: lj.Limit,
 		done: make(chan struct{}),
 		// Counted from the send: the answer's own trip is not ours.
 		until: sent.Add(time.Duration(lj.WaitedMS+lj.TTLMS) * time.Millisecond),
@@ -54,8 +59,18 @@ func newLease(c *Client, lj leaseJSON, sent time.Time, ttl time.Duration) *Lease
 	return l
 }
 
-// Name returns the lock's name.
+// Name returns the lock's or semaphore's name.
 func (l *Lease) Name() string { return l.name }
+
+// Kind returns KindLock or KindSemaphore.
+func (l *Lease) Kind() Kind { return l.kind }
+
+// Mode returns a lock lease's mode (Exclusive or Shared), "" for a
+// semaphore's permit.
+func (l *Lease) Mode() Mode { return l.mode }
+
+// Limit returns a semaphore's limit, 0 for a lock.
+func (l *Lease) Limit() int { return l.limit }
 
 // Token returns the secret that proves holding; keep it out of logs.
 func (l *Lease) Token() string { return l.token }
@@ -124,19 +139,20 @@ func (l *Lease) expired() {
 }
 
 // Extend renews the lease for its TTL, counted from when the request is
-// sent. It returns the lease's Err when it has ended, ErrNotHolder (and
-// ends the lease as lost) when the service no longer knows the token,
-// ErrUnavailable and other *APIError values for failures that leave the
-// lease as it was, or ctx's error.
+// sent. It returns the lease's Err when it has ended, ErrNotHolder or
+// ErrKindMismatch (and ends the lease as lost) when the token no longer
+// holds the name, ErrUnavailable and other *APIError values for failures
+// that leave the lease as it was, or ctx's error.
 func (l *Lease) Extend(ctx context.Context) error {
 	if err := l.Err(); err != nil {
 		return err
 	}
-	lj, sent, err := l.c.extend(ctx, l.name, l.token, 0) // 0: the acquire's TTL
+	lj, sent, err := l.c.extend(ctx, l.kind, l.name, l.token, 0) // 0: the acquire's TTL
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, ErrNotHolder) {
+		// A name held as the other kind is held by others: ours is gone.
+		if errors.Is(err, ErrNotHolder) || errors.Is(err, ErrKindMismatch) {
 			l.finish(fmt.Errorf("%w: %w", ErrLost, err))
 		}
 		return err
@@ -154,19 +170,27 @@ func (l *Lease) Extend(ctx context.Context) error {
 	return nil
 }
 
+// Check asks the service whether the lease's fence is still current (a
+// live holder's). It returns nil when it is, a *StaleFenceError
+// (ErrStaleFence) when it is not, ErrUnavailable, another *APIError, or
+// ctx's error; unlike Extend it never ends the lease.
+func (l *Lease) Check(ctx context.Context) error {
+	return l.c.check(ctx, l.kind, l.name, l.fence)
+}
+
 // Release stops any KeepAlive and gives the lock back. On success Err
 // becomes ErrReleased. It returns ErrNotHolder when the lease had already
 // ended on the service (Err then reports it lost), ErrUnavailable and other
 // *APIError values (the lease then simply runs out), or ctx's error.
 func (l *Lease) Release(ctx context.Context) error {
 	l.stopKeepAlive()
-	err := l.c.Release(ctx, l.name, l.token)
+	err := l.c.release(ctx, l.kind, l.name, l.token)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case err == nil:
 		l.finish(ErrReleased)
-	case errors.Is(err, ErrNotHolder):
+	case errors.Is(err, ErrNotHolder), errors.Is(err, ErrKindMismatch):
 		l.finish(fmt.Errorf("%w: %w", ErrLost, err))
 	}
 	return err

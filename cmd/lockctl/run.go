@@ -48,9 +48,15 @@ LOCK_OWNER in its environment, forwards SIGINT and SIGTERM to it, and
 releases the lock when it exits. If the lock is lost meanwhile, COMMAND
 gets SIGTERM, then SIGKILL after --kill-grace, and lockctl exits 70.
 
+run and acquire take the lock exclusively by default; --shared takes it
+with other shared holders, and --limit N takes one of N permits of a
+semaphore instead. --fair waits in the name's queue, first come first
+served across every lockd replica, and --lock-delay D keeps the name
+refused for D if the lease expires rather than being released.
+
 acquire prints the lease as JSON (or --format fields); pass its token to
-extend and release, as an argument or in LOCK_TOKEN. get prints one lock as
-JSON, ls a table of the held locks.
+extend and release, as an argument or in LOCK_TOKEN. get prints one lock or
+semaphore as JSON, ls a table of the held ones.
 
 Every command takes --server URL (default $LOCKD_URL, else
 http://localhost:8081) and sends $LOCKD_TOKEN as a bearer token when set.
@@ -59,9 +65,13 @@ http://localhost:8081) and sends $LOCKD_TOKEN as a bearer token when set.
 Exit codes:
   0     done; for run, COMMAND exited 0
   N     run: COMMAND's own exit status; 128+N when killed by signal N
-  1     the lock was not obtained within --wait (or -E CODE); extend and
-        release: the token does not hold the lock
-  64    usage error (bad flag, name, duration)
+  1     the lock was not obtained within --wait (or -E CODE), also when
+        the name is of the other kind, in a lock-delay, or a semaphore
+        with another limit; extend and release: the token does not hold
+        the lock
+  64    usage error (bad flag, name, duration), or a feature this lockd
+        does not offer (--limit, --shared, --fair, --lock-delay in quorum
+        mode)
   69    lockd unreachable, or it could not reach Redis
   70    run: the lock was lost, or --max-hold ran out, while COMMAND ran
   77    LOCKD_TOKEN missing or refused
@@ -143,13 +153,37 @@ func (e *env) client() (*client.Client, error) {
 // lock held by someone else.
 func (e *env) fail(err error, busy int) int {
 	var locked *client.LockedError
+	var delayed *client.LockDelayError
+	var kind *client.KindMismatchError
+	var limit *client.LimitMismatchError
 	switch {
 	case errors.As(err, &locked):
-		fmt.Fprintf(e.stderr, "lockctl %s: held by %s (fence %d, %v left)\n", e.name, ownerText(locked.Owner), locked.Fence, locked.TTL.Round(time.Millisecond))
+		fmt.Fprintf(e.stderr, "lockctl %s: %s (fence %d, %v left)%s\n", e.name,
+			heldBy(locked.Owner, locked.Holders, locked.Mode, locked.Limit), locked.Fence, locked.TTL.Round(time.Millisecond), queueText(locked.Queue))
 		return busy
-	case errors.Is(err, client.ErrLocked), errors.Is(err, client.ErrNotHolder):
+	case errors.As(err, &delayed):
+		left := time.Until(delayed.Until)
+		if left <= 0 {
+			left = delayed.RetryAfter
+		}
+		fmt.Fprintf(e.stderr, "lockctl %s: in a lock-delay for %v more: a lease with --lock-delay expired without a release (%v)\n", e.name, left.Round(time.Millisecond), err)
+		return busy
+	case errors.As(err, &kind) && kind.Kind == client.KindSemaphore:
+		fmt.Fprintf(e.stderr, "lockctl %s: the name is held as a semaphore: take a permit with --limit and its holders' limit (%v)\n", e.name, err)
+		return busy
+	case errors.As(err, &kind):
+		fmt.Fprintf(e.stderr, "lockctl %s: the name is held as a lock, not a semaphore: drop --limit (%v)\n", e.name, err)
+		return busy
+	case errors.As(err, &limit):
+		fmt.Fprintf(e.stderr, "lockctl %s: the semaphore's holders use --limit %d (%v)\n", e.name, limit.Limit, err)
+		return busy
+	case errors.Is(err, client.ErrLocked), errors.Is(err, client.ErrNotHolder), errors.Is(err, client.ErrLockDelay),
+		errors.Is(err, client.ErrKindMismatch), errors.Is(err, client.ErrLimitMismatch):
 		fmt.Fprintf(e.stderr, "lockctl %s: %v\n", e.name, err)
 		return busy
+	case errors.Is(err, client.ErrUnsupported):
+		fmt.Fprintf(e.stderr, "lockctl %s: %v\n", e.name, err)
+		return exitUsage
 	case errors.Is(err, client.ErrInvalidArgument):
 		fmt.Fprintf(e.stderr, "lockctl %s: %v\n", e.name, err)
 		return exitUsage
@@ -168,6 +202,28 @@ func ownerText(owner string) string {
 	return fmt.Sprintf("%q", owner)
 }
 
+// heldBy says who holds a name: owner is the latest holder's, and holders
+// all of them (mode is a lock's holders', limit a semaphore's).
+func heldBy(owner string, holders []client.Holder, mode client.Mode, limit int) string {
+	switch {
+	case limit > 0:
+		return fmt.Sprintf("%d of %d permits held, the latest by %s", len(holders), limit, ownerText(owner))
+	case mode == client.Shared && len(holders) > 1:
+		return fmt.Sprintf("held shared by %s and %d more", ownerText(owner), len(holders)-1)
+	case mode == client.Shared:
+		return fmt.Sprintf("held shared by %s", ownerText(owner))
+	}
+	return "held by " + ownerText(owner)
+}
+
+// queueText tells how many wait in the name's fair queue, if any.
+func queueText(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d in the queue", n)
+}
+
 // waitFlags are the acquire flags run and acquire share.
 type waitFlags struct {
 	ttl        time.Duration
@@ -175,6 +231,10 @@ type waitFlags struct {
 	noWait     bool
 	conflictEx int
 	owner      string
+	limit      int // a semaphore's; 0 for a lock
+	shared     bool
+	fair       bool
+	lockDelay  time.Duration
 	getenv     func(string) string
 }
 
@@ -184,6 +244,10 @@ func (w *waitFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&w.noWait, "n", false, "do not wait: give up at once if the lock is held")
 	fs.IntVar(&w.conflictEx, "E", exitBusy, "exit `code` when the lock is not obtained (0-255)")
 	fs.StringVar(&w.owner, "owner", "", "owner `text` others see (default: $USER@host pid N)")
+	fs.IntVar(&w.limit, "limit", 0, "take one of `N` permits of a semaphore instead of the lock (1 to 1000; every holder gives the same N)")
+	fs.BoolVar(&w.shared, "shared", false, "take the lock shared: held with other --shared holders, never with an exclusive one")
+	fs.BoolVar(&w.fair, "fair", false, "wait in the name's queue: first come, first served across every lockd replica")
+	fs.DurationVar(&w.lockDelay, "lock-delay", 0, "if the lease expires instead of being released, keep the name refused for this `duration` (up to 60s)")
 	w.getenv = getenv
 }
 
@@ -205,11 +269,41 @@ func (w *waitFlags) options() (client.AcquireOptions, error) {
 	if w.conflictEx < 0 || w.conflictEx > 255 {
 		return client.AcquireOptions{}, fmt.Errorf("-E %d is not an exit code (0-255)", w.conflictEx)
 	}
+	switch {
+	case w.limit < 0:
+		return client.AcquireOptions{}, fmt.Errorf("--limit %d is not a number of permits (1 to 1000)", w.limit)
+	case w.limit > 0 && w.shared:
+		return client.AcquireOptions{}, errors.New("--limit and --shared exclude each other: a semaphore's permits have no mode")
+	case w.lockDelay < 0:
+		return client.AcquireOptions{}, errors.New("--lock-delay must not be negative")
+	}
 	owner := w.owner
 	if owner == "" {
 		owner = defaultOwner(w.getenv)
 	}
-	return client.AcquireOptions{TTL: w.ttl, Wait: wait, Owner: owner}, nil
+	opts := client.AcquireOptions{TTL: w.ttl, Wait: wait, Owner: owner, Fair: w.fair, LockDelay: w.lockDelay}
+	if w.shared {
+		opts.Mode = client.Shared
+	}
+	return opts, nil
+}
+
+// acquire takes a permit of the semaphore name with --limit, else the
+// lock name.
+func (w *waitFlags) acquire(ctx context.Context, c *client.Client, name string, opts client.AcquireOptions) (*client.Lease, error) {
+	if w.limit > 0 {
+		return c.AcquireSemaphore(ctx, name, w.limit, opts)
+	}
+	return c.Acquire(ctx, name, opts)
+}
+
+// get is the state of what w asks for: the semaphore name with --limit,
+// else the lock name.
+func (w *waitFlags) get(ctx context.Context, c *client.Client, name string) (client.LockInfo, error) {
+	if w.limit > 0 {
+		return c.GetSemaphore(ctx, name)
+	}
+	return c.Get(ctx, name)
 }
 
 // defaultOwner names this process for people looking at the lock.
@@ -231,6 +325,9 @@ type leaseView struct {
 	TTL       time.Duration `json:"-"`
 	TTLMS     int64         `json:"ttl_ms"`
 	ExpiresAt time.Time     `json:"expires_at"`
+	Kind      client.Kind   `json:"kind"`
+	Mode      client.Mode   `json:"mode,omitzero"`
+	Limit     int           `json:"limit,omitzero"`
 }
 
 func viewLease(l *client.Lease) leaseView {
@@ -238,17 +335,44 @@ func viewLease(l *client.Lease) leaseView {
 	return leaseView{
 		Name: l.Name(), Token: l.Token(), Fence: l.Fence(), Owner: l.Owner(),
 		TTL: left, TTLMS: left.Milliseconds(), ExpiresAt: l.Until().UTC().Truncate(time.Millisecond),
+		Kind: l.Kind(), Mode: l.Mode(), Limit: l.Limit(),
 	}
 }
 
-// lockView is how get prints a lock.
+// lockView is how get prints a lock or a semaphore. Owner, Fence and TTL
+// are the latest holder's.
 type lockView struct {
-	Name  string        `json:"name"`
-	Held  bool          `json:"held"`
+	Name       string        `json:"name"`
+	Held       bool          `json:"held"`
+	Owner      string        `json:"owner"`
+	Fence      int64         `json:"fence"`
+	TTL        time.Duration `json:"-"`
+	TTLMS      int64         `json:"ttl_ms"`
+	Kind       client.Kind   `json:"kind"`
+	Mode       client.Mode   `json:"mode,omitzero"`
+	Limit      int           `json:"limit,omitzero"`
+	Holders    []holderView  `json:"holders"`
+	Queue      int           `json:"queue"`
+	DelayUntil time.Time     `json:"delay_until,omitzero"`
+}
+
+type holderView struct {
 	Owner string        `json:"owner"`
 	Fence int64         `json:"fence"`
 	TTL   time.Duration `json:"-"`
 	TTLMS int64         `json:"ttl_ms"`
+	Mode  client.Mode   `json:"mode,omitzero"`
+}
+
+func viewLock(info client.LockInfo) lockView {
+	v := lockView{
+		Name: info.Name, Held: info.Held, Owner: info.Owner, Fence: info.Fence, TTL: info.TTL, TTLMS: info.TTL.Milliseconds(),
+		Kind: info.Kind, Mode: info.Mode, Limit: info.Limit, Holders: []holderView{}, Queue: info.Queue, DelayUntil: info.DelayUntil,
+	}
+	for _, h := range info.Holders {
+		v.Holders = append(v.Holders, holderView{Owner: h.Owner, Fence: h.Fence, TTL: h.TTL, TTLMS: h.TTL.Milliseconds(), Mode: h.Mode})
+	}
+	return v
 }
 
 // printer prints v as JSON, or through the --format template when given.

@@ -41,7 +41,7 @@ func runCmd(ctx context.Context, e *env, args []string) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	lease, code := e.acquireInterruptibly(ctx, c, r.name, r.opts, r.wait.conflictEx, sigs)
+	lease, code := e.acquireInterruptibly(ctx, c, r.name, &r.wait, r.opts, sigs)
 	if lease == nil {
 		return code
 	}
@@ -150,9 +150,9 @@ func (e *env) supervise(cmd *exec.Cmd, lease *client.Lease, r runArgs, sigs <-ch
 	}
 }
 
-// acquireInterruptibly takes the lock, giving up on SIGINT or SIGTERM. It
-// returns the lease, or nil and the exit code.
-func (e *env) acquireInterruptibly(ctx context.Context, c *client.Client, name string, opts client.AcquireOptions, busy int, sigs <-chan os.Signal) (*client.Lease, int) {
+// acquireInterruptibly takes the lock (or a semaphore's permit), giving up
+// on SIGINT or SIGTERM. It returns the lease, or nil and the exit code.
+func (e *env) acquireInterruptibly(ctx context.Context, c *client.Client, name string, w *waitFlags, opts client.AcquireOptions, sigs <-chan os.Signal) (*client.Lease, int) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -161,13 +161,14 @@ func (e *env) acquireInterruptibly(ctx context.Context, c *client.Client, name s
 	}
 	got := make(chan result, 1)
 	go func() {
-		l, err := c.Acquire(ctx, name, opts)
+		l, err := w.acquire(ctx, c, name, opts)
 		got <- result{l, err}
 	}()
 	if opts.Wait != 0 && isTerminal(e.stderr) {
 		statusCtx, stopStatus := context.WithCancel(ctx)
 		shown := make(chan struct{})
-		go func() { defer close(shown); showWaiting(statusCtx, e.stderr, c, name) }()
+		get := func(ctx context.Context) (client.LockInfo, error) { return w.get(ctx, c, name) }
+		go func() { defer close(shown); showWaiting(statusCtx, e.stderr, name, get) }()
 		defer func() { stopStatus(); <-shown }()
 	}
 	var sig os.Signal
@@ -187,7 +188,7 @@ func (e *env) acquireInterruptibly(ctx context.Context, c *client.Client, name s
 		return nil, 128 + int(sig.(syscall.Signal))
 	}
 	if r.err != nil {
-		return nil, e.fail(r.err, busy)
+		return nil, e.fail(r.err, w.conflictEx)
 	}
 	return r.lease, 0
 }

@@ -2,15 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/go-distributed-lock/go-distributed-lock/client"
 )
 
-const leaseFields = ".Name .Token .Fence .Owner .TTL .TTLMS .ExpiresAt"
+const leaseFields = ".Name .Token .Fence .Owner .TTL .TTLMS .ExpiresAt .Kind .Mode .Limit"
 
 // start parses a scripting command's flags, compiles --format (p may be
 // nil), checks that between min and max arguments are left, and connects.
@@ -59,7 +61,7 @@ func acquireCmd(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return e.usageError("%v", err)
 	}
-	l, err := c.Acquire(ctx, fs.Arg(0), opts)
+	l, err := w.acquire(ctx, c, fs.Arg(0), opts)
 	if err != nil {
 		return e.fail(err, w.conflictEx)
 	}
@@ -76,7 +78,20 @@ func (e *env) token(fs *flag.FlagSet) (string, bool) {
 	return t, t != ""
 }
 
-// extendCmd is "lockctl extend": renew a lease by name and token.
+// eitherKind calls lock, and semaphore instead when the name is held as a
+// semaphore: a token alone does not say what it holds, and a name held
+// as one kind refuses the other's calls without doing anything.
+func eitherKind[T any](lock, semaphore func() (T, error)) (T, error) {
+	v, err := lock()
+	var km *client.KindMismatchError
+	if errors.As(err, &km) && km.Kind == client.KindSemaphore {
+		return semaphore()
+	}
+	return v, err
+}
+
+// extendCmd is "lockctl extend": renew a lease (a lock's or a semaphore
+// permit's) by name and token.
 func extendCmd(ctx context.Context, e *env, args []string) int {
 	fs := e.flags("[flags] NAME [TOKEN]")
 	ttl := fs.Duration("ttl", 0, "new validity `duration` (default: the one it was acquired with)")
@@ -90,14 +105,17 @@ func extendCmd(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return e.usageError("want NAME and TOKEN (or LOCK_TOKEN)")
 	}
-	l, err := c.Extend(ctx, fs.Arg(0), token, *ttl)
+	l, err := eitherKind(
+		func() (*client.Lease, error) { return c.Extend(ctx, fs.Arg(0), token, *ttl) },
+		func() (*client.Lease, error) { return c.ExtendSemaphore(ctx, fs.Arg(0), token, *ttl) })
 	if err != nil {
 		return e.fail(err, exitBusy)
 	}
 	return e.output(&p, viewLease(l))
 }
 
-// releaseCmd is "lockctl release": give a lease back by name and token.
+// releaseCmd is "lockctl release": give a lease (a lock's or a semaphore
+// permit's) back by name and token.
 func releaseCmd(ctx context.Context, e *env, args []string) int {
 	fs := e.flags("[flags] NAME [TOKEN]")
 	c, code := e.start(fs, args, nil, 1, 2, "NAME and TOKEN (or LOCK_TOKEN)")
@@ -108,29 +126,35 @@ func releaseCmd(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		return e.usageError("want NAME and TOKEN (or LOCK_TOKEN)")
 	}
-	if err := c.Release(ctx, fs.Arg(0), token); err != nil {
+	_, err := eitherKind(
+		func() (struct{}, error) { return struct{}{}, c.Release(ctx, fs.Arg(0), token) },
+		func() (struct{}, error) { return struct{}{}, c.ReleaseSemaphore(ctx, fs.Arg(0), token) })
+	if err != nil {
 		return e.fail(err, exitBusy)
 	}
 	return exitOK
 }
 
-// getCmd is "lockctl get": one lock's state.
+// getCmd is "lockctl get": one lock's or semaphore's state.
 func getCmd(ctx context.Context, e *env, args []string) int {
 	fs := e.flags("[flags] NAME")
 	var p printer
-	p.register(fs, ".Name .Held .Owner .Fence .TTL .TTLMS")
+	p.register(fs, ".Name .Held .Owner .Fence .TTL .TTLMS .Kind .Mode .Limit .Holders .Queue .DelayUntil")
 	c, code := e.start(fs, args, &p, 1, 1, "one NAME")
 	if c == nil {
 		return code
 	}
-	info, err := c.Get(ctx, fs.Arg(0))
+	info, err := eitherKind(
+		func() (client.LockInfo, error) { return c.Get(ctx, fs.Arg(0)) },
+		func() (client.LockInfo, error) { return c.GetSemaphore(ctx, fs.Arg(0)) })
 	if err != nil {
 		return e.fail(err, exitBusy)
 	}
-	return e.output(&p, lockView{Name: info.Name, Held: info.Held, Owner: info.Owner, Fence: info.Fence, TTL: info.TTL, TTLMS: info.TTL.Milliseconds()})
+	return e.output(&p, viewLock(info))
 }
 
-// lsCmd is "lockctl ls": a table of the held locks, every page of them.
+// lsCmd is "lockctl ls": a table of the held locks and semaphores, every
+// page of them.
 func lsCmd(ctx context.Context, e *env, args []string) int {
 	fs := e.flags("[flags] [PREFIX]")
 	c, code := e.start(fs, args, nil, 0, 1, "at most one PREFIX")
@@ -138,16 +162,29 @@ func lsCmd(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOWNER\tFENCE\tTTL")
+	fmt.Fprintln(tw, "NAME\tOWNER\tFENCE\tTTL\tHOLDERS\tQUEUE")
 	for l, err := range c.All(ctx, fs.Arg(0)) {
 		if err != nil {
 			_ = tw.Flush()
 			return e.fail(err, exitBusy)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\n", l.Name, l.Owner, l.Fence, l.TTL.Round(time.Millisecond))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%d\n", l.Name, l.Owner, l.Fence, l.TTL.Round(time.Millisecond), holdersColumn(l), l.Queue)
 	}
 	if err := tw.Flush(); err != nil {
 		return exitUnavailable
 	}
 	return exitOK
+}
+
+// holdersColumn is ls's HOLDERS: "1 exclusive", "3 shared", or a
+// semaphore's "2 of 5".
+func holdersColumn(l client.LockInfo) string {
+	n := len(l.Holders)
+	switch {
+	case l.Kind == client.KindSemaphore:
+		return fmt.Sprintf("%d of %d", n, l.Limit)
+	case l.Mode != "":
+		return fmt.Sprintf("%d %s", n, l.Mode)
+	}
+	return strconv.Itoa(n)
 }

@@ -26,9 +26,10 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// showWaiting keeps one line on w saying who holds name and for how long,
-// updated in place, until ctx ends; then it clears the line.
-func showWaiting(ctx context.Context, w io.Writer, c *client.Client, name string) {
+// showWaiting keeps one line on w saying who holds name, for how long and
+// how many wait in its queue, updated in place from get, until ctx ends;
+// then it clears the line.
+func showWaiting(ctx context.Context, w io.Writer, name string, get func(context.Context) (client.LockInfo, error)) {
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	for {
@@ -37,7 +38,7 @@ func showWaiting(ctx context.Context, w io.Writer, c *client.Client, name string
 			fmt.Fprint(w, "\r\033[K")
 			return
 		case <-t.C:
-			info, err := c.Get(ctx, name)
+			info, err := get(ctx)
 			if err != nil || ctx.Err() != nil {
 				continue
 			}
@@ -46,12 +47,21 @@ func showWaiting(ctx context.Context, w io.Writer, c *client.Client, name string
 	}
 }
 
-// waitingLine is the status line's text.
+// waitingLine is the status line's text. The service tells how many wait
+// in the name's queue, not where this waiter is among them.
 func waitingLine(name string, info client.LockInfo) string {
-	if !info.Held {
-		return fmt.Sprintf("lockctl: waiting for %s: just released, trying", name)
+	var what string
+	switch {
+	case !info.Held && !info.DelayUntil.IsZero():
+		what = fmt.Sprintf("in a lock-delay, %s left", max(time.Until(info.DelayUntil), 0).Round(100*time.Millisecond))
+	case !info.Held:
+		what = "just released, trying"
+	default:
+		what = fmt.Sprintf("%s (fence %d), %s left", heldBy(info.Owner, info.Holders, info.Mode, info.Limit), info.Fence, info.TTL.Round(100*time.Millisecond))
+		if !info.DelayUntil.IsZero() {
+			// A holder expired with a lock-delay beside the others.
+			what += fmt.Sprintf(", and a lock-delay for %s", max(time.Until(info.DelayUntil), 0).Round(100*time.Millisecond))
+		}
 	}
-	who := ownerText(info.Owner)
-	return fmt.Sprintf("lockctl: waiting for %s: held by %s (fence %d), %s left",
-		name, who, info.Fence, info.TTL.Round(100*time.Millisecond))
+	return fmt.Sprintf("lockctl: waiting for %s: %s%s", name, what, queueText(info.Queue))
 }

@@ -561,3 +561,57 @@ func TestSlotRangesRoundTrip(t *testing.T) {
 		t.Fatal("a forged range was taken")
 	}
 }
+
+// TestClusterRicherGrants: semaphores and fair queues on every shard, from
+// two replicas. A queued waiter is granted by the releasing script, which
+// tells its replica on the shard's own channel, and nothing is left after.
+func TestClusterRicherGrants(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, procs.ClusterOptions{Replicas: -1})
+	a := clusterManager(t, c, Config{Replica: "a"})
+	b := clusterManager(t, c, Config{Replica: "b"})
+	ctx := context.Background()
+	for _, name := range namesOnEveryShard(t, a, "rich", 2) {
+		p1, err := a.TryAcquire(ctx, name, sem(2))
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		p2, err := b.TryAcquire(ctx, name, sem(2))
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		var locked *LockedError
+		if _, err := b.TryAcquire(ctx, name, sem(2)); !errors.As(err, &locked) || len(locked.Holders) != 2 {
+			t.Fatalf("%s: third permit: %v", name, err)
+		}
+		got := make(chan Lease, 1)
+		go func() {
+			l, _, err := b.AcquireWait(ctx, name, Grant{TTL: 10 * time.Second, Kind: KindSemaphore, Limit: 2, Fair: true}, 8*time.Second)
+			if err != nil {
+				t.Error(name, err)
+			}
+			got <- l
+		}()
+		waitFor(t, func() bool { st, _, _ := a.InspectState(ctx, KindSemaphore, name); return st.Queue == 1 })
+		if _, err := a.ReleaseKind(ctx, KindSemaphore, name, p1.Token); err != nil {
+			t.Fatal(name, err)
+		}
+		var p3 Lease
+		select {
+		case p3 = <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the queued waiter was not granted on release", name)
+		}
+		if p3.Fence <= p2.Fence {
+			t.Fatalf("%s: fence %d not above %d", name, p3.Fence, p2.Fence)
+		}
+		for _, l := range []Lease{p2, p3} {
+			if _, err := a.ReleaseKind(ctx, KindSemaphore, name, l.Token); err != nil {
+				t.Fatal(name, err)
+			}
+		}
+		if n, err := a.cluster.client.Exists(ctx, KeyPrefix+name).Result(); err != nil || n != 0 {
+			t.Fatalf("%s: key left: %d %v", name, n, err)
+		}
+	}
+}

@@ -39,7 +39,21 @@ var errVotesSplit = &kindError{ErrUnavailable, errors.New("lock: no majority for
 var errWrongToken = errors.New("lock: the token does not hold this lock")
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("lock: already held (owner %q, fence %d, %v left)", e.Holder.Owner, e.Holder.Fence, e.Holder.TTL.Round(100*time.Millisecond))
+	queue := ""
+	if e.Queue > 0 {
+		queue = fmt.Sprintf("; %d waiting in its queue", e.Queue)
+	}
+	switch {
+	case e.Kind == KindSemaphore && len(e.Holders) >= e.Limit:
+		return fmt.Sprintf("lock: all %d permits are held (the first ends in %v)%s", e.Limit, e.Holder.TTL.Round(100*time.Millisecond), queue)
+	case e.Kind == KindSemaphore:
+		return fmt.Sprintf("lock: %d of %d permits are held, but others wait first%s", len(e.Holders), e.Limit, queue)
+	case e.Mode == Shared:
+		return fmt.Sprintf("lock: held shared by %d (the first ends in %v)%s", len(e.Holders), e.Holder.TTL.Round(100*time.Millisecond), queue)
+	case e.Queue > 0 && len(e.Holders) == 0:
+		return fmt.Sprintf("lock: the name is handed on in queue order%s", queue)
+	}
+	return fmt.Sprintf("lock: already held (owner %q, fence %d, %v left)%s", e.Holder.Owner, e.Holder.Fence, e.Holder.TTL.Round(100*time.Millisecond), queue)
 }
 
 // Is makes errors.Is(err, ErrLocked) true.
@@ -147,7 +161,7 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 			fence = max(fence, r.val.int(1))
 			continue
 		case 2:
-			return Lease{}, &queuedError{position: int(r.val.int(1)), base: redisBase(start, r.val.int(2))}
+			return Lease{}, &queuedError{position: int(r.val.int(1)), base: redisBase(start, r.val.int(2)), placed: time.Now()}
 		case -2:
 			return Lease{}, &KindMismatchError{Kind: kindOf(r.val.str(1))}
 		case -3:

@@ -287,6 +287,10 @@ func TestLockDelayAfterExpiryNotAfterRelease(t *testing.T) {
 	}
 	expiry := time.Now().Add(g.TTL)
 	time.Sleep(300 * time.Millisecond)
+	// Inspect sees the delay before any script has recorded it.
+	if st, _, err := m.InspectState(ctx, KindLock, "d"); err != nil || st.DelayUntil.IsZero() {
+		t.Fatalf("inspect right after the expiry: %+v %v", st, err)
+	}
 	var de *LockDelayError
 	_, err = m.TryAcquire(ctx, "d", Grant{TTL: time.Second})
 	if !errors.As(err, &de) {
@@ -304,8 +308,11 @@ func TestLockDelayAfterExpiryNotAfterRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if time.Now().Before(de.Until) {
-		t.Fatalf("granted %v before the delay's end", time.Until(de.Until))
+	// de.Until is Redis's delay end seen from here: the time left, as Redis
+	// counted it in whole milliseconds, added on arrival, so up to a few
+	// milliseconds late.
+	if early := time.Until(de.Until); early > 10*time.Millisecond {
+		t.Fatalf("granted %v before the delay's end", early)
 	}
 	if l2.Fence <= l.Fence {
 		t.Fatalf("fence %d not above %d", l2.Fence, l.Fence)
@@ -315,4 +322,126 @@ func TestLockDelayAfterExpiryNotAfterRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyLeft(t, rdb, "d")
+}
+
+func TestRicherGrantsRefuseBadRequests(t *testing.T) {
+	t.Parallel()
+	m, rdb, _ := setup(t)
+	ctx := context.Background()
+	for _, g := range []Grant{
+		{TTL: time.Second, Kind: KindSemaphore},
+		{TTL: time.Second, Kind: KindSemaphore, Limit: MaxLimit + 1},
+		{TTL: time.Second, Kind: KindSemaphore, Limit: 2, Mode: Shared},
+		{TTL: time.Second, Limit: 2},
+		{TTL: time.Second, Mode: "read"},
+		{TTL: time.Second, Kind: "mutex"},
+		{TTL: time.Second, LockDelay: MaxLockDelay + time.Millisecond},
+		{TTL: time.Second, LockDelay: -time.Second},
+		{TTL: time.Second, LockDelay: 1500 * time.Microsecond},
+	} {
+		if _, err := m.TryAcquire(ctx, "bad", g); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%+v: %v, want invalid argument", g, err)
+		}
+	}
+	keyLeft(t, rdb, "bad")
+}
+
+func TestQuorumRefusesRicherGrants(t *testing.T) {
+	t.Parallel()
+	srvs := three(t)
+	m := replica(t, srvs...)
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []Grant{sem(2), {TTL: time.Second, Mode: Shared}, {TTL: time.Second, Fair: true}, {TTL: time.Second, LockDelay: time.Second}} {
+		if _, _, err := m.AcquireWait(context.Background(), "q", g, time.Second); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%+v in quorum mode: %v, want unsupported", g, err)
+		}
+	}
+}
+
+// TestQueuedWaiterLeaves: a fair waiter whose caller goes, or whose wait
+// runs out, leaves the queue at once; the one whose wait ran out is told
+// who holds the name and how long the queue is.
+func TestQueuedWaiterLeaves(t *testing.T) {
+	t.Parallel()
+	m, rdb, _ := setup(t)
+	listen(t, m)
+	ctx := context.Background()
+	h, err := m.TryAcquire(ctx, "leave", Grant{TTL: 10 * time.Second, Owner: "holder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	gone := make(chan error, 1)
+	go func() {
+		_, _, err := m.AcquireWait(cctx, "leave", Grant{TTL: time.Second, Fair: true}, 10*time.Second)
+		gone <- err
+	}()
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "leave"); return st.Queue == 1 })
+	_, _, err = m.AcquireWait(ctx, "leave", Grant{TTL: time.Second, Fair: true}, 300*time.Millisecond)
+	var le *LockedError
+	if !errors.As(err, &le) || le.Holder.Owner != "holder" || le.Queue != 1 {
+		t.Fatalf("wait ran out in the queue: %v %+v, want locked by holder with the other waiter queued", err, le)
+	}
+	cancel()
+	if err := <-gone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v", err)
+	}
+	st, _, err := m.InspectState(ctx, KindLock, "leave")
+	if err != nil || st.Queue != 0 {
+		t.Fatalf("queue after both left: %+v %v", st, err)
+	}
+	if err := m.ReleaseToken(ctx, "leave", h.Token); err != nil {
+		t.Fatal(err)
+	}
+	keyLeft(t, rdb, "leave")
+}
+
+// TestSemaphoreWaitersWithoutFairness: waiters of a full semaphore are
+// woken by releases (wake and retry) and each gets a permit.
+func TestSemaphoreWaitersWithoutFairness(t *testing.T) {
+	t.Parallel()
+	m, rdb, s := setup(t)
+	other := replica(t, s)
+	listen(t, m)
+	listen(t, other)
+	ctx := context.Background()
+	var held []Lease
+	for range 2 {
+		l, err := m.TryAcquire(ctx, "pool2", sem(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+	}
+	got := make(chan Lease, 4)
+	for i := range 4 {
+		r := []*Manager{m, other}[i%2]
+		go func() {
+			g := sem(2)
+			l, _, err := r.AcquireWait(ctx, "pool2", g, 10*time.Second)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- l
+		}()
+	}
+	waitFor(t, func() bool { return m.Waiting()+other.Waiting() == 4 })
+	for _, l := range held {
+		if _, err := other.ReleaseKind(ctx, KindSemaphore, "pool2", l.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		select {
+		case l := <-got:
+			if _, err := m.ReleaseKind(ctx, KindSemaphore, "pool2", l.Token); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a semaphore waiter was not woken by a release")
+		}
+	}
+	keyLeft(t, rdb, "pool2")
 }

@@ -40,6 +40,11 @@ type Lease struct {
 	// strictly increasing per name across grants.
 	Fence int64
 	Owner string
+	// Queued, on a lease granted from a fair queue, is how long before
+	// the grant was answered the waiter had surely taken its place (since
+	// the answer of the call that placed it): waits queued earlier are
+	// granted first.
+	Queued time.Duration
 	// Kind, Mode and Limit are what the lease was granted as.
 	Kind  Kind
 	Mode  Mode

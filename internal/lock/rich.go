@@ -58,6 +58,7 @@ type record struct {
 		O string  `json:"o"`
 		M string  `json:"m"`
 		D float64 `json:"d"`
+		Y float64 `json:"y"`
 	} `json:"h"`
 	Q []struct {
 		D float64 `json:"d"`
@@ -76,9 +77,15 @@ func stateOf(raw string, now int64) (State, error) {
 	if r.K == "s" {
 		s.Kind, s.Limit = KindSemaphore, r.N
 	}
+	z := int64(r.Z)
 	for _, h := range r.H {
 		left := int64(h.D) - now
 		if left <= 0 {
+			// Expired: with a lock-delay, the name is closed after it, as
+			// the next script will record.
+			if h.Y > 0 {
+				z = max(z, int64(h.D+h.Y))
+			}
 			continue
 		}
 		f, _ := strconv.ParseInt(h.F, 10, 64)
@@ -98,7 +105,7 @@ func stateOf(raw string, now int64) (State, error) {
 			s.Queue++
 		}
 	}
-	if z := int64(r.Z); z > now && len(s.Holders) == 0 {
+	if z > now {
 		s.DelayUntil = time.Now().Add(ms(z - now))
 	}
 	return s, nil
@@ -116,13 +123,6 @@ func kindOf(s string) Kind {
 		return KindSemaphore
 	}
 	return KindLock
-}
-
-// grantNotice is one grant to a fair waiter, as a release (or any script
-// that settled the record) announced it: "= now id fence [id fence...]".
-type grantNotice struct {
-	fence int64
-	at    int64 // Redis's time of the grant, ms
 }
 
 // parseGrants reads a grant message; ok is false for any other message.

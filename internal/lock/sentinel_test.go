@@ -3,8 +3,12 @@ package lock
 import (
 	"context"
 	"errors"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/go-distributed-lock/go-distributed-lock/internal/procs"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
@@ -111,5 +115,92 @@ func TestSentinelEveryOperationAndFailover(t *testing.T) {
 	handOff(t, a, b, after)
 	if ok, h := b.Health(ctx, time.Second); !ok {
 		t.Fatalf("health after the failover: %+v", h)
+	}
+}
+
+// TestSentinelFairGrantWaitsForReplicas: with MinReplicas, a grant the
+// releasing script made to a fair waiter is answered only once the
+// replicas have it; a shared waiter queued behind an exclusive holder is
+// granted with its fellow shared waiter in one step.
+func TestSentinelFairGrantWaitsForReplicas(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinel(t, procs.SentinelOptions{})
+	m := New(Config{Sentinel: s.FailoverOptions(), Replica: "a", MinReplicas: 2})
+	t.Cleanup(func() { _ = m.Close() })
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	listen(t, m)
+	ctx := context.Background()
+	l, err := m.TryAcquire(ctx, "f", Grant{TTL: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Lease, 2)
+	for range 2 {
+		go func() {
+			l, _, err := m.AcquireWait(ctx, "f", Grant{TTL: 20 * time.Second, Mode: Shared, Fair: true}, 10*time.Second)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- l
+		}()
+	}
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "f"); return st.Queue == 2 })
+	if err := m.ReleaseToken(ctx, "f", l.Token); err != nil {
+		t.Fatal(err)
+	}
+	a, b := <-got, <-got
+	if a.Mode != Shared || b.Mode != Shared || a.Fence == b.Fence {
+		t.Fatalf("shared grants: %+v %+v", a, b)
+	}
+	// Both grants are on the replicas already.
+	for _, r := range s.Nodes[1:] {
+		rdb := redis.NewClient(r.ClientOptions(0))
+		v, err := rdb.Get(ctx, KeyPrefix+"f").Result()
+		_ = rdb.Close()
+		if err != nil || !strings.Contains(v, a.Token) || !strings.Contains(v, b.Token) {
+			t.Fatalf("replica %s: %q %v", r.Addr, v, err)
+		}
+	}
+}
+
+// TestSentinelFairGrantUnackedIsGivenBack: replicas that do not answer
+// (paused) cannot acknowledge a grant from the queue: the waiter is told
+// 503 and the grant is given back, not left to hold the name.
+func TestSentinelFairGrantUnackedIsGivenBack(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinel(t, procs.SentinelOptions{})
+	m := New(Config{Sentinel: s.FailoverOptions(), Replica: "a", MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = m.Close() })
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	listen(t, m)
+	ctx := context.Background()
+	l, err := m.TryAcquire(ctx, "u", Grant{TTL: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := m.AcquireWait(ctx, "u", Grant{TTL: 20 * time.Second, Fair: true}, 10*time.Second)
+		got <- err
+	}()
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "u"); return st.Queue == 1 })
+	for _, r := range s.Nodes[1:] {
+		if err := r.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = r.Signal(syscall.SIGCONT) }()
+	}
+	if err := m.ReleaseToken(ctx, "u", l.Token); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a grant no replica acknowledged: %v, want unavailable", err)
+	}
+	if _, held, err := m.Inspect(ctx, "u"); err != nil || held {
+		t.Fatalf("the unacknowledged grant still holds the name: %v %v", held, err)
 	}
 }

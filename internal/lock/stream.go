@@ -36,6 +36,7 @@ const (
 	EventExpired   = "expired"
 	EventContended = "contended" // an acquire refused: a /v1 409, or the demo's 500
 	EventLost      = "lost"      // the holder found its lease gone (an extend or release refused)
+	EventQueued    = "queued"    // a waiter took a place in a name's fair queue
 )
 
 // Event is one lock event, as /v1/events sends it (JSON). The demo's are

@@ -43,6 +43,9 @@ func (m *Manager) Run(ctx context.Context) {
 		wg.Go(func() { every(ctx, probeEvery, m.probeSlow) })
 	}
 	wg.Go(func() { m.watchExpiries(ctx) })
+	if len(m.nodes) == 1 {
+		wg.Go(func() { every(ctx, queueLook, m.lookAll) })
+	}
 	wg.Wait()
 }
 
@@ -119,6 +122,14 @@ func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait ti
 		m.obs.Acquired(resultOf(err), 0)
 		return Lease{}, 0, err
 	}
+	if err := ValidateStrictName(name); err != nil {
+		m.obs.Acquired(resultOf(err), 0)
+		return Lease{}, 0, err
+	}
+	if err := m.validateGrant(&g); err != nil {
+		m.obs.Acquired(resultOf(err), 0)
+		return Lease{}, 0, err
+	}
 	start := time.Now()
 	l, err := m.acquireWait(ctx, name, g, wait)
 	waited := time.Since(start)
@@ -187,7 +198,7 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 			m.waiters.remove(name, w, err != nil)
 			if err == nil && ctx.Err() != nil {
 				// Nobody is left to use or release this lease.
-				_ = m.ReleaseToken(context.WithoutCancel(ctx), name, l.Token)
+				_, _ = m.ReleaseKind(context.WithoutCancel(ctx), g.Kind, name, l.Token)
 				return Lease{}, ctx.Err()
 			}
 			return l, err

@@ -29,7 +29,7 @@ const other = "other"
 // is empty for them).
 const unmatched = "unmatched"
 
-// maxRoutes bounds the distinct route labels. lockd registers fewer than ten
+// maxRoutes bounds the distinct route labels. lockd registers about twenty
 // routes; the bound only matters if a caller passes raw paths by mistake, and
 // then it stops lock names from turning into series without limit.
 const maxRoutes = 32

@@ -15,6 +15,16 @@
 //   - Linearizable: no order of the operations fits a lease-aware lock model
 //     (porcupine), which also judges the ops whose outcome is unknown.
 //
+// Four more judge the richer grants (semaphores, shared locks, fair queues
+// and lock-delays), each reporting only what is certainly wrong:
+//
+//   - Semaphores: more permits held at once than their limit.
+//   - SharedExclusion: a shared holder beside an exclusive one.
+//   - FairOrder: a fair wait surely queued before another was sent, granted
+//     after it.
+//   - LockDelays: a grant after an unreleased lease with a lock-delay
+//     expired, before the delay surely ended.
+//
 // All times are offsets on one monotonic clock (see Op). The format is shared
 // with the harness in internal/safety; this package imports nothing of it.
 package check

@@ -26,3 +26,22 @@ func ExampleMutualExclusion() {
 	// mutual-exclusion overlap orders
 	// porcupine: Illegal
 }
+
+// Client 1 waits fairly for "orders" from 0; lockd answers at 1000ms and
+// says it had queued the wait 900ms before, so it was queued by 109ms
+// (1000 − 900·0.99). Client 2 sends at 200ms, when the wait was surely
+// queued, yet gets the lock first: its fence is lower.
+func ExampleFairOrder() {
+	ms := time.Millisecond
+	ops := []check.Op{
+		{Client: 1, Kind: check.KindAcquire, Lock: "orders", Call: 0, Return: 1000 * ms, Outcome: check.OK,
+			Token: "a", Fence: 3, TTL: time.Second, Validity: time.Second, Fair: true, Queued: 900 * ms},
+		{Client: 2, Kind: check.KindAcquire, Lock: "orders", Call: 200 * ms, Return: 500 * ms, Outcome: check.OK,
+			Token: "b", Fence: 2, TTL: time.Second, Validity: time.Second, Fair: true, Queued: 250 * ms},
+	}
+	for _, v := range check.FairOrder(ops, 0.01) {
+		fmt.Println(v.Checker, v.Kind, v.Lock)
+	}
+	// Output:
+	// fair fair-order orders
+}

@@ -88,6 +88,10 @@ func grants(ops []Op) ([]*grant, map[grantKey]*grant) {
 // linearizability check's business, not this one's. Intervals are half-open: a grant may start exactly where the
 // previous one ends. An interval that ends before it starts (the answer came
 // back after the validity ran out) is empty and overlaps nothing.
+//
+// Only exclusive locks are compared here: shared holders and semaphore
+// permits may overlap each other, and SharedExclusion and Semaphores judge
+// them (a shared holder beside an exclusive one included).
 func MutualExclusion(ops []Op, slack time.Duration) []Violation {
 	all, _ := grants(ops)
 	var out []Violation
@@ -97,7 +101,7 @@ func MutualExclusion(ops []Op, slack time.Duration) []Violation {
 			out = append(out, Violation{Checker: CheckerMutualExclusion, Kind: "token-reused", Lock: g.op.Lock,
 				Detail: fmt.Sprintf("%s and %s were granted the same token", describeOp(g.at, g.op), describeOp(i, ops[i]))})
 		}
-		if g.end > g.start {
+		if g.end > g.start && g.op.exclusive() {
 			byLock[g.op.Lock] = append(byLock[g.op.Lock], g)
 		}
 	}

@@ -39,6 +39,9 @@ func precedes(a, b acquire) bool { return a.op.Return < b.op.Call || a.end <= b.
 // before B was sent: the two held the lock at once (MutualExclusion reports
 // that, and a scenario that loses lock keys may allow it), so neither was
 // granted first.
+//
+// On a name that is ever held shared or as a semaphore, only real time
+// orders grants, as in FencesRealTime: holders there may overlap by right.
 func Fences(ops []Op) []Violation { return fences(ops, false) }
 
 // FencesRealTime is Fences for a run whose lock keys may vanish (deleted,
@@ -49,10 +52,6 @@ func Fences(ops []Op) []Violation { return fences(ops, false) }
 func FencesRealTime(ops []Op) []Violation { return fences(ops, true) }
 
 func fences(ops []Op, realTimeOnly bool) []Violation {
-	precedes := precedes
-	if realTimeOnly {
-		precedes = func(a, b acquire) bool { return a.op.Return < b.op.Call }
-	}
 	all, byKey := grants(ops)
 	ends := make(map[int]time.Duration, len(all))
 	for _, g := range all {
@@ -81,7 +80,15 @@ func fences(ops []Op, realTimeOnly bool) []Violation {
 		}
 	}
 
+	shared := sharedNames(ops)
 	for _, lock := range slices.Sorted(maps.Keys(byLock)) {
+		// Shared holders and semaphore permits overlap by right, so on
+		// their names intervals order nothing either.
+		realTimeOnly := realTimeOnly || shared[lock]
+		precedes := precedes
+		if realTimeOnly {
+			precedes = func(a, b acquire) bool { return a.op.Return < b.op.Call }
+		}
 		as := byLock[lock]
 		slices.SortStableFunc(as, func(a, b acquire) int { return cmp.Compare(a.start, b.start) })
 		first := make(map[int64]acquire)
@@ -126,4 +133,16 @@ func fences(ops []Op, realTimeOnly bool) []Violation {
 		}
 	}
 	return out
+}
+
+// sharedNames returns the names some acquire of ops asks to hold shared or
+// as a semaphore: names whose holders may overlap.
+func sharedNames(ops []Op) map[string]bool {
+	names := make(map[string]bool)
+	for _, op := range ops {
+		if op.Kind == KindAcquire && !op.exclusive() {
+			names[op.Lock] = true
+		}
+	}
+	return names
 }

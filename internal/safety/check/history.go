@@ -53,7 +53,32 @@ type Op struct {
 	TTL      time.Duration // requested ttl (acquire/extend)
 	Validity time.Duration // acquire/extend OK: ttl_ms from the answer
 	Waited   time.Duration // acquire OK: waited_ms from the answer
+
+	// The richer grants (acquire ops; extends and releases need not repeat
+	// them). The zero values are an exclusive lock without fair waiting or
+	// lock-delay, which is what every history held before them.
+	Mode      string        `json:",omitempty"` // locks: ModeExclusive or ModeShared; "" is exclusive
+	Limit     int           `json:",omitempty"` // semaphores: the limit asked for; 0 for a lock
+	Fair      bool          `json:",omitempty"` // waited in the name's fair queue
+	LockDelay time.Duration `json:",omitempty"` // the lease's lock-delay
+	// Queued is queued_ms from a fair acquire's OK answer: how long before
+	// building the answer lockd had last seen the wait confirmed in the
+	// name's queue (the reply of the script that queued it), truncated to
+	// whole milliseconds; 0 when the acquire never queued or lockd did not
+	// say. It is the only witness of when a wait began on the server: Call
+	// is not, since the request may have been held up on its way.
+	Queued time.Duration `json:",omitempty"`
 }
+
+// The values of Op.Mode.
+const (
+	ModeExclusive = "exclusive"
+	ModeShared    = "shared"
+)
+
+// exclusive reports whether op asks for an exclusive lock: not a semaphore
+// permit, not a shared hold.
+func (op Op) exclusive() bool { return op.Limit == 0 && op.Mode != ModeShared }
 
 // Write is one attempt to write the fenced store (a resource the locks protect).
 type Write struct {
@@ -74,6 +99,21 @@ func describeOp(i int, op Op) string {
 	s := fmt.Sprintf("op #%d (client %d %s [%v, %v] %s", i, op.Client, op.Kind, op.Call, op.Return, op.Outcome)
 	if op.Outcome == OK && op.Kind != KindRelease {
 		s += fmt.Sprintf(" fence %d", op.Fence)
+	}
+	switch {
+	case op.Limit > 0:
+		s += fmt.Sprintf(" limit %d", op.Limit)
+	case op.Mode == ModeShared:
+		s += " shared"
+	}
+	if op.Fair {
+		s += " fair"
+	}
+	if op.Queued > 0 {
+		s += fmt.Sprintf(" queued %v", op.Queued)
+	}
+	if op.LockDelay > 0 {
+		s += fmt.Sprintf(" lock-delay %v", op.LockDelay)
 	}
 	if op.Token != "" {
 		s += " token " + tokenHash(op.Token)

@@ -33,6 +33,14 @@ type leaseInput struct {
 	Token  string // extend/release: the token sent
 	TTL    time.Duration
 	Call   time.Duration
+	// LockDelay is the acquire's lock-delay: once the lease expires
+	// unreleased, the name stays refused this long.
+	LockDelay time.Duration
+	// Queue is set on every op of a name that some acquire waited on
+	// fairly: an acquire may then be refused while the lock is free,
+	// because waiters are queued ahead of it (a vanished one is skipped
+	// only after its liveness lease runs out).
+	Queue bool
 }
 
 // leaseOutput is what the client got back, and when.
@@ -53,6 +61,7 @@ type leaseState struct {
 	LastFence int64  // lower bound of the highest fence issued so far; math.MinInt64 before any
 	ExpLo     time.Duration
 	ExpHi     time.Duration // the lease has surely expired from here on
+	Delay     time.Duration // the holder's lock-delay: after expiry the name stays refused this long
 }
 
 // stateSeed makes equal states hash alike within this process, which is all
@@ -74,6 +83,12 @@ func (p LeaseModelParams) window(ttl, call, ret time.Duration) (expLo, expHi tim
 	return expLo, ret + time.Duration(float64(ttl)*(1+p.Rho)) + p.Eps
 }
 
+// delay is the window, on the client's clock, that a lock-delay of d
+// measured by the server lasts: at least lo, at most hi.
+func (p LeaseModelParams) delay(d time.Duration) (lo, hi time.Duration) {
+	return time.Duration(float64(d) * (1 - p.Rho)), time.Duration(float64(d) * (1 + p.Rho))
+}
+
 // step returns every state the lock may be in after in/out was applied to
 // s: none if the answer is impossible, two if the outcome is unknown and
 // both "no effect" and "took effect" are possible.
@@ -81,17 +96,21 @@ func (p LeaseModelParams) step(s leaseState, in leaseInput, out leaseOutput) []l
 	holds := s.Held && s.Token != "" && s.Token == in.Token
 	// The previous lease may have run out before the server answered.
 	mayBeExpired := s.ExpLo <= out.Return
+	// An expired lease that was not released keeps the name refused for
+	// its lock-delay.
+	delayLo, delayHi := p.delay(s.Delay)
 	switch in.Kind {
 	case KindAcquire:
 		switch out.Outcome {
 		case OK:
-			if (!s.Held || mayBeExpired) && out.Fence > s.LastFence {
-				n := leaseState{Held: true, Client: in.Client, Token: out.Token, Fence: out.Fence, LastFence: out.Fence}
+			if (!s.Held || s.ExpLo+delayLo <= out.Return) && out.Fence > s.LastFence {
+				n := leaseState{Held: true, Client: in.Client, Token: out.Token, Fence: out.Fence, LastFence: out.Fence,
+					Delay: in.LockDelay}
 				n.ExpLo, n.ExpHi = p.window(in.TTL, in.Call, out.Return)
 				return []leaseState{n}
 			}
 		case Refused:
-			if s.Held && in.Call < s.ExpHi {
+			if in.Queue || (s.Held && in.Call < s.ExpHi+delayHi) {
 				return []leaseState{s}
 			}
 		case Unknown:
@@ -101,7 +120,7 @@ func (p LeaseModelParams) step(s leaseState, in leaseInput, out leaseOutput) []l
 			// killed between SET NX and the fence step leaves a key that
 			// holds the lock until its TTL, and no fence was used up. So
 			// the next fence need only exceed the last one known.
-			n := leaseState{Held: true, Client: in.Client, LastFence: s.LastFence}
+			n := leaseState{Held: true, Client: in.Client, LastFence: s.LastFence, Delay: in.LockDelay}
 			n.ExpLo, n.ExpHi = p.window(in.TTL, in.Call, forever)
 			return []leaseState{s, n}
 		}
@@ -160,6 +179,13 @@ func (p LeaseModelParams) step(s leaseState, in leaseInput, out leaseOutput) []l
 // token and fence nobody knows (it may have none: lockd can die between
 // taking the key and assigning the fence), so the next fence must only
 // exceed the last one known.
+//
+// A lease with a lock-delay that was not released keeps the name refused
+// for the delay after it expires: Acquire OK then needs expLo plus the
+// delay (less drift) by its return, and Acquire Refused is possible until
+// expHi plus the delay (with drift). On a name with a fair queue an Acquire
+// may be refused at any time (see leaseInput.Queue). Names held shared or
+// as semaphores are not modelled (see Linearizable).
 func LeaseModel(params LeaseModelParams) porcupine.Model {
 	nm := porcupine.NondeterministicModel{
 		Partition: partitionByLock,
@@ -228,22 +254,38 @@ func describeLeaseState(state interface{}) string {
 	if s.ExpHi < forever {
 		hi = s.ExpHi.String()
 	}
-	if s.Token == "" {
-		return fmt.Sprintf("maybe held by c%d (unknown acquire), fence > %s, expires in [%v, %s]", s.Client, last, s.ExpLo, hi)
+	delay := ""
+	if s.Delay > 0 {
+		delay = fmt.Sprintf(", then lock-delay %v", s.Delay)
 	}
-	return fmt.Sprintf("held by c%d %s fence %d, expires in [%v, %s]", s.Client, tokenHash(s.Token), s.Fence, s.ExpLo, hi)
+	if s.Token == "" {
+		return fmt.Sprintf("maybe held by c%d (unknown acquire), fence > %s, expires in [%v, %s]%s", s.Client, last, s.ExpLo, hi, delay)
+	}
+	return fmt.Sprintf("held by c%d %s fence %d, expires in [%v, %s]%s", s.Client, tokenHash(s.Token), s.Fence, s.ExpLo, hi, delay)
 }
 
-// operations turns the history into porcupine's form. Metadata is the op's
+// operations turns the history into porcupine's form, leaving out the names
+// held shared or as semaphores (see Linearizable). Metadata is the op's
 // index in ops, shown in the visualization.
 func operations(ops []Op) []porcupine.Operation {
-	out := make([]porcupine.Operation, len(ops))
+	shared := sharedNames(ops)
+	fair := make(map[string]bool)
+	for _, op := range ops {
+		if op.Kind == KindAcquire && op.Fair {
+			fair[op.Lock] = true
+		}
+	}
+	out := make([]porcupine.Operation, 0, len(ops))
 	for i, op := range ops {
+		if shared[op.Lock] {
+			continue
+		}
 		ret := op.Return
 		if op.Outcome == Unknown {
 			ret = forever
 		}
-		in := leaseInput{Lock: op.Lock, Kind: op.Kind, Client: op.Client, TTL: op.TTL, Call: op.Call}
+		in := leaseInput{Lock: op.Lock, Kind: op.Kind, Client: op.Client, TTL: op.TTL, Call: op.Call,
+			LockDelay: op.LockDelay, Queue: fair[op.Lock]}
 		o := leaseOutput{Outcome: op.Outcome, Return: ret}
 		if op.Kind == KindAcquire {
 			o.Token = op.Token
@@ -253,7 +295,7 @@ func operations(ops []Op) []porcupine.Operation {
 		if op.Outcome == OK {
 			o.Fence = op.Fence
 		}
-		out[i] = porcupine.Operation{ClientId: op.Client, Input: in, Call: int64(op.Call), Output: o, Return: int64(ret), Metadata: i}
+		out = append(out, porcupine.Operation{ClientId: op.Client, Input: in, Call: int64(op.Call), Output: o, Return: int64(ret), Metadata: i})
 	}
 	return out
 }
@@ -265,6 +307,10 @@ func operations(ops []Op) []porcupine.Operation {
 //
 // Preconditions: every lock is free when the history starts and clients are
 // sequential. An op of another Kind fits no state and makes its lock Illegal.
+//
+// The model has one holder at a time, so names that some acquire asks to
+// hold shared or as a semaphore are left out (Semaphores and
+// SharedExclusion judge those); fair queues and lock-delays are modelled.
 func Linearizable(ops []Op, params LeaseModelParams, timeout time.Duration) (porcupine.CheckResult, porcupine.LinearizationInfo) {
 	return porcupine.CheckOperationsVerbose(LeaseModel(params), operations(ops), timeout)
 }
@@ -275,8 +321,8 @@ func Linearizable(ops []Op, params LeaseModelParams, timeout time.Duration) (por
 // Linearizable(ops, ...).
 func Unlinearized(ops []Op, info porcupine.LinearizationInfo) []string {
 	count := make(map[string]int)
-	for _, op := range ops {
-		count[op.Lock]++
+	for _, op := range operations(ops) {
+		count[op.Input.(leaseInput).Lock]++
 	}
 	partials := info.PartialLinearizations()
 	var out []string

@@ -30,6 +30,10 @@ const (
 	CheckerStore           = "store"
 	CheckerCounter         = "counter"
 	CheckerLinearizable    = "linearizable"
+	CheckerSemaphore       = "semaphore"
+	CheckerShared          = "shared"
+	CheckerFair            = "fair"
+	CheckerLockDelay       = "lock-delay"
 )
 
 // Summary is what one checker made of a run.
@@ -49,8 +53,8 @@ type Report struct {
 
 // Config holds the checkers' parameters for Run.
 type Config struct {
-	Slack   time.Duration    // overlap MutualExclusion tolerates
-	Model   LeaseModelParams // lease model of Linearizable
+	Slack   time.Duration    // overlap MutualExclusion, Semaphores and SharedExclusion tolerate
+	Model   LeaseModelParams // lease model of Linearizable, clock bounds of FairOrder and LockDelays
 	Timeout time.Duration    // budget of Linearizable; 0 = none
 	// LeasesMayOverlap is set for runs that lose lock keys on purpose:
 	// then only real time orders grants for Fences (see FencesRealTime).
@@ -96,7 +100,14 @@ func Run(ops []Op, writes []Write, counters map[string]int64, cfg Config) Report
 				Detail: "no order of this lock's ops fits the lease model; see WriteVisualization"})
 		}
 	}
-	r.add(CheckerLinearizable, len(ops), lin)
+	r.add(CheckerLinearizable, len(operations(ops)), lin)
+
+	// The richer grants: each finds nothing in a history without them.
+	r.add(CheckerSemaphore, countOps(ops, func(op Op) bool { return isGrant(op) && op.Limit > 0 }), Semaphores(ops, cfg.Slack))
+	r.add(CheckerShared, countOps(ops, func(op Op) bool { return isGrant(op) && op.Limit == 0 && op.Mode == ModeShared }),
+		SharedExclusion(ops, cfg.Slack))
+	r.add(CheckerFair, countOps(ops, func(op Op) bool { return isGrant(op) && op.Fair }), FairOrder(ops, cfg.Model.Rho))
+	r.add(CheckerLockDelay, countOps(ops, func(op Op) bool { return isGrant(op) && op.LockDelay > 0 }), LockDelays(ops, cfg.Model))
 	return r
 }
 
@@ -140,6 +151,8 @@ func (r Report) String() string {
 func isLeaseOp(op Op) bool {
 	return op.Kind == KindRelease || op.Kind == KindExtend || (op.Kind == KindAcquire && op.Outcome == OK)
 }
+
+func isGrant(op Op) bool { return op.Kind == KindAcquire && op.Outcome == OK }
 
 func isFencedOp(op Op) bool {
 	return op.Outcome == OK && (op.Kind == KindAcquire || op.Kind == KindExtend)
