@@ -133,7 +133,8 @@ func kindsScenario(b *bench) (section, error) {
 		"Every row makes one round trip per acquire and one per release (target: 2 per cycle, as a lock's: %s). "+
 		"These acquires go through cmd/lockbench's own HTTP calls (`acquireV1`), not client/ as section 1's do, so "+
 		"the lock row here, not section 1's, is the yardstick. Round trips come from a separate, untimed run of each "+
-		"row on the counted cluster, as in section 1.",
+		"row on the counted cluster, as in section 1. Section 2 has fair waiting under contention; both feed "+
+		"[Should fair waiting be the default?](#should-fair-waiting-be-the-default) at the end of this page.",
 		conc, semLimit, semLimit, sm.ops(), sm.ops()/lk.ops(), lk.ops(), thousandths(sm.cost().commands),
 		thousandths(lk.cost().commands), us(sm.cost().redisCPU), us(lk.cost().redisCPU),
 		semLimit, ss.ops(), ss.ops()/lk.ops(), thousandths(ss.cost().commands), us(ss.cost().redisCPU),
