@@ -151,7 +151,7 @@ func expiryScenario(b *bench) (section, error) {
 		"received %d `expired` events for these leases (target exactly %d: %s), for %d distinct leases, within %v of the end.",
 		n, filled.Seconds(), lateNote, workers, len(lat), before, after,
 		ms(l.p99), verdict(len(lat) > 0 && l.p99 < 50*time.Millisecond), ms(l.max), failed, firstFailure, reconnects, total, n, verdict(total == n && distinct == n), distinct, patience)
-	return section{title: "10. Leases expiring together", tables: []*table{t}, shows: shows}, nil
+	return section{title: "11. Leases expiring together", tables: []*table{t}, shows: shows}, nil
 }
 
 // expiredWatcher counts the `expired` events that /v1/events reports for

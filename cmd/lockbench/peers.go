@@ -128,25 +128,18 @@ func (e *etcdServer) locker(a *api) locker {
 		select {
 		case id = <-leases:
 		default:
-			var g struct {
-				ID string `json:"ID"`
+			var err error
+			if id, err = e.grantLease(ctx, a); err != nil {
+				return nil, err
 			}
-			body := map[string]int64{"TTL": int64(etcdLease.Seconds())}
-			if err := a.postJSON(ctx, e.url, []string{"v3", "lease", "grant"}, body, http.StatusOK, &g); err != nil {
-				return nil, fmt.Errorf("etcd lease: %w", err)
-			}
-			id = g.ID
 		}
-		var l struct {
-			Key string `json:"key"`
-		}
-		body := map[string]string{"name": base64.StdEncoding.EncodeToString([]byte(name)), "lease": id}
-		if err := a.postJSON(ctx, e.url, []string{"v3", "lock", "lock"}, body, http.StatusOK, &l); err != nil {
-			return nil, fmt.Errorf("etcd lock: %w", err)
+		key, err := e.lock(ctx, a, name, id)
+		if err != nil {
+			return nil, err
 		}
 		return func(ctx context.Context) error {
-			if err := a.postJSON(ctx, e.url, []string{"v3", "lock", "unlock"}, map[string]string{"key": l.Key}, http.StatusOK, nil); err != nil {
-				return fmt.Errorf("etcd unlock: %w", err)
+			if err := e.unlock(ctx, a, key); err != nil {
+				return err
 			}
 			select {
 			case leases <- id:
@@ -155,4 +148,65 @@ func (e *etcdServer) locker(a *api) locker {
 			return nil
 		}, nil
 	}
+}
+
+// competitor is the hand-off's competitor on etcd's lock service:
+// competitor w holds the name with leases[w], granted before the run (see
+// grantLeases), and /v3/lock/lock answers once every earlier request for
+// the name has unlocked (etcd queues them by revision).
+func (e *etcdServer) competitor(a *api, name string, leases []string) competitor {
+	return func(ctx context.Context, w int) (func() error, error) {
+		key, err := e.lock(ctx, a, name, leases[w])
+		if err != nil {
+			return nil, err
+		}
+		return func() error { return e.unlock(context.Background(), a, key) }, nil
+	}
+}
+
+// grantLeases grants n leases, one per competitor, so that no run pays for
+// them.
+func (e *etcdServer) grantLeases(ctx context.Context, a *api, n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		var err error
+		if out[i], err = e.grantLease(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// grantLease is POST /v3/lease/grant for etcdLease; it returns the lease's
+// id as the gateway writes it (a decimal string).
+func (e *etcdServer) grantLease(ctx context.Context, a *api) (string, error) {
+	var g struct {
+		ID string `json:"ID"`
+	}
+	body := map[string]int64{"TTL": int64(etcdLease.Seconds())}
+	if err := a.postJSON(ctx, e.url, []string{"v3", "lease", "grant"}, body, http.StatusOK, &g); err != nil {
+		return "", fmt.Errorf("etcd lease: %w", err)
+	}
+	return g.ID, nil
+}
+
+// lock is POST /v3/lock/lock: it answers when name is held with lease, and
+// returns the key that holds it.
+func (e *etcdServer) lock(ctx context.Context, a *api, name, lease string) (string, error) {
+	var l struct {
+		Key string `json:"key"`
+	}
+	body := map[string]string{"name": base64.StdEncoding.EncodeToString([]byte(name)), "lease": lease}
+	if err := a.postJSON(ctx, e.url, []string{"v3", "lock", "lock"}, body, http.StatusOK, &l); err != nil {
+		return "", fmt.Errorf("etcd lock: %w", err)
+	}
+	return l.Key, nil
+}
+
+// unlock is POST /v3/lock/unlock of the key lock returned.
+func (e *etcdServer) unlock(ctx context.Context, a *api, key string) error {
+	if err := a.postJSON(ctx, e.url, []string{"v3", "lock", "unlock"}, map[string]string{"key": key}, http.StatusOK, nil); err != nil {
+		return fmt.Errorf("etcd unlock: %w", err)
+	}
+	return nil
 }

@@ -33,6 +33,7 @@ var scenarios = []scenario{
 	{"scale", scaleScenario},
 	{"memory", memoryScenario},
 	{"degraded", degradedScenario},
+	{"kinds", kindsScenario},
 	// Last: the current lockd goes on checking expiries for a while after.
 	{"expiry", expiryScenario},
 }
