@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -445,3 +446,29 @@ func TestSemaphoreWaitersWithoutFairness(t *testing.T) {
 	}
 	keyLeft(t, rdb, "pool2")
 }
+
+// TestFairOnAFreeNameKeepsThePlainValue: a fair acquire of a free name
+// needs no queue, so it keeps the small value of a plain lock; the record
+// appears only when someone queues.
+func TestFairOnAFreeNameKeepsThePlainValue(t *testing.T) {
+	t.Parallel()
+	m, rdb, _ := setup(t)
+	listen(t, m)
+	ctx := context.Background()
+	l, _, err := m.AcquireWait(ctx, "plainfair", Grant{TTL: 10 * time.Second, Fair: true}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := rdb.Get(ctx, KeyPrefix+"plainfair").Val(); isRecord(v) {
+		t.Fatalf("a fair grant of a free name is a record: %q", v)
+	}
+	go func() {
+		_, _, _ = m.AcquireWait(ctx, "plainfair", Grant{TTL: time.Second, Fair: true}, 300*time.Millisecond)
+	}()
+	waitFor(t, func() bool { return isRecord(rdb.Get(ctx, KeyPrefix+"plainfair").Val()) })
+	if err := m.ReleaseToken(ctx, "plainfair", l.Token); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func isRecord(v string) bool { return strings.HasPrefix(v, "{") }

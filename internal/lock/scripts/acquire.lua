@@ -7,7 +7,7 @@
 -- is this node's candidate. Shared locks, semaphores, fair waits and
 -- lock-delays, and any request meeting their record, go to richAcquire.
 local v = redis.call("GET", KEYS[1])
-if richRequest() or (v and isRich(v)) then
+if richRequest(v) or (v and isRich(v)) then
   return richAcquire(v)
 end
 if v then

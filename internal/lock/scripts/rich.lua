@@ -33,9 +33,14 @@ if ARGV[10] then
   spec = {kind = k, mode = md, limit = tonumber(lim), delay = tonumber(dl), id = id, live = tonumber(live)}
 end
 
--- richRequest: does the request itself need a record?
-local function richRequest()
-  return spec.kind == "s" or spec.mode == "s" or spec.delay > 0 or has("f")
+-- richRequest: does the request itself need a record? A fair exclusive
+-- request needs one only to queue: on a free name it takes the plain
+-- value, and behind a plain holder richAcquire makes the record.
+local function richRequest(v)
+  if spec.kind == "s" or spec.mode == "s" or spec.delay > 0 then
+    return true
+  end
+  return v and has("f") and spec.id ~= "-" -- v is false when the key is missing
 end
 
 local function nowMs()
