@@ -13,11 +13,13 @@ package apitest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -136,6 +138,10 @@ func (s *spec) check(req *http.Request, resp *http.Response, body []byte) error 
 		return fmt.Errorf("status %d is documented without a body, but %d bytes came", resp.StatusCode, len(body))
 	}
 
+	if err := headersByCode(documented, resp.Header, body); err != nil {
+		return err
+	}
+
 	input := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: &openapi3filter.RequestValidationInput{
 			Request:    req,
@@ -149,6 +155,28 @@ func (s *spec) check(req *http.Request, resp *http.Response, body []byte) error 
 	}
 	input.SetBodyBytes(body)
 	return openapi3filter.ValidateResponse(req.Context(), input)
+}
+
+// headersByCode checks what OpenAPI cannot say: a header that one
+// response carries with some of its error codes only. Such a header is
+// optional in the document and lists those codes in the extension
+// x-required-with-codes; with one of them in the body's error.code, it
+// must be there.
+func headersByCode(documented *openapi3.ResponseRef, header http.Header, body []byte) error {
+	var e struct{ Error struct{ Code string } }
+	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+		return nil
+	}
+	for name, h := range documented.Value.Headers {
+		if h.Value == nil {
+			continue
+		}
+		codes, _ := h.Value.Extensions["x-required-with-codes"].([]any)
+		if slices.Contains(codes, any(e.Error.Code)) && header.Get(name) == "" {
+			return fmt.Errorf("header %s is required with the code %s", name, e.Error.Code)
+		}
+	}
+	return nil
 }
 
 type transport struct {

@@ -175,7 +175,7 @@ func TestPostmanCollection(t *testing.T) {
 
 // v1Field is a body field the /v1 contract accepts.
 type v1Field struct {
-	kind     string        // "string", "duration" (a Go duration in a JSON string) or "fence" (an integer >= 1)
+	kind     string        // "string", "bool", "duration" (a Go duration in a JSON string) or "fence" (an integer >= 1)
 	min, max time.Duration // a duration's range
 	required bool
 }
@@ -187,9 +187,12 @@ var v1Routes = map[string]struct {
 	query []string
 }{
 	"POST /v1/locks/{name}/acquire": {body: map[string]v1Field{
-		"ttl":   {kind: "duration", min: 100 * time.Millisecond, max: time.Hour},
-		"wait":  {kind: "duration", max: 5 * time.Minute},
-		"owner": {kind: "string"},
+		"ttl":        {kind: "duration", min: 100 * time.Millisecond, max: time.Hour},
+		"wait":       {kind: "duration", max: 5 * time.Minute},
+		"owner":      {kind: "string"},
+		"mode":       {kind: "string"},
+		"fair":       {kind: "bool"},
+		"lock_delay": {kind: "duration", max: time.Minute},
 	}},
 	"POST /v1/locks/{name}/extend": {body: map[string]v1Field{
 		"token": {kind: "string", required: true},
@@ -316,6 +319,10 @@ func checkV1Body(t *testing.T, item, body string, accepts map[string]v1Field) {
 		case "string":
 			if !isString {
 				t.Errorf("%q: %s is %s, want a string", item, k, shown)
+			}
+		case "bool":
+			if _, ok := v.(bool); !ok {
+				t.Errorf("%q: %s is %s, want true or false", item, k, shown)
 			}
 		case "duration":
 			d, err := time.ParseDuration(s)

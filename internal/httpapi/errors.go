@@ -18,11 +18,21 @@ import (
 // errorBody is the one error shape of the service outside the README's demo
 // endpoint, whose shape the README fixes: {"error":{"code","message"}}.
 // Codes are stable; messages are for people. A refused acquire also says
-// who holds the lock, and a failed fence check the current fence.
+// who holds the name (holder: the highest fence's; holders: all of them),
+// in which mode (a lock) or with which limit (a semaphore), and how many
+// wait in its queue; a failed fence check the current fence; a kind
+// mismatch what the name is; a limit mismatch the holders' limit; a
+// lock-delay when it ends.
 type errorBody struct {
-	Error        errorDetail `json:"error"`
-	Holder       *holderJSON `json:"holder,omitempty"`
-	CurrentFence *int64      `json:"current_fence,omitempty"`
+	Error        errorDetail  `json:"error"`
+	Holder       *holderJSON  `json:"holder,omitempty"`
+	Holders      []holderJSON `json:"holders,omitempty"`
+	Mode         *lock.Mode   `json:"mode,omitempty"`
+	Limit        *int         `json:"limit,omitempty"`
+	Queue        *int         `json:"queue,omitempty"`
+	Kind         lock.Kind    `json:"kind,omitempty"`
+	DelayUntil   string       `json:"delay_until,omitempty"`
+	CurrentFence *int64       `json:"current_fence,omitempty"`
 }
 
 type errorDetail struct {
@@ -30,10 +40,12 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
+// holderJSON is one holder, never its token. Mode is a lock holder's.
 type holderJSON struct {
-	Owner string `json:"owner"`
-	Fence int64  `json:"fence"`
-	TTLMS int64  `json:"ttl_ms"`
+	Owner string    `json:"owner"`
+	Fence int64     `json:"fence"`
+	TTLMS int64     `json:"ttl_ms"`
+	Mode  lock.Mode `json:"mode,omitempty"`
 }
 
 // errorKinds is the one table from errors to answers. The first kind that
@@ -49,8 +61,13 @@ var errorKinds = []struct {
 	{errBadInput, http.StatusBadRequest, "invalid_argument"},
 	{errTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large"},
 	{errMediaType, http.StatusUnsupportedMediaType, "unsupported_media_type"},
+	// Shared locks, semaphores, fair queues and lock-delays in quorum mode.
+	{lock.ErrUnsupported, http.StatusBadRequest, "unsupported"},
 	{lock.ErrTooManyWaiters, http.StatusTooManyRequests, "too_many_requests"},
 	{lock.ErrLocked, http.StatusConflict, "locked"},
+	{lock.ErrKindMismatch, http.StatusConflict, "kind_mismatch"},
+	{lock.ErrLimitMismatch, http.StatusConflict, "limit_mismatch"},
+	{lock.ErrLockDelay, http.StatusConflict, "lock_delay"},
 	{lock.ErrNotHolder, http.StatusConflict, "not_holder"},
 	{lock.ErrStaleFence, http.StatusConflict, "stale_fence"},
 	{lock.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
@@ -81,13 +98,28 @@ func mapErrors(log *slog.Logger) gin.HandlerFunc {
 
 func writeKnownError(c *gin.Context, err error, status int, code string) {
 	body := errorBody{Error: errorDetail{Code: code, Message: message(err)}}
-	var locked *lock.LockedError
-	var stale *lock.StaleFenceError
+	var (
+		locked  *lock.LockedError
+		stale   *lock.StaleFenceError
+		kind    *lock.KindMismatchError
+		limit   *lock.LimitMismatchError
+		delayed *lock.LockDelayError
+	)
 	switch {
 	case errors.As(err, &locked):
-		h := locked.Holder
-		body.Holder = &holderJSON{Owner: h.Owner, Fence: h.Fence, TTLMS: h.TTL.Milliseconds()}
-		c.Header("Retry-After", retryAfter(h.TTL))
+		lockedBody(&body, locked)
+		// Holder.TTL is the time to the first holder's deadline.
+		c.Header("Retry-After", retryAfter(locked.Holder.TTL))
+	case errors.As(err, &kind):
+		body.Kind = kind.Kind
+		if name := c.Param("name"); name != "" && lock.ValidateStrictName(name) == nil {
+			body.Error.Message += "; use /v1/" + string(kind.Kind) + "s/" + name
+		}
+	case errors.As(err, &limit):
+		body.Limit = &limit.Limit
+	case errors.As(err, &delayed):
+		body.DelayUntil = timeMS(delayed.Until)
+		c.Header("Retry-After", retryAfter(time.Until(delayed.Until)))
 	case errors.As(err, &stale):
 		body.CurrentFence = &stale.Current
 	case status == http.StatusServiceUnavailable:
@@ -104,6 +136,23 @@ func writeKnownError(c *gin.Context, err error, status int, code string) {
 		c.Header("Retry-After", "1")
 	}
 	c.AbortWithStatusJSON(status, body)
+}
+
+// lockedBody fills body from a refusal: the highest fence's holder, every
+// holder, the holders' mode (a lock) or limit (a semaphore), and the queue.
+func lockedBody(body *errorBody, e *lock.LockedError) {
+	h := newHolderJSON(e.Holder)
+	body.Holder = &h
+	body.Holders = holdersJSON(e.Holders)
+	if len(body.Holders) == 0 {
+		body.Holders = []holderJSON{h}
+	}
+	if e.Kind == lock.KindSemaphore {
+		body.Limit = &e.Limit
+	} else {
+		body.Mode = &e.Mode
+	}
+	body.Queue = &e.Queue
 }
 
 // message is err's text for a caller, without the package prefixes that

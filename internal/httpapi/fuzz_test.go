@@ -30,11 +30,15 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"ttl":"5s","ttl":"1h"}`, `{"TTL":"1h"}`, `{"Token":"t"}`, ` null `, `{"owner":"caf\xe9"}`,
 		`{"owner":"\u202e"}`, "{\"owner\":\"\u202e\"}", `{"owner":é}`, `{"ttl":{"a":[1,{"b":null}]}}`,
 		`{"fence":1,"fence":2}`, `{"ttl":null}`, `"x"`, `{"\u0074tl":"1s"}`, `{"ttl":"1s",}`,
+		// Modes, limits, fairness and lock-delays.
+		`{"mode":"shared","fair":true,"lock_delay":"5s"}`, `{"limit":3,"fair":false,"lock_delay":"0s"}`,
+		`{"limit":"3"}`, `{"limit":1.5}`, `{"limit":-1}`, `{"fair":"true"}`, `{"fair":null}`, `{"mode":1}`,
+		`{"lock_delay":5000}`, `{"limit":2,"mode":"shared"}`, `{"Limit":2}`, `{"lock_delay":"61s"}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, v := range []any{&acquireRequest{}, &extendRequest{}, &releaseRequest{}, &checkRequest{}} {
+		for _, v := range []any{&acquireRequest{}, &semaphoreAcquireRequest{}, &extendRequest{}, &releaseRequest{}, &checkRequest{}} {
 			err := decodeBody(body, v)
 			if err != nil {
 				if !errors.Is(err, errBadInput) {
@@ -56,11 +60,16 @@ func FuzzDecodeBody(f *testing.F) {
 			if err := decodeBody(b, again); err != nil || !reflect.DeepEqual(v, again) {
 				t.Fatalf("%T from %q: round trip gave %+v (%v)", v, body, again, err)
 			}
-			if a, ok := v.(*acquireRequest); ok {
-				for field, d := range map[string]*string{"ttl": a.TTL, "wait": a.Wait} {
-					if _, err := parseDuration(field, d, lock.DefaultTTL); err != nil && !errors.Is(err, errBadInput) {
-						t.Fatalf("%s %q: %v", field, *d, err)
-					}
+			var durations map[string]*string
+			switch a := v.(type) {
+			case *acquireRequest:
+				durations = map[string]*string{"ttl": a.TTL, "wait": a.Wait, "lock_delay": a.LockDelay}
+			case *semaphoreAcquireRequest:
+				durations = map[string]*string{"ttl": a.TTL, "wait": a.Wait, "lock_delay": a.LockDelay}
+			}
+			for field, d := range durations {
+				if _, err := parseDuration(field, d, lock.DefaultTTL); err != nil && !errors.Is(err, errBadInput) {
+					t.Fatalf("%s %q: %v", field, *d, err)
 				}
 			}
 		}

@@ -93,7 +93,8 @@ func decodeBody(b []byte, v any) error {
 		return badInput("%s", syntaxProblem(b, err))
 	}
 	fields := jsonFields(v)
-	if err := checkShape(b, fields); err != nil {
+	hint, _ := v.(misplacer)
+	if err := checkShape(b, fields, hint); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -106,8 +107,8 @@ func decodeBody(b []byte, v any) error {
 
 // checkShape is decodeBody's shape check: b, valid JSON, must be one JSON
 // object whose keys are among fields, spelled exactly so, each at most
-// once.
-func checkShape(b []byte, fields map[string]string) error {
+// once. hint, when not nil, names where an unknown field belongs.
+func checkShape(b []byte, fields map[string]string, hint misplacer) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -129,6 +130,11 @@ func checkShape(b []byte, fields map[string]string) error {
 		case seen[key]:
 			return badInput("field %s appears more than once; send each field once", shown)
 		case !known:
+			if hint != nil {
+				if msg := hint.misplaced(key); msg != "" {
+					return badInput("%s", msg)
+				}
+			}
 			for name := range fields {
 				if strings.EqualFold(name, key) {
 					return badInput("field %s is not known; field names are case-sensitive: did you mean %q?", shown, name)
@@ -205,6 +211,8 @@ func jsonFields(v any) map[string]string {
 			out[name] = "a string"
 		case reflect.Int64:
 			out[name] = "a whole number"
+		case reflect.Bool:
+			out[name] = "true or false"
 		default:
 			out[name] = "a " + ft.Kind().String()
 		}
@@ -294,9 +302,22 @@ func truncate(s string, n int) string {
 // Request bodies of /v1. Pointers tell an absent field from a zero one.
 type (
 	acquireRequest struct {
-		TTL   *string `json:"ttl"`
-		Wait  *string `json:"wait"`
-		Owner string  `json:"owner"`
+		TTL       *string `json:"ttl"`
+		Wait      *string `json:"wait"`
+		Owner     string  `json:"owner"`
+		Mode      *string `json:"mode"`
+		Fair      bool    `json:"fair"`
+		LockDelay *string `json:"lock_delay"`
+	}
+	// semaphoreAcquireRequest is acquireRequest for a semaphore: a limit
+	// (required) rather than a mode.
+	semaphoreAcquireRequest struct {
+		Limit     *int64  `json:"limit"`
+		TTL       *string `json:"ttl"`
+		Wait      *string `json:"wait"`
+		Owner     string  `json:"owner"`
+		Fair      bool    `json:"fair"`
+		LockDelay *string `json:"lock_delay"`
 	}
 	extendRequest struct {
 		Token string  `json:"token"`
@@ -309,3 +330,24 @@ type (
 		Fence *int64 `json:"fence"`
 	}
 )
+
+// misplacer is a request that knows fields of another kind of request, so
+// that sending one there is answered with where it belongs rather than
+// with the list of known fields.
+type misplacer interface {
+	misplaced(field string) string
+}
+
+func (*acquireRequest) misplaced(field string) string {
+	if field == "limit" {
+		return "field \"limit\" is for semaphores (POST /v1/semaphores/{name}/acquire); a lock takes a mode"
+	}
+	return ""
+}
+
+func (*semaphoreAcquireRequest) misplaced(field string) string {
+	if field == "mode" {
+		return "field \"mode\" is for locks (POST /v1/locks/{name}/acquire); a semaphore takes a limit"
+	}
+	return ""
+}

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
 
 // routes is the whole HTTP API on one screen.
@@ -39,12 +41,17 @@ func (s *server) routes(r *gin.Engine) {
 		v1.Use(requireToken(s.opts.APITokens))
 	}
 	v1.Use(mapErrors(s.log))
-	v1.GET("/locks", s.listLocks)
+	v1.GET("/locks", s.listLocks) // semaphores too
 	v1.GET("/locks/:name", s.getLock)
 	v1.POST("/locks/:name/acquire", s.acquire)
-	v1.POST("/locks/:name/extend", s.extend)
-	v1.POST("/locks/:name/release", s.release)
-	v1.POST("/locks/:name/check", s.check)
+	v1.POST("/locks/:name/extend", s.extend(lock.KindLock))
+	v1.POST("/locks/:name/release", s.release(lock.KindLock))
+	v1.POST("/locks/:name/check", s.check(lock.KindLock))
+	v1.GET("/semaphores/:name", s.getSemaphore)
+	v1.POST("/semaphores/:name/acquire", s.acquireSemaphore)
+	v1.POST("/semaphores/:name/extend", s.extend(lock.KindSemaphore))
+	v1.POST("/semaphores/:name/release", s.release(lock.KindSemaphore))
+	v1.POST("/semaphores/:name/check", s.check(lock.KindSemaphore))
 	v1.GET("/events", s.events)
 
 	// The dashboard: one embedded page, open; it asks for an API token

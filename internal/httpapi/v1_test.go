@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,8 +31,10 @@ func TestAcquireExtendReleaseAcrossReplicas(t *testing.T) {
 	}
 
 	got := b.inspect(t, "job")
-	if got != (lockJSON{Name: "job", Held: true, Owner: "", Fence: l.Fence, TTLMS: got.TTLMS}) || got.TTLMS < 29_000 {
-		t.Errorf("inspect on the other replica: %+v", got)
+	want := lockJSON{Name: "job", Kind: "lock", Held: true, Owner: "", Fence: l.Fence, TTLMS: got.TTLMS, Mode: "exclusive",
+		Holders: []holderJSON{{Owner: "", Fence: l.Fence, TTLMS: got.TTLMS, Mode: "exclusive"}}}
+	if !reflect.DeepEqual(got, want) || got.TTLMS < 29_000 {
+		t.Errorf("inspect on the other replica: %+v, want %+v", got, want)
 	}
 	if raw := get(t, b.url+"/v1/locks/job"); strings.Contains(string(raw.body), l.Token) {
 		t.Errorf("GET shows the token: %s", raw.body)
@@ -53,7 +56,7 @@ func TestAcquireExtendReleaseAcrossReplicas(t *testing.T) {
 	if resp.status != http.StatusNoContent || len(resp.body) != 0 {
 		t.Fatalf("release: %d %s", resp.status, resp.body)
 	}
-	if got := a.inspect(t, "job"); got != (lockJSON{Name: "job"}) {
+	if got := a.inspect(t, "job"); !reflect.DeepEqual(got, lockJSON{Name: "job", Kind: "lock", Holders: []holderJSON{}}) {
 		t.Errorf("after release: %+v, want free with fence 0", got)
 	}
 	if l2 := b.acquire(t, "job", `{"owner":"second"}`); l2.Fence <= l.Fence || l2.Owner != "second" {
@@ -69,13 +72,17 @@ func TestAcquireRefusedShowsHolder(t *testing.T) {
 
 	resp := post(t, b.url+"/v1/locks/report/acquire", `{"owner":"bob"}`)
 	var refused struct {
-		Error  struct{ Code, Message string }
-		Holder holderJSON
+		Error   struct{ Code, Message string }
+		Holder  holderJSON
+		Holders []holderJSON
+		Mode    string
+		Queue   int
 	}
 	resp.json(t, &refused)
 	if resp.status != http.StatusConflict || refused.Error.Code != "locked" ||
 		refused.Holder.Owner != "alice" || refused.Holder.Fence != held.Fence ||
-		refused.Holder.TTLMS <= 9000 || resp.header.Get("Retry-After") != "10" {
+		refused.Holder.TTLMS <= 9000 || resp.header.Get("Retry-After") != "10" ||
+		len(refused.Holders) != 1 || refused.Holders[0] != refused.Holder || refused.Mode != "exclusive" || refused.Queue != 0 {
 		t.Fatalf("refusal: %d Retry-After %q %+v", resp.status, resp.header.Get("Retry-After"), refused)
 	}
 

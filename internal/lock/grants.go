@@ -333,6 +333,14 @@ func (m *Manager) RenewKind(ctx context.Context, kind Kind, name, token string, 
 			ok++
 			if f := r.val.int(1); f >= l.Fence {
 				l.Fence, l.Owner, l.TTL = f, r.val.str(3), ms(r.val.int(2))
+				switch {
+				case kind == KindSemaphore:
+					l.Limit = int(r.val.int(5))
+				case r.val.str(4) == "s": // a record's holder says its mode
+					l.Mode = Shared
+				default:
+					l.Mode = Exclusive
+				}
 			}
 		case -1:
 			bare++

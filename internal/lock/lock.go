@@ -49,7 +49,8 @@ type Manager struct {
 
 // Observer hears about lock events, for metrics. Results are short fixed
 // words ("granted", "locked", "unavailable", "invalid", "canceled",
-// "too_many_waiters"; "released", "extended", "current", "stale",
+// "too_many_waiters", "kind_mismatch", "limit_mismatch", "lock_delay",
+// "unsupported"; "released", "extended", "current", "stale",
 // "not_holder"), never names, tokens or owners.
 type Observer interface {
 	Acquired(result string, waited time.Duration)
@@ -85,6 +86,14 @@ func resultOf(err error, ok ...string) string {
 		return "stale"
 	case errors.Is(err, ErrTooManyWaiters):
 		return "too_many_waiters"
+	case errors.Is(err, ErrKindMismatch):
+		return "kind_mismatch"
+	case errors.Is(err, ErrLimitMismatch):
+		return "limit_mismatch"
+	case errors.Is(err, ErrLockDelay):
+		return "lock_delay"
+	case errors.Is(err, ErrUnsupported):
+		return "unsupported"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
 	default:

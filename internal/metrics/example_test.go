@@ -27,8 +27,12 @@ func Example() {
 	// lockd_acquisitions_total{result="canceled"} 0
 	// lockd_acquisitions_total{result="granted"} 1
 	// lockd_acquisitions_total{result="invalid"} 0
+	// lockd_acquisitions_total{result="kind_mismatch"} 0
+	// lockd_acquisitions_total{result="limit_mismatch"} 0
+	// lockd_acquisitions_total{result="lock_delay"} 0
 	// lockd_acquisitions_total{result="locked"} 0
 	// lockd_acquisitions_total{result="other"} 1
 	// lockd_acquisitions_total{result="too_many_waiters"} 0
 	// lockd_acquisitions_total{result="unavailable"} 0
+	// lockd_acquisitions_total{result="unsupported"} 0
 }

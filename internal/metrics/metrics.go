@@ -29,7 +29,7 @@ const other = "other"
 // is empty for them).
 const unmatched = "unmatched"
 
-// maxRoutes bounds the distinct route labels. lockd registers fewer than ten
+// maxRoutes bounds the distinct route labels. lockd registers about twenty
 // routes; the bound only matters if a caller passes raw paths by mistake, and
 // then it stops lock names from turning into series without limit.
 const maxRoutes = 32
@@ -37,10 +37,11 @@ const maxRoutes = 32
 // The result sets of the lock events. Each is pre-initialised, "other"
 // included, so dashboards and rate() see every series from the first scrape.
 var (
-	acquireResults = []string{"granted", "locked", "unavailable", "invalid", "canceled", "too_many_waiters"}
-	releaseResults = []string{"released", "not_holder", "unavailable", "invalid"}
-	extendResults  = []string{"extended", "not_holder", "unavailable", "invalid"}
-	fenceResults   = []string{"current", "stale", "unavailable", "invalid"}
+	acquireResults = []string{"granted", "locked", "unavailable", "invalid", "canceled", "too_many_waiters",
+		"kind_mismatch", "limit_mismatch", "lock_delay", "unsupported"}
+	releaseResults = []string{"released", "not_holder", "unavailable", "invalid", "kind_mismatch"}
+	extendResults  = []string{"extended", "not_holder", "unavailable", "invalid", "kind_mismatch"}
+	fenceResults   = []string{"current", "stale", "unavailable", "invalid", "kind_mismatch"}
 )
 
 // httpMethods are the methods kept as labels; anything else (a scanner's
@@ -154,8 +155,12 @@ func (m *Metrics) Handler() http.Handler { return m.handler }
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Acquired records an acquire's result: "granted", "locked", "unavailable", "too_many_waiters",
-// "invalid" or "canceled". waited is observed for every result but
-// "invalid", which is refused before any waiting.
+// "invalid", "canceled", "kind_mismatch" (the name is held as the other
+// kind), "limit_mismatch" (a semaphore asked with another limit than its
+// holders'), "lock_delay" (the name is closed by a lock-delay) or
+// "unsupported" (a shared lock, semaphore, fair queue or lock-delay in
+// quorum mode). waited is observed for every result but "invalid", which
+// is refused before any waiting.
 func (m *Metrics) Acquired(result string, waited time.Duration) {
 	if m.acquisitions.inc(result) != "invalid" {
 		m.wait.Observe(waited.Seconds())
@@ -163,7 +168,7 @@ func (m *Metrics) Acquired(result string, waited time.Duration) {
 }
 
 // Released records a release's result: "released", "not_holder",
-// "unavailable" or "invalid". held is observed when positive; callers that
+// "unavailable", "invalid" or "kind_mismatch". held is observed when positive; callers that
 // do not know how long the lock was held pass 0.
 func (m *Metrics) Released(result string, held time.Duration) {
 	m.releases.inc(result)
@@ -173,11 +178,11 @@ func (m *Metrics) Released(result string, held time.Duration) {
 }
 
 // Extended records an extension's result: "extended", "not_holder",
-// "unavailable" or "invalid".
+// "unavailable", "invalid" or "kind_mismatch".
 func (m *Metrics) Extended(result string) { m.extensions.inc(result) }
 
 // FenceChecked records a fencing token check's result: "current", "stale",
-// "unavailable" or "invalid".
+// "unavailable", "invalid" or "kind_mismatch".
 func (m *Metrics) FenceChecked(result string) { m.fenceChecks.inc(result) }
 
 // Waiting adds delta to the number of acquires waiting on this replica: +1

@@ -2,6 +2,8 @@
 -- its acquire's TTL when ARGV[2] is 0.
 -- Returns {1, fence, ttl, owner}, {0} (not the holder) or {-1} (held
 -- without a grant), or {-2, kind} when the name is held as the other kind.
+-- A record's holder (rich.lua) adds its mode ("x" or "s") and a
+-- semaphore's limit: {1, fence, ttl, owner, mode, limit}.
 local v = redis.call("GET", KEYS[1])
 if v and isRich(v) then
   return richExtend(v)

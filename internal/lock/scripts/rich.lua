@@ -283,5 +283,5 @@ local function richExtend(v)
   h.d = now + ttl
   save(rec, now)
   emit("extended", tonumber(h.f), h.o, ttl)
-  return {1, tonumber(h.f), ttl, h.o}
+  return {1, tonumber(h.f), ttl, h.o, h.m or "", rec.n or 0}
 end
