@@ -311,7 +311,7 @@ func TestFairWaitersAcrossReplicas(t *testing.T) {
 		resp := <-results[i]
 		var l leaseJSON
 		if resp.json(t, &l); resp.status != http.StatusOK || l.Owner != "w"+strconv.Itoa(i) || l.Fence <= prev.Fence ||
-			l.Mode != lock.Exclusive || l.Kind != lock.KindLock {
+			l.Mode != lock.Exclusive || l.Kind != lock.KindLock || l.QueuedMS < 1 {
 			t.Fatalf("waiter %d: %d %s", i, resp.status, resp.body)
 		}
 		prev = l

@@ -25,6 +25,8 @@ type leaseJSON struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Mode      lock.Mode `json:"mode,omitempty"`
 	Limit     int       `json:"limit,omitempty"`
+	// QueuedMS is set on a lease granted from a fair queue (lock.Lease.Queued).
+	QueuedMS int64 `json:"queued_ms,omitempty"`
 }
 
 func newLeaseJSON(l lock.Lease, waited time.Duration) leaseJSON {
@@ -33,6 +35,7 @@ func newLeaseJSON(l lock.Lease, waited time.Duration) leaseJSON {
 		TTLMS:     max(time.Until(l.Until).Milliseconds(), 0),
 		WaitedMS:  waited.Milliseconds(),
 		ExpiresAt: l.Until.UTC().Truncate(time.Millisecond),
+		QueuedMS:  l.Queued.Milliseconds(),
 	}
 	switch out.Kind {
 	case lock.KindSemaphore:

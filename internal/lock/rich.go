@@ -118,13 +118,6 @@ func kindOf(s string) Kind {
 	return KindLock
 }
 
-// grantNotice is one grant to a fair waiter, as a release (or any script
-// that settled the record) announced it: "= now id fence [id fence...]".
-type grantNotice struct {
-	fence int64
-	at    int64 // Redis's time of the grant, ms
-}
-
 // parseGrants reads a grant message; ok is false for any other message.
 func parseGrants(msg string) (at int64, grants map[string]int64, ok bool) {
 	rest, found := strings.CutPrefix(msg, "= ")

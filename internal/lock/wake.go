@@ -43,6 +43,9 @@ func (m *Manager) Run(ctx context.Context) {
 		wg.Go(func() { every(ctx, probeEvery, m.probeSlow) })
 	}
 	wg.Go(func() { m.watchExpiries(ctx) })
+	if len(m.nodes) == 1 {
+		wg.Go(func() { every(ctx, queueLook, m.lookAll) })
+	}
 	wg.Wait()
 }
 
