@@ -5,11 +5,13 @@
 // in-process toxiproxy with one proxy per (instance, node) link (not in
 // front of a cluster or sentinels, which hand out their nodes' own
 // addresses), a fenced store, seven in-process clients and one client in
-// its own process — runs traffic, injects one fault (kill -9 or
-// SIGSTOP a node, toxics on a node's links, kill -9 an instance, pause a lock
-// holder, delete lock keys behind the service's back, kill -9 a master and
-// leave the failover to a replica), and hands the recorded history to the
-// checkers of internal/safety/check. It then checks liveness (every lock
+// its own process — runs traffic (plain exclusive locks, or the
+// scenario's Workload of semaphores, shared locks, fair waits and
+// lock-delays), injects one fault (kill -9 or SIGSTOP a node, toxics on a
+// node's links, kill -9 an instance, pause a lock holder, delete lock keys
+// behind the service's back, kill -9 a master and leave the failover to a
+// replica), and hands the recorded history to the checkers of
+// internal/safety/check. It then checks liveness (every lock
 // can be taken again, no key is left behind) and hygiene (Redis connections
 // back to baseline; goroutines in TestMain).
 //

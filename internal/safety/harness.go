@@ -23,6 +23,9 @@ type Scenario struct {
 	Mode  Mode
 	Redis []string // extra redis-server arguments for every node (S1, R3)
 	Fault *Fault   // nil: no fault (a baseline)
+	// Workload says how the clients ask for each name; the zero value is
+	// plain exclusive locks. Its name goes in front of the scenario's.
+	Workload Workload
 	// MinReplicas sets lockd's REDIS_MIN_REPLICAS (C3, SN): every grant
 	// and extend waits for that many replicas (WAIT), or is undone.
 	MinReplicas int
@@ -34,8 +37,10 @@ type Scenario struct {
 	Expect []string
 	Allow  []string
 	// Liveness is how soon after the fault ends every hot lock must be
-	// granted again; 0 means TTL + 1s. Traffic after the fault runs at
-	// least this long, so a late recovery is measured, not "never".
+	// granted again; 0 means TTL + 1s. The workload's longest lock-delay
+	// is added to either: a lease that expires unreleased after the fault
+	// keeps its name closed that long more. Traffic after the fault runs
+	// at least this long, so a late recovery is measured, not "never".
 	Liveness time.Duration
 	// EveryName extends Liveness from the hot locks to every name: once
 	// the fault has run, each name the traffic has not been granted since
@@ -47,10 +52,30 @@ type Scenario struct {
 
 // liveness is sc.Liveness or its default.
 func (sc Scenario) liveness() time.Duration {
+	bound := TTL + time.Second
 	if sc.Liveness > 0 {
-		return sc.Liveness
+		bound = sc.Liveness
 	}
-	return TTL + time.Second
+	return bound + sc.Workload.maxDelay()
+}
+
+// trafficAfter is how long the traffic runs after the fault: timing's
+// Recovery, or the scenario's liveness bound when it set one or its
+// workload's lock-delay widened the default, so that a late recovery is
+// measured, not "never".
+func (sc Scenario) trafficAfter(timing Timing) time.Duration {
+	if sc.Liveness > 0 || sc.Workload.maxDelay() > 0 {
+		return max(timing.Recovery, sc.liveness())
+	}
+	return timing.Recovery
+}
+
+// FullName is the scenario's name with its workload's in front.
+func (sc Scenario) FullName() string {
+	if sc.Workload.Name == "" {
+		return sc.Name
+	}
+	return sc.Workload.Name + ": " + sc.Name
 }
 
 // Fault is something done to the system while the clients run. Run injects
@@ -105,8 +130,9 @@ type Harness struct {
 	Lockds   []*Lockd
 	Store    *Store
 
-	child *clientProcess
-	dir   string
+	child    *clientProcess
+	dir      string
+	workload Workload
 
 	mu         sync.Mutex
 	ops        []check.Op
@@ -148,7 +174,7 @@ func (h *Harness) record(op check.Op) {
 // instances and the store. Everything stops in t.Cleanup.
 func start(t *testing.T, sc Scenario, lockdBin string) *Harness {
 	t.Helper()
-	h := &Harness{T: t, Clock: NewClock(), Proxies: newProxies(), dir: t.TempDir()}
+	h := &Harness{T: t, Clock: NewClock(), Proxies: newProxies(), dir: t.TempDir(), workload: sc.Workload}
 	t.Cleanup(h.Proxies.Close)
 	h.startRedis(sc)
 	h.Store = NewStore(h.Clock, !sc.Unfenced)
@@ -238,7 +264,7 @@ func (h *Harness) clientConfig(id int) ClientConfig {
 		urls = append(urls, l.URL())
 	}
 	return ClientConfig{ID: id, Lockds: urls, Pin: pin, Store: h.Store.URL(), Locks: locksOf(id),
-		TTL: TTL, Wait: Wait, Base: h.Clock.Base, Seed: uint64(time.Now().UnixNano())}
+		TTL: TTL, Wait: Wait, Base: h.Clock.Base, Seed: uint64(time.Now().UnixNano()), Uses: h.workload.uses()}
 }
 
 // Row is one line of the summary table.
@@ -265,7 +291,7 @@ func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
 	stopTraffic := h.startTraffic()
 	time.Sleep(timing.Warmup)
 	faults := h.inject(sc.Fault)
-	ctx, stopAsking := context.WithTimeout(context.Background(), max(timing.Recovery, sc.Liveness))
+	ctx, stopAsking := context.WithTimeout(context.Background(), sc.trafficAfter(timing))
 	var asking sync.WaitGroup
 	if sc.EveryName {
 		asking.Go(func() { h.askEveryName(ctx) })
@@ -357,10 +383,10 @@ func (h *Harness) inject(f *Fault) string {
 	return f.Name
 }
 
-// checkKeysGone waits for the last lease to run out: no lock key may be
-// left on any node then.
+// checkKeysGone waits for the last lease to run out, and for any
+// lock-delay it leaves: no lock key may be left on any node then.
 func (h *Harness) checkKeysGone() {
-	time.Sleep(TTL + 500*time.Millisecond)
+	time.Sleep(TTL + h.workload.maxDelay() + 500*time.Millisecond)
 	for _, s := range h.servers() {
 		if !s.data {
 			continue
@@ -381,7 +407,7 @@ func (h *Harness) summarise(sc Scenario, faults string) Row {
 	ops := slices.Clone(h.ops)
 	faultEnd := h.faultEnd
 	h.mu.Unlock()
-	row := Row{Scenario: sc.Name, Mode: sc.Mode, Ops: len(ops), Faults: faults}
+	row := Row{Scenario: sc.FullName(), Mode: sc.Mode, Ops: len(ops), Faults: faults}
 	for _, op := range ops {
 		if op.Kind == check.KindAcquire && op.Outcome == check.OK {
 			row.Grants++
@@ -408,18 +434,21 @@ func (h *Harness) summarise(sc Scenario, faults string) Row {
 }
 
 // probe asks for every lock once, through both instances in turn, waiting up
-// to one TTL plus a second: any lease left by the traffic ends by then, so a
-// refusal means the lock is stuck. The probes go into the history too.
+// to one TTL plus a second, plus the workload's longest lock-delay: any
+// lease left by the traffic ends by then, and any delay it left, so a
+// refusal means the lock is stuck. A lock is asked for exclusively, a
+// semaphore with its limit. The probes go into the history too.
 func (h *Harness) probe() {
+	wait := TTL + time.Second + h.workload.maxDelay()
 	for k, lock := range allLocks() {
 		cfg := h.clientConfig(probeClients + k)
 		cfg.Pin = k % 2
 		c := NewClient(cfg, h.record)
-		l, outcome := c.Acquire(lock, TTL+time.Second)
+		l, outcome := c.Acquire(lock, wait)
 		if outcome == check.OK {
 			c.Release(l)
 		} else {
-			h.T.Errorf("liveness: %s not granted within TTL + 1s after the traffic stopped", lock)
+			h.T.Errorf("liveness: %s not granted within %v after the traffic stopped", lock, wait)
 		}
 		c.Close()
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,16 +26,48 @@ var (
 )
 
 // dataLoss is what the checkers may find when Redis lost live leases:
-// another client can be granted a lock whose holder still runs. Fences must
-// still rise and the store must still refuse every stale write.
-var dataLoss = []string{check.CheckerMutualExclusion, check.CheckerLinearizable}
+// another client can be granted a lock whose holder still runs, a permit
+// beyond the limit, a shared hold beside an exclusive one; a lock-delay in
+// force and a fair queue's order are lost with the record that kept them.
+// Fences must still rise and the store must still refuse every stale
+// write.
+var dataLoss = []string{check.CheckerMutualExclusion, check.CheckerLinearizable,
+	check.CheckerSemaphore, check.CheckerShared, check.CheckerFair, check.CheckerLockDelay}
+
+// queueStall is what fair queues may show when the waiters' replicas cannot
+// renew their places for about a second (queueLiveness in internal/lock):
+// Redis paused, or one lockd cut off from it. Their places lapse, and a
+// request sent after they joined can be granted first; a waiter queued
+// again begins its wait again (queued_ms counts from there), but the
+// checker cannot see that a place lapsed while its waiter still waited.
+var queueStall = []string{check.CheckerFair}
+
+// The workloads of issue 16 (doc/KINDS.md). Quorum mode refuses them (400
+// unsupported), so their scenarios run on a single Redis (S1), and one on
+// Sentinel for a failover.
+var (
+	// hot-1 (and every other private name) waits fairly: a release or an
+	// expiry then hands permits to the queue's head in the same script.
+	semaphores = safety.Workload{Name: "semaphores limit 2", Uses: []safety.Use{{Limit: 2}, {Limit: 2, Fair: true}}}
+	// Readers mostly: a writer then often waits behind readers, and its
+	// place in the queue must stop new shared grants.
+	sharedMix = safety.Workload{Name: "shared and exclusive", Uses: []safety.Use{{Shared: 0.7}}}
+	fairWaits = safety.Workload{Name: "fair", Uses: []safety.Use{{Fair: true}}}
+	// One lease in 30 is left to expire: each closes its name for
+	// TTL + 1 s, so the hot names stay mostly open.
+	lockDelay = safety.Workload{Name: "lock-delay 1s", Uses: []safety.Use{{LockDelay: time.Second, Abandon: 1.0 / 30}}}
+	// One hot name of each: a semaphore, a shared/exclusive lock, and a
+	// fair lock with a lock-delay whose holders sometimes die.
+	mixedKinds = safety.Workload{Name: "mixed kinds", Uses: []safety.Use{
+		{Limit: 2}, {Shared: 0.7}, {Fair: true, LockDelay: time.Second, Abandon: 1.0 / 30}}}
+)
 
 // scenarios is the suite. The S1 key deletion and the unfenced store must
 // show violations, the R3 key deletion and the data losses may show
 // overlapping grants (never a fence that goes back or an accepted stale
 // write); everything else must show none.
 func scenarios() []safety.Scenario {
-	return []safety.Scenario{
+	all := []safety.Scenario{
 		{Name: "baseline", Mode: safety.S1, Redis: noPersistence},
 		{Name: "baseline", Mode: safety.R3, Redis: noPersistence},
 
@@ -115,6 +148,66 @@ func scenarios() []safety.Scenario {
 			Fault:  safety.DeleteKeys(3 * time.Second),
 			Expect: []string{check.CheckerMutualExclusion, check.CheckerLinearizable}, Short: true},
 	}
+	return append(all, kindScenarios()...)
+}
+
+// kindScenarios puts the workloads of issue 16 under the faults above.
+func kindScenarios() []safety.Scenario {
+	baseline := safety.Scenario{Name: "baseline", Mode: safety.S1, Redis: noPersistence}
+	pause := safety.Scenario{Name: "redis SIGSTOP 2×TTL", Mode: safety.S1, Redis: noPersistence,
+		Fault: safety.PauseRedis(2 * safety.TTL)}
+	lockdKill := safety.Scenario{Name: "lockd kill -9, restart after 2s", Mode: safety.S1, Redis: noPersistence,
+		Fault: safety.KillLockd(2 * time.Second)}
+	latency := safety.Scenario{Name: "latency 150±50ms", Mode: safety.S1, Redis: noPersistence,
+		Fault: safety.Toxic("latency", "downstream", `{"latency":150,"jitter":50}`, 3*time.Second, false)}
+	blackhole := safety.Scenario{Name: "blackhole (timeout toxic), one instance", Mode: safety.S1, Redis: noPersistence,
+		Fault: safety.Toxic("timeout", "upstream", `{"timeout":0}`, 3*time.Second, true)}
+	// The record of a name (holders, queue, delay) survives a restart
+	// whole with fsync always, and is lost without persistence.
+	durable := safety.Scenario{Name: "redis kill, restart at once, fsync always", Mode: safety.S1, Redis: fsyncAlways,
+		Fault: safety.KillRedis(0)}
+	lost := safety.Scenario{Name: "redis kill, restart at once, no persistence", Mode: safety.S1, Redis: noPersistence,
+		Fault: safety.KillRedis(0), Liveness: safety.TTL + 2*time.Second, Allow: dataLoss}
+	// A holder that dies without releasing is what a lock-delay is for.
+	holderPaused := safety.Scenario{Name: "holder paused 3×TTL", Mode: safety.S1, Redis: noPersistence,
+		Fault: safety.PauseHolder(3 * safety.TTL)}
+
+	with := func(w safety.Workload, sc safety.Scenario, allow ...string) safety.Scenario {
+		sc.Workload = w
+		sc.Allow = append(slices.Clone(sc.Allow), allow...)
+		return sc
+	}
+	return []safety.Scenario{
+		with(semaphores, baseline),
+		with(semaphores, pause),
+		with(semaphores, lockdKill),
+		with(semaphores, durable),
+
+		with(sharedMix, baseline),
+		with(sharedMix, pause),
+		with(sharedMix, lockdKill),
+		with(sharedMix, latency),
+
+		with(fairWaits, baseline),
+		with(fairWaits, pause, queueStall...),
+		with(fairWaits, lockdKill),
+		with(fairWaits, latency),
+		with(fairWaits, blackhole, queueStall...),
+
+		with(lockDelay, baseline),
+		with(lockDelay, pause),
+		with(lockDelay, lockdKill),
+		with(lockDelay, holderPaused),
+
+		// make test's one run of the richer grants, about 13 s: all four
+		// checkers have grants to judge.
+		short(with(mixedKinds, baseline)),
+		with(mixedKinds, lockdKill),
+		with(mixedKinds, lost),
+		// With MIN_REPLICAS a grant from a fair queue, made by another
+		// connection's script, is answered only once a replica has it.
+		with(mixedKinds, failover(safety.SN, 1)),
+	}
 }
 
 // failover is the scenario of a master killed with SIGKILL in mode (C3: the
@@ -161,9 +254,9 @@ func TestSafety(t *testing.T) {
 		if !*full && !sc.Short {
 			continue
 		}
-		t.Run(string(sc.Mode)+"/"+sc.Name, func(t *testing.T) {
+		t.Run(string(sc.Mode)+"/"+sc.FullName(), func(t *testing.T) {
 			// A run that stops early (t.Fatal) still gets its line.
-			row := safety.Row{Scenario: sc.Name, Mode: sc.Mode, Recovery: -1, Result: "FAIL (stopped early)"}
+			row := safety.Row{Scenario: sc.FullName(), Mode: sc.Mode, Recovery: -1, Result: "FAIL (stopped early)"}
 			defer func() { rows = append(rows, row) }()
 			row = safety.Run(t, sc, bin, timing)
 		})
