@@ -28,14 +28,18 @@ const maxServerWait = 5 * time.Minute
 const maxBody = 1 << 20
 
 // Options configure a Client. The zero value talks to an open lockd with
-// http.DefaultClient.
+// defaultHTTPClient.
 type Options struct {
 	// Token is sent as "Authorization: Bearer <Token>" when not empty
 	// (lockd's API_TOKENS).
 	Token string
-	// HTTPClient sends the requests (default http.DefaultClient). Leave
-	// its Timeout at 0 or above the longest Wait: a waiting acquire keeps
-	// its request open for up to five minutes.
+	// HTTPClient sends the requests (default: http.DefaultTransport's
+	// settings with idle connections dropped after 30 s). Leave its
+	// Timeout at 0 or above the longest Wait: a waiting acquire keeps its
+	// request open for up to five minutes. Keep its transport's
+	// IdleConnTimeout below lockd's HTTP_IDLE_TIMEOUT (default 60 s):
+	// otherwise a POST can go out on a connection lockd is closing and
+	// fail with "connection reset by peer", and Go does not retry a POST.
 	HTTPClient *http.Client
 }
 
@@ -60,10 +64,19 @@ func New(baseURL string, opts Options) (*Client, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultHTTPClient
 	}
 	return &Client{base: u, token: opts.Token, hc: hc}, nil
 }
+
+// defaultHTTPClient is http.DefaultClient but for the idle connections'
+// lifetime, 30 s rather than 90 s: under lockd's HTTP_IDLE_TIMEOUT
+// default (60 s), so a connection is never reused just as lockd closes it.
+var defaultHTTPClient = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.IdleConnTimeout = 30 * time.Second
+	return &http.Client{Transport: tr}
+}()
 
 // AcquireOptions are the parameters of one Acquire.
 type AcquireOptions struct {

@@ -36,6 +36,11 @@ func newAPI(conns int) *api {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 0
 	tr.MaxIdleConnsPerHost = conns + 8
+	// Under lockd's HTTP_IDLE_TIMEOUT (60 s): a connection idle between
+	// two repetitions of a cell is not reused just as lockd closes it (a
+	// POST that meets that gets "connection reset by peer" and is not
+	// retried).
+	tr.IdleConnTimeout = 30 * time.Second
 	return &api{hc: &http.Client{Transport: tr}, clients: map[string]*client.Client{}}
 }
 
