@@ -46,15 +46,28 @@ else
 	# volumes, but a restart may have given them other addresses. Meeting
 	# each one where it is now updates its address; gossip does the rest.
 	echo "redis-cluster-init: the cluster exists; waiting for it to be whole again"
+	rejoin=yes
+fi
+
+# meet has the first node meet every other where it is now. It is sent
+# again every 5 s while the cluster is not whole: a node that came up
+# after the first meeting, or whose handshake was lost, is met then.
+meet() {
 	for addr in "$@"; do
 		if [ "$addr" != "$1" ]; then
 			redis-cli -h "$host" -p "$port" cluster meet "${addr%:*}" "${addr##*:}" >/dev/null
 		fi
 	done
+}
+if [ "${rejoin:-}" = yes ]; then
+	meet "$@"
 fi
 
 tries=0
 until all_ok "$@"; do
+	if [ "${rejoin:-}" = yes ] && [ $((tries % 5)) -eq 4 ]; then
+		meet "$@"
+	fi
 	tries=$((tries + 1))
 	if [ "$tries" -gt 60 ]; then
 		echo "redis-cluster-init: cluster_state is not ok on every node after 60 s; to start afresh, remove the volumes (docker compose ... down -v)" >&2
