@@ -161,7 +161,7 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 			fence = max(fence, r.val.int(1))
 			continue
 		case 2:
-			return Lease{}, &queuedError{position: int(r.val.int(1)), base: redisBase(start, r.val.int(2)), placed: time.Now()}
+			return Lease{}, &queuedError{base: redisBase(start, r.val.int(2)), placed: time.Now()}
 		case -2:
 			return Lease{}, &KindMismatchError{Kind: kindOf(r.val.str(1))}
 		case -3:

@@ -38,8 +38,7 @@ func newTicket() (*ticket, error) {
 
 // queuedError answers an acquire that took a place in the queue.
 type queuedError struct {
-	position int
-	placed   time.Time // when the answer that placed the waiter arrived
+	placed time.Time // when the answer that placed the waiter arrived
 	// base is a local instant no later than Redis's time 0 (its epoch):
 	// the time the call was sent, less Redis's time when the script ran.
 	// A grant at Redis time t happened here no earlier than base + t.
@@ -284,8 +283,7 @@ func (m *Manager) queueGranted(ctx context.Context, l Lease, g Grant, placed tim
 	if !m.waitsReplicas() {
 		return l, nil
 	}
-	t := &ticket{token: l.Token}
-	_, acked, err := m.evalAcked(ctx, m.nodes[0], m.sc.queue, l.Name, m.keys(l.Name), m.argvSpec(l.Name, t.token, 0, "", "", specOf(g, "")))
+	_, acked, err := m.evalAcked(ctx, m.nodes[0], m.sc.queue, l.Name, m.keys(l.Name), m.argvSpec(l.Name, l.Token, 0, "", "", spec{}))
 	if err == nil && acked >= int64(m.minRepl) {
 		return l, nil
 	}
