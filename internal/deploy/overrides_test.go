@@ -241,8 +241,10 @@ func clusterPorts(t *testing.T, n int) []int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p+10000 > 65535 || slices.Contains(ports, p-10000) || slices.Contains(ports, p+10000) {
-			continue // a bus port past the last, or another node's port or bus
+		// A bus port in the kernel's ephemeral range could be taken by
+		// any client socket before the node binds it (see FreePort).
+		if p+10000 >= 32768 || slices.Contains(ports, p-10000) || slices.Contains(ports, p+10000) {
+			continue // a bus port among the ephemeral ones, or another node's port or bus
 		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
 		if err != nil {

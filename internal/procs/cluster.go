@@ -115,14 +115,16 @@ func (c *Cluster) start(masters, replicas int, nodeTimeout time.Duration, deadli
 }
 
 func (c *Cluster) startNode(nodeTimeout time.Duration) error {
-	port, err := FreePort()
+	r, err := onFreePorts(2, func(p []int) (*Redis, error) { return c.startNodeOn(p[0], p[1], nodeTimeout) })
 	if err != nil {
 		return err
 	}
-	bus, err := FreePort()
-	if err != nil {
-		return err
-	}
+	c.Nodes = append(c.Nodes, r)
+	return nil
+}
+
+// startNodeOn starts one cluster node on port, its bus on bus.
+func (c *Cluster) startNodeOn(port, bus int, nodeTimeout time.Duration) (*Redis, error) {
 	args := []string{
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes-" + strconv.Itoa(port) + ".conf",
@@ -137,12 +139,7 @@ func (c *Cluster) startNode(nodeTimeout time.Duration) error {
 	if c.password != "" {
 		args = append(args, "--masterauth", c.password)
 	}
-	r, err := startRedisIn(c.Dir, "node", RedisOptions{Password: c.password, Port: port, Args: args, Users: c.users})
-	if err != nil {
-		return err
-	}
-	c.Nodes = append(c.Nodes, r)
-	return nil
+	return startRedisIn(c.Dir, "node", RedisOptions{Password: c.password, Port: port, Args: args, Users: c.users})
 }
 
 // cli runs redis-cli with args and waits up to limit for it to finish. Its

@@ -16,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,27 +134,56 @@ func (p *Proc) WaitOrKill(grace time.Duration) {
 	}
 }
 
-// FreePort asks the kernel for a free loopback port, never one it already
-// returned in this process: a node restarted on its port leaves the port
-// free for a moment, and a caller running beside it must not take it then.
-// Another process may still take it before it is used; StartRedis notices
-// when the server answering is not the one started.
+// FreePort returns a free loopback port below the kernel's ephemeral range,
+// never one it already returned in this process: a node restarted on its
+// port leaves the port free for a moment, and a caller running beside it
+// must not take it then.
+//
+// Not a port the kernel picks (":0"): those come from the ephemeral range,
+// where every outgoing connection on the machine takes its local port, so
+// between our check and the server's bind a client socket of a test running
+// beside it could take the port (CI once saw a cluster bus port taken so).
+// Another process may still bind the port before it is used; StartRedis
+// notices when the server answering is not the one started, and callers
+// that chose the port retry on ErrPortTaken.
 func FreePort() (int, error) {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
+	lo, hi := portRange()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
 		given.Lock()
 		seen := given.ports[port]
+		given.Unlock()
+		if seen {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // taken by a listener
+		}
+		_ = l.Close()
+		given.Lock()
 		given.ports[port] = true
 		given.Unlock()
-		if !seen {
-			return port, nil
+		return port, nil
+	}
+	return 0, fmt.Errorf("procs: no free port in %d-%d", lo, hi-1)
+}
+
+// portRange is where FreePort looks: from 10000 up to the start of the
+// kernel's ephemeral range (net.ipv4.ip_local_port_range), 32768 when that
+// cannot be read.
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if start, err := strconv.Atoi(f[0]); err == nil && start > lo+1000 {
+			hi = start
 		}
 	}
+	return lo, hi
 }
 
 // given is every port FreePort returned in this process.

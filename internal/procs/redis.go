@@ -66,14 +66,38 @@ type Redis struct {
 // exits or is not ready within 10 s (with the end of its log), or of an ACL
 // rule Redis refuses (naming the user, never the rule's password).
 func StartRedis(dir string, o RedisOptions) (*Redis, error) {
-	port := o.Port
-	if port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		port = p
+	if o.Port != 0 {
+		return startRedis(dir, o.Port, o)
 	}
+	return onFreePorts(1, func(p []int) (*Redis, error) { return startRedis(dir, p[0], o) })
+}
+
+// ErrPortTaken is a server's start failing because another process bound
+// its port first.
+var ErrPortTaken = errors.New("port taken")
+
+// onFreePorts calls start with n ports from FreePort, and again with new
+// ones, up to 3 times in all, while it fails with ErrPortTaken.
+func onFreePorts[T any](n int, start func(ports []int) (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for range 3 {
+		ports := make([]int, n)
+		for i := range ports {
+			if ports[i], err = FreePort(); err != nil {
+				return v, err
+			}
+		}
+		if v, err = start(ports); !errors.Is(err, ErrPortTaken) {
+			return v, err
+		}
+	}
+	return v, err
+}
+
+func startRedis(dir string, port int, o RedisOptions) (*Redis, error) {
 	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Password: o.Password, Dir: dir}
 	args, err := r.args(o)
 	if err != nil {
@@ -186,6 +210,9 @@ func (r *Redis) addUsers(users []string) error {
 func (r *Redis) waitReady(limit time.Duration) error {
 	o := r.ClientOptions(0)
 	o.MaxRetries = -1
+	// The 200 ms below bounds each try even when something else holds
+	// the port and accepts without answering.
+	o.ContextTimeoutEnabled = true
 	c := redis.NewClient(o)
 	defer c.Close()
 	deadline := time.Now().Add(limit)
@@ -200,7 +227,11 @@ func (r *Redis) waitReady(limit time.Duration) error {
 			err = fmt.Errorf("procs: port %d is another redis-server's", r.Port)
 		}
 		if r.exited() {
-			return fmt.Errorf("procs: redis-server on %s exited at start: %s", r.Addr, Tail(r.LogFile(), 5, " | "))
+			tail := Tail(r.LogFile(), 5, " | ")
+			if strings.Contains(tail, "Address already in use") {
+				return fmt.Errorf("procs: redis-server on %s exited at start: %w: %s", r.Addr, ErrPortTaken, tail)
+			}
+			return fmt.Errorf("procs: redis-server on %s exited at start: %s", r.Addr, tail)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("procs: redis-server on %s not ready after %v: %w", r.Addr, limit, err)
@@ -213,18 +244,17 @@ func (r *Redis) waitReady(limit time.Duration) error {
 // with its files in a subdirectory of dir named prefix-PORT: the nodes of a
 // topology share dir, and their logs and data files must not clash.
 func startRedisIn(dir, prefix string, o RedisOptions) (*Redis, error) {
-	if o.Port == 0 {
-		p, err := FreePort()
+	start := func(port int) (*Redis, error) {
+		sub, err := subdir(dir, prefix, port)
 		if err != nil {
 			return nil, err
 		}
-		o.Port = p
+		return startRedis(sub, port, o)
 	}
-	sub, err := subdir(dir, prefix, o.Port)
-	if err != nil {
-		return nil, err
+	if o.Port != 0 {
+		return start(o.Port)
 	}
-	return StartRedis(sub, o)
+	return onFreePorts(1, func(p []int) (*Redis, error) { return start(p[0]) })
 }
 
 // subdir makes the directory prefix-PORT in dir and returns its path.
