@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -105,7 +106,13 @@ func degradedScenario(b *bench) (section, error) {
 			if err := c.heal(); err != nil {
 				return section{}, fmt.Errorf("%s: %w", c.name, err)
 			}
-			time.Sleep(300 * time.Millisecond) // a probe lets the node back in
+			// Each replica lets the node back in at its next probe; the
+			// next case must not start while one still skips it.
+			for _, u := range q.urls {
+				if err := waitFor(b.ctx, c.name+" healed at "+u, func() error { return everyNodeUsable(b.ctx, u) }); err != nil {
+					return section{}, err
+				}
+			}
 		}
 	}
 	ok := worst <= 2 && len(failures) == 0
@@ -158,4 +165,37 @@ func eventAfter(ctx context.Context, base, lastID string, then func() error) (st
 		return "", err
 	}
 	return "", fmt.Errorf("the stream ended without an event")
+}
+
+// everyNodeUsable returns nil once the replica at base reports every Redis
+// node fit for requests (/readyz?verbose, which a local caller may read).
+func everyNodeUsable(ctx context.Context, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz?verbose", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Nodes []struct {
+			Addr  string `json:"addr"`
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		} `json:"nodes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return err
+	}
+	if len(body.Nodes) == 0 {
+		return fmt.Errorf("readyz lists no nodes (%s)", resp.Status)
+	}
+	for _, n := range body.Nodes {
+		if !n.OK {
+			return fmt.Errorf("node %s: %s", n.Addr, n.Error)
+		}
+	}
+	return nil
 }

@@ -651,7 +651,8 @@ type NodeHealth struct {
 // does a node refused for its maxmemory-policy or version (nodecheck.go),
 // with the setting and the fix. Each call reads the settings afresh, so a
 // policy changed at runtime shows at the next readiness check, and is
-// logged then.
+// logged then. A node requests skip until a probe answers (slow) counts
+// as not ready too.
 func (m *Manager) Health(ctx context.Context, timeout time.Duration) (bool, []NodeHealth) {
 	if m.cluster != nil {
 		return m.clusterHealth(ctx, timeout)
@@ -668,7 +669,7 @@ func (m *Manager) Health(ctx context.Context, timeout time.Duration) (bool, []No
 				m.noteRefusal(n, refused)
 			}
 			n.mu.Lock()
-			kept, until := n.out, n.outUntil
+			kept, until, slow := n.out, n.outUntil, n.slow
 			n.mu.Unlock()
 			switch {
 			case err != nil:
@@ -677,6 +678,10 @@ func (m *Manager) Health(ctx context.Context, timeout time.Duration) (bool, []No
 				h.Err = refused.Error()
 			case kept:
 				h.Err = "kept out of quorums after a restart, until " + until.UTC().Format(time.RFC3339) + " and a re-sync"
+			case slow:
+				// It answered this check, but requests skip it until the
+				// next probe (every 100 ms) lets it back.
+				h.Err = "skipped by requests until a probe answers: a call got no answer"
 			default:
 				h.OK = true
 			}
