@@ -18,6 +18,8 @@ import (
 	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/logging"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/metrics"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // run wires config -> redis -> lock.Manager -> httpapi -> http.Server and
@@ -40,11 +42,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	replica := replicaName(cfg.ReplicaName, ln.Addr())
+	tp, err := tracing.New(ctx, cfg.Tracing, replica, log)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("tracing: %w", err)
+	}
+	// After the server has stopped, so the last requests' spans go too;
+	// bounded, so an unreachable collector cannot hold the exit up.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("tracing: spans not sent at shutdown", "err", err)
+		}
+	}()
+	var traced trace.TracerProvider // nil, not a no-op provider: no span work at all when off
+	if cfg.Tracing.Enabled {
+		traced = tp
+	}
 	m := metrics.New()
 	locks := lock.New(lock.Config{
 		Nodes: cfg.Redis, Cluster: cfg.RedisCluster, Sentinel: cfg.RedisSentinel,
 		MinReplicas: cfg.MinReplicas, ReplicaTimeout: cfg.ReplicaTimeout, MaxTTL: cfg.MaxTTL, MaxWaiters: cfg.MaxWaiters,
 		Logger: log, Observer: m, NodeHook: m.RedisHook, Replica: replica, LegacyKeys: cfg.LegacyKeys,
+		TracerProvider: traced,
 	})
 	defer locks.Close()
 	draining := make(chan struct{})
@@ -54,6 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxBodyBytes: cfg.MaxBodyBytes, TrustedProxies: cfg.TrustedProxies,
 		Metrics: m, Draining: draining,
 		Replica: replica, UIPeers: cfg.UIPeers, DemoDisabled: !cfg.DemoEnabled,
+		TracerProvider: traced, RecordLockNames: cfg.Tracing.RecordLockNames,
 	})
 	if err != nil {
 		_ = ln.Close()

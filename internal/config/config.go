@@ -109,6 +109,9 @@ type Config struct {
 	// to, and the only origins CORS lets call this one (UI_PEERS,
 	// comma-separated, e.g. http://localhost:8082; none by default).
 	UIPeers []string
+	// Tracing is where OpenTelemetry traces go, if anywhere (OTEL_*; see
+	// Tracing).
+	Tracing Tracing
 }
 
 // minTokenLen keeps guessable API tokens out.
@@ -180,6 +183,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.ReplicaName = strings.TrimSpace(getenv("REPLICA_NAME"))
 	cfg.LegacyKeys = p.boolean("LEGACY_KEYS", false)
 	cfg.UIPeers = p.list("UI_PEERS")
+	cfg.Tracing = loadTracing(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}

@@ -35,7 +35,7 @@ func TestLoadDefaults(t *testing.T) {
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 5*time.Minute + 30*time.Second, IdleTimeout: time.Minute,
 		MaxHeaderBytes: 16 << 10, MaxBodyBytes: 64 << 10, MaxWaiters: 1000,
-		DemoEnabled: true,
+		DemoEnabled: true, Tracing: Tracing{ServiceName: "lockd"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
@@ -67,6 +67,7 @@ func TestLoadValues(t *testing.T) {
 		IdleTimeout: 4 * time.Second, MaxHeaderBytes: 8192, MaxBodyBytes: 2048, MaxWaiters: 7,
 		TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
 		ListenAddr:     "127.0.0.1", DemoEnabled: false,
+		Tracing: Tracing{ServiceName: "lockd"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
@@ -98,6 +99,14 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"REDIS_URLS", "http://a:1"},
 		{"REDIS_URLS", "redis://a:1,redis://a:1"},
 		{"LOCK_EXPIRY", "2h"},
+		{"OTEL_TRACES_EXPORTER", "jaeger"},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+		{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "otel-collector:4318"},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector/v1/traces"},
+		{"OTEL_SDK_DISABLED", "yes please"},
+		{"OTEL_RECORD_LOCK_NAMES", "sometimes"},
+		{"OTEL_SERVICE_NAME", "lock\td"},
 		{"API_TOKENS", "short"},
 		{"API_TOKENS_FILE", "/nonexistent/tokens"},
 		{"METRICS_REQUIRE_AUTH", "maybe"},
@@ -438,4 +447,55 @@ func writeCA(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// TestLoadTracing: tracing is off unless an endpoint or the otlp exporter
+// is named, none and OTEL_SDK_DISABLED win, and the general endpoint gets
+// the traces path appended while the traces one is used as given.
+func TestLoadTracing(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want Tracing
+	}{
+		{"nothing set", nil, Tracing{ServiceName: "lockd"}},
+		{"endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+			Tracing{Enabled: true, Endpoint: "http://collector:4318/v1/traces", ServiceName: "lockd"}},
+		{"endpoint with a path", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.example/ingest/"},
+			Tracing{Enabled: true, Endpoint: "https://otel.example/ingest/v1/traces", ServiceName: "lockd"}},
+		{"traces endpoint wins", map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT":        "http://collector:4318",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:9999/custom",
+		}, Tracing{Enabled: true, Endpoint: "http://traces:9999/custom", ServiceName: "lockd"}},
+		{"exporter alone: the SDK's default endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "otlp"},
+			Tracing{Enabled: true, ServiceName: "lockd"}},
+		{"exporter none", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+			Tracing{Endpoint: "http://c:4318/v1/traces", ServiceName: "lockd"}},
+		{"SDK disabled", map[string]string{"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"},
+			Tracing{ServiceName: "lockd"}},
+		{"service name and lock names", map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SERVICE_NAME": "locks-eu",
+			"OTEL_RECORD_LOCK_NAMES": "true", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		}, Tracing{Enabled: true, Endpoint: "http://c:4318/v1/traces", ServiceName: "locks-eu", RecordLockNames: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Tracing != tt.want {
+				t.Errorf("got %+v, want %+v", cfg.Tracing, tt.want)
+			}
+		})
+	}
+}
+
+// TestLoadTracingNeverEchoesTheEndpoint: an endpoint URL may carry a
+// password; a bad one is refused without repeating it.
+func TestLoadTracingNeverEchoesTheEndpoint(t *testing.T) {
+	_, err := Load(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:s3cret@collector:4318"}))
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("err = %v, want a refusal that does not repeat the password", err)
+	}
 }

@@ -135,6 +135,7 @@ func writeKnownError(c *gin.Context, err error, status int, code string) {
 	case status == http.StatusTooManyRequests:
 		c.Header("Retry-After", "1")
 	}
+	c.Set(errorCodeKey, code)
 	c.AbortWithStatusJSON(status, body)
 }
 
@@ -175,6 +176,7 @@ func retryAfter(ttl time.Duration) string {
 }
 
 func writeError(c *gin.Context, status int, code, msg string) {
+	c.Set(errorCodeKey, code)
 	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: msg}})
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
@@ -43,6 +44,12 @@ type Options struct {
 	// DemoDisabled removes GET /lock (DEMO_ENABLED=false); the zero value
 	// serves the README's demo.
 	DemoDisabled bool
+	// TracerProvider receives a server span per request (tracing.go); nil:
+	// none.
+	TracerProvider trace.TracerProvider
+	// RecordLockNames puts lock names and raw paths on those spans
+	// (OTEL_RECORD_LOCK_NAMES).
+	RecordLockNames bool
 }
 
 // Metrics is what the HTTP layer needs from internal/metrics.
@@ -77,7 +84,13 @@ func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) (http.Ha
 	if err != nil {
 		return nil, err
 	}
-	r.Use(requestID, accessLog(logger), recovery(logger), cors(opts.UIPeers), csrf)
+	r.Use(requestID)
+	if opts.TracerProvider != nil {
+		// Outside the access log and recovery, so that a panic's 500 and
+		// the log line carry the span.
+		r.Use(traceRequests(opts.TracerProvider, opts.RecordLockNames))
+	}
+	r.Use(accessLog(logger), recovery(logger), cors(opts.UIPeers), csrf)
 	if opts.Metrics != nil {
 		r.Use(countRequests(opts.Metrics))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/go-redsync/redsync/v4"
 	redsyncredis "github.com/go-redsync/redsync/v4/redis"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Manager takes locks over a fixed set of Redis nodes; with more than one it
@@ -35,6 +36,7 @@ type Manager struct {
 	replica  string // named in the events this Manager writes
 	keepOld  bool   // write the three-key layout of earlier releases (Config.LegacyKeys)
 	expiries *expiries
+	tracer   trace.Tracer // for wait spans (Config.TracerProvider)
 
 	maxWaiters  int
 	waiting     atomic.Int64 // requests in AcquireWait with a wait
@@ -145,13 +147,18 @@ type Config struct {
 	// rising. Off, grants of the old layout are still read, and a name's
 	// old counter is honoured once and then deleted.
 	LegacyKeys bool
+	// TracerProvider, when set, receives a span for each wait and, as
+	// children of the caller's spans, one for each Redis command, named by
+	// the command alone (trace.go). Unset: no spans.
+	TracerProvider trace.TracerProvider
 }
 
 // New returns a Manager over cfg.Nodes. Close it when done.
 func New(cfg Config) *Manager {
 	m := &Manager{scripts: redsyncScripts(), maxTTL: cfg.MaxTTL, log: cfg.Logger, obs: cfg.Observer,
 		maxWaiters: cfg.MaxWaiters, stopWaiting: make(chan struct{}),
-		replica: cfg.Replica, keepOld: cfg.LegacyKeys, expiries: newExpiries()}
+		replica: cfg.Replica, keepOld: cfg.LegacyKeys, expiries: newExpiries(),
+		tracer: tracerOf(cfg.TracerProvider)}
 	m.closed, m.close = context.WithCancel(context.Background())
 	if m.obs == nil {
 		m.obs = noObserver{}
@@ -220,6 +227,9 @@ func (m *Manager) addNode(n *node, cfg Config) {
 		if cfg.NodeHook != nil {
 			n.client.AddHook(cfg.NodeHook(strconv.Itoa(n.index)))
 		}
+	}
+	if cfg.TracerProvider != nil {
+		traceRedis(n.client, cfg.TracerProvider)
 	}
 	m.nodes = append(m.nodes, n)
 }

@@ -137,7 +137,9 @@ func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait ti
 	return l, waited, err
 }
 
-func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (Lease, error) {
+func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (_ Lease, err error) {
+	var ws waitSpan
+	defer func() { ws.end(err) }()
 	if wait > 0 {
 		if err := m.startWaiting(); err != nil {
 			return Lease{}, err
@@ -186,7 +188,7 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		var queued *queuedError
 		if errors.As(err, &queued) {
 			m.waiters.remove(name, w, true)
-			return m.waitInQueue(ctx, name, g, t, queued, deadline)
+			return m.waitInQueue(ws.begin(ctx, m.tracer, true), name, g, t, queued, deadline)
 		}
 		var le *LockedError
 		var delayed *LockDelayError
@@ -217,6 +219,7 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		if pause == 0 {
 			pause = time.Duration(1+rand.IntN(5)) * time.Millisecond
 		}
+		ctx = ws.begin(ctx, m.tracer, g.Fair)
 		timer := time.NewTimer(min(pause, time.Until(deadline)))
 		select {
 		case <-w:

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // AccessMessage is the message of a per-request access record; the text
@@ -31,6 +33,13 @@ const (
 
 // KeyRequestID is the attribute that carries a request's id in JSON logs.
 const KeyRequestID = "request_id"
+
+// KeyTraceID and KeySpanID carry a traced request's W3C trace and span ids
+// in JSON logs.
+const (
+	KeyTraceID = "trace_id"
+	KeySpanID  = "span_id"
+)
 
 type requestIDKey struct{}
 
@@ -55,12 +64,17 @@ func New(w io.Writer, format string) *slog.Logger {
 	return slog.New(&textHandler{out: &lockedWriter{w: w}})
 }
 
-// requestIDHandler adds the request id from the record's context.
+// requestIDHandler adds the request id from the record's context, and the
+// trace and span ids when the request is traced, so a log line leads to
+// its trace and back.
 type requestIDHandler struct{ slog.Handler }
 
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String(KeyRequestID, id))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String(KeyTraceID, sc.TraceID().String()), slog.String(KeySpanID, sc.SpanID().String()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

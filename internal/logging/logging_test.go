@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestTextLooksLikeTheREADME(t *testing.T) {
@@ -46,5 +49,33 @@ func TestJSON(t *testing.T) {
 	}
 	if rec["msg"] != AccessMessage || rec[KeyStatus] != float64(200) || rec["level"] != slog.LevelInfo.String() {
 		t.Fatalf("got %v", rec)
+	}
+}
+
+// TestJSONCarriesTheTrace: a record logged in a traced request's context
+// names its trace and span; one outside any trace names none.
+func TestJSONCarriesTheTrace(t *testing.T) {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: trace.FlagsSampled,
+	})
+	for _, tt := range []struct {
+		name        string
+		ctx         context.Context
+		trace, span any
+	}{
+		{"traced", trace.ContextWithSpanContext(context.Background(), sc), "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"},
+		{"untraced", context.Background(), nil, nil},
+	} {
+		var buf bytes.Buffer
+		New(&buf, "json").InfoContext(tt.ctx, "lock acquired")
+		var rec map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+			t.Fatalf("%s: not JSON: %q", tt.name, buf.String())
+		}
+		if rec[KeyTraceID] != tt.trace || rec[KeySpanID] != tt.span {
+			t.Errorf("%s: trace_id %v span_id %v, want %v %v", tt.name, rec[KeyTraceID], rec[KeySpanID], tt.trace, tt.span)
+		}
 	}
 }
