@@ -86,6 +86,26 @@ func clientOf(t *testing.T, rawURL string, opts client.Options) *client.Client {
 	return c
 }
 
+// traced is a lockd behind a headerRecorder, and a client of it whose
+// spans land in exp.
+type traced struct {
+	url string
+	rec *headerRecorder
+	c   *client.Client
+	tp  *sdktrace.TracerProvider
+	exp *tracetest.InMemoryExporter
+}
+
+func startTraced(t *testing.T) traced {
+	t.Helper()
+	s := startService(t, httpapi.Options{})
+	var tr traced
+	tr.url, tr.rec = recordFront(t, s.handler)
+	tr.tp, tr.exp = tracing(t)
+	tr.c = clientOf(t, tr.url, client.Options{TracerProvider: tr.tp})
+	return tr
+}
+
 // traceparent is the W3C header of sc, as a propagator writes it.
 func traceparent(sc trace.SpanContext) string {
 	return fmt.Sprintf("00-%s-%s-%s", sc.TraceID(), sc.SpanID(), sc.TraceFlags())
@@ -143,11 +163,9 @@ func checkNoSecrets(t *testing.T, spans []tracetest.SpanStub, secrets ...string)
 
 func TestTraceContextReachesLockd(t *testing.T) {
 	t.Parallel()
-	s := startService(t, httpapi.Options{})
-	front, rec := recordFront(t, s.handler)
-	tp, exp := tracing(t)
-	c := clientOf(t, front, client.Options{TracerProvider: tp})
-	u, _ := url.Parse(front)
+	tr := startTraced(t)
+	c, rec, tp, exp := tr.c, tr.rec, tr.tp, tr.exp
+	u, _ := url.Parse(tr.url)
 	port, _ := strconv.Atoi(u.Port())
 
 	const name, owner = "traced-secret-name", "traced-secret-owner"
@@ -296,10 +314,8 @@ func TestTraceContextWithoutProvider(t *testing.T) {
 
 func TestTraceRenewalsLinkToCaller(t *testing.T) {
 	t.Parallel()
-	s := startService(t, httpapi.Options{})
-	front, rec := recordFront(t, s.handler)
-	tp, exp := tracing(t)
-	c := clientOf(t, front, client.Options{TracerProvider: tp})
+	tr := startTraced(t)
+	c, rec, tp, exp := tr.c, tr.rec, tr.tp, tr.exp
 
 	ctx, caller := tp.Tracer("test").Start(context.Background(), "caller")
 	l, err := c.Acquire(ctx, "renewed", client.AcquireOptions{TTL: 300 * time.Millisecond})
