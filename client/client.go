@@ -14,6 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultTTL is the lease the service grants when AcquireOptions.TTL is 0.
@@ -41,13 +45,22 @@ type Options struct {
 	// otherwise a POST can go out on a connection lockd is closing and
 	// fail with "connection reset by peer", and Go does not retry a POST.
 	HTTPClient *http.Client
+	// TracerProvider makes the client's spans (default: otel's global
+	// provider, whose spans cost next to nothing until the application
+	// installs one). Every request carries the caller's W3C trace context
+	// whatever the provider; see the package doc's Tracing section.
+	TracerProvider trace.TracerProvider
 }
 
 // Client talks to one lockd. It is safe for concurrent use.
 type Client struct {
-	base  *url.URL
-	token string
-	hc    *http.Client
+	base   *url.URL
+	token  string
+	hc     *http.Client
+	tracer trace.Tracer
+	// server is the span attributes naming the service, set once since
+	// every request goes to the same place.
+	server []attribute.KeyValue
 }
 
 // New returns a Client for the lockd at baseURL, e.g.
@@ -66,7 +79,13 @@ func New(baseURL string, opts Options) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient
 	}
-	return &Client{base: u, token: opts.Token, hc: hc}, nil
+	tp := opts.TracerProvider
+	if tp == nil {
+		// Taken now, the global provider still applies if the
+		// application installs one later: otel's default forwards to it.
+		tp = otel.GetTracerProvider()
+	}
+	return &Client{base: u, token: opts.Token, hc: hc, tracer: tp.Tracer(tracerName), server: serverAttributes(u)}, nil
 }
 
 // defaultHTTPClient is http.DefaultClient but for the idle connections'
@@ -183,7 +202,7 @@ func (c *Client) acquireOnce(ctx context.Context, kind Kind, name string, limit 
 		body["lock_delay"] = opts.LockDelay.String()
 	}
 	var lj leaseJSON
-	sent, err := c.do(ctx, http.MethodPost, namePath(kind, name, "acquire"), nil, body, &lj)
+	sent, err := c.do(ctx, "acquire", http.MethodPost, namePath(kind, name, "acquire"), nil, body, &lj)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +258,7 @@ func (c *Client) extend(ctx context.Context, kind Kind, name, token string, ttl 
 		body["ttl"] = ttl.String()
 	}
 	var lj leaseJSON
-	sent, err := c.do(ctx, http.MethodPost, namePath(kind, name, "extend"), nil, body, &lj)
+	sent, err := c.do(ctx, "extend", http.MethodPost, namePath(kind, name, "extend"), nil, body, &lj)
 	return lj, sent, err
 }
 
@@ -253,7 +272,7 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 }
 
 func (c *Client) release(ctx context.Context, kind Kind, name, token string) error {
-	_, err := c.do(ctx, http.MethodPost, namePath(kind, name, "release"), nil, map[string]string{"token": token}, nil)
+	_, err := c.do(ctx, "release", http.MethodPost, namePath(kind, name, "release"), nil, map[string]string{"token": token}, nil)
 	return err
 }
 
@@ -375,7 +394,7 @@ func (c *Client) Get(ctx context.Context, name string) (LockInfo, error) {
 func (c *Client) get(ctx context.Context, kind Kind, name string) (LockInfo, error) {
 	var j lockJSON
 	path := namePath(kind, name, "")
-	if _, err := c.do(ctx, http.MethodGet, path, nil, nil, &j); err != nil {
+	if _, err := c.do(ctx, "inspect", http.MethodGet, path, nil, nil, &j); err != nil {
 		return LockInfo{}, err
 	}
 	if j.Kind == "" {
@@ -416,7 +435,7 @@ func (c *Client) List(ctx context.Context, prefix string, limit int, cursor stri
 		Locks      []lockJSON `json:"locks"`
 		NextCursor string     `json:"next_cursor"`
 	}
-	if _, err := c.do(ctx, http.MethodGet, "/v1/locks", q, nil, &j); err != nil {
+	if _, err := c.do(ctx, "list", http.MethodGet, "/v1/locks", q, nil, &j); err != nil {
 		return Page{}, err
 	}
 	p := Page{NextCursor: j.NextCursor, Locks: make([]LockInfo, 0, len(j.Locks))}
@@ -472,7 +491,7 @@ func (c *Client) Check(ctx context.Context, name string, fence int64) error {
 }
 
 func (c *Client) check(ctx context.Context, kind Kind, name string, fence int64) error {
-	_, err := c.do(ctx, http.MethodPost, namePath(kind, name, "check"), nil, map[string]int64{"fence": fence}, nil)
+	_, err := c.do(ctx, "check", http.MethodPost, namePath(kind, name, "check"), nil, map[string]int64{"fence": fence}, nil)
 	return err
 }
 
@@ -489,10 +508,21 @@ func namePath(kind Kind, name, op string) string {
 	return p
 }
 
-// do sends one request and decodes a 2xx answer into out (when not nil).
-// It returns the moment the request was handed to the transport: validity
-// is counted from there, never from the answer's arrival.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) (time.Time, error) {
+// do sends one request and decodes a 2xx answer into out (when not nil),
+// inside a client span named after op (a fixed word per API call: the
+// path holds the lock's name, which spans must not carry). It returns the
+// moment the request was handed to the transport: validity is counted from
+// there, never from the answer's arrival.
+func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, in, out any) (time.Time, error) {
+	ctx, span := c.startSpan(ctx, op, method)
+	sent, status, err := c.send(ctx, method, path, q, in, out)
+	endSpan(ctx, span, status, err)
+	return sent, err
+}
+
+// send is do without the span. status is the answer's HTTP status, 0 when
+// none came.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, in, out any) (sent time.Time, status int, err error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
@@ -500,13 +530,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("client: %w", err)
+			return time.Time{}, 0, fmt.Errorf("client: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("client: %w", err)
+		return time.Time{}, 0, fmt.Errorf("client: %w", err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -514,37 +544,38 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	sent := time.Now()
+	injectTraceContext(ctx, req.Header)
+	sent = time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			// Our own cancellation or deadline, not the service's fault.
-			return sent, fmt.Errorf("client: %s %s: %w", method, path, context.Cause(ctx))
+			return sent, 0, fmt.Errorf("client: %s %s: %w", method, path, context.Cause(ctx))
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // it repeats the method and URL
 		}
-		return sent, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, u.Redacted(), err)
+		return sent, 0, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, u.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		if ctx.Err() != nil {
-			return sent, fmt.Errorf("client: %s %s: %w", method, path, context.Cause(ctx))
+			return sent, resp.StatusCode, fmt.Errorf("client: %s %s: %w", method, path, context.Cause(ctx))
 		}
-		return sent, fmt.Errorf("%w: %s %s: reading the answer: %w", ErrUnavailable, method, path, err)
+		return sent, resp.StatusCode, fmt.Errorf("%w: %s %s: reading the answer: %w", ErrUnavailable, method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return sent, decodeError(resp, b)
+		return sent, resp.StatusCode, decodeError(resp, b)
 	}
 	if out == nil {
-		return sent, nil
+		return sent, resp.StatusCode, nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return sent, fmt.Errorf("client: %s %s: decoding the answer: %w", method, path, err)
+		return sent, resp.StatusCode, fmt.Errorf("client: %s %s: decoding the answer: %w", method, path, err)
 	}
-	return sent, nil
+	return sent, resp.StatusCode, nil
 }
 
 // decodeError turns an error answer into an *APIError, or into the

@@ -56,4 +56,34 @@
 // *LimitMismatchError, and a name in a lock-delay a *LockDelayError.
 // Network failures match ErrUnavailable too, since trying again later (or
 // another replica) is the answer to both.
+//
+// # Tracing
+//
+// Every request carries the W3C trace context (traceparent, tracestate) of
+// the span in its ctx, so a caller's trace continues into lockd. The client
+// writes the headers itself rather than through otel's global propagator,
+// which does nothing until the application sets one.
+//
+// Each request is also an OpenTelemetry client span, "lockd acquire",
+// "lockd extend", "lockd release", "lockd check", "lockd inspect" (Get,
+// GetSemaphore) or "lockd list", made by Options.TracerProvider or else
+// otel's global provider: until the application installs one its spans
+// record nothing and cost next to nothing, and the traceparent sent is the
+// caller's own span. A span carries http.request.method, server.address,
+// server.port, http.response.status_code and, on failure, error.type: the
+// service's error code (locked, not_holder, unavailable …), the status
+// for an answer that is not lockd's, or a word for a failure with no
+// answer (timeout, connection_refused, connection_reset, dns, tls,
+// invalid_response, canceled, deadline_exceeded, _OTHER). Its status is
+// Error for a 5xx, a 4xx other than 409, no answer, or an answer that does
+// not decode; a 409 (the lock is held, the token or fence is not current)
+// is the service's normal answer, and a caller that gives up (its ctx
+// ends) is no failure of the call, so neither marks the span as failed.
+// No span carries a lock's name, a token, an owner or a URL path (which
+// holds the name).
+//
+// KeepAlive's renewals are not children of the caller's span: each is the
+// root of a trace of its own, linked to the span in the ctx KeepAlive was
+// given, so that a lease held for hours does not grow its caller's trace
+// every few seconds. Without a TracerProvider they send no traceparent.
 package client

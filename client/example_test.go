@@ -7,6 +7,9 @@ import (
 	"os"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/go-distributed-lock/go-distributed-lock/client"
 )
 
@@ -114,4 +117,34 @@ func ExampleNew() {
 		return
 	}
 	fmt.Println(info.Held, info.Owner)
+}
+
+func ExampleOptions_tracerProvider() {
+	// The application's TracerProvider; a real one exports to a collector
+	// (otlptracehttp), this one keeps the spans to print them.
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	c, stop := exampleClientWith(client.Options{TracerProvider: tp})
+	defer stop()
+
+	ctx, job := tp.Tracer("report-job").Start(context.Background(), "nightly report")
+	lease, err := c.Acquire(ctx, "nightly-report", client.AcquireOptions{TTL: 30 * time.Second})
+	if err != nil {
+		panic(err)
+	}
+	if err := lease.Release(ctx); err != nil {
+		panic(err)
+	}
+	job.End()
+
+	// lockd gets the client span's traceparent, so its own spans join the
+	// job's trace under it.
+	for _, s := range spans.GetSpans() {
+		fmt.Printf("%s (%v), in the job's trace: %v\n", s.Name, s.SpanKind, s.SpanContext.TraceID() == job.SpanContext().TraceID())
+	}
+	// Output:
+	// lockd acquire (client), in the job's trace: true
+	// lockd release (client), in the job's trace: true
+	// nightly report (internal), in the job's trace: true
 }

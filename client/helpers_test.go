@@ -147,6 +147,11 @@ func newClient(t *testing.T, s *service, opts client.Options) *client.Client {
 // exampleClient starts Redis and lockd for an Example, and returns a
 // client of it; stop ends both.
 func exampleClient() (c *client.Client, stop func()) {
+	return exampleClientWith(client.Options{})
+}
+
+// exampleClientWith is exampleClient with opts.
+func exampleClientWith(opts client.Options) (c *client.Client, stop func()) {
 	dir, err := os.MkdirTemp("", "client-example")
 	if err != nil {
 		panic(err)
@@ -159,7 +164,7 @@ func exampleClient() (c *client.Client, stop func()) {
 	if err != nil {
 		panic(err)
 	}
-	if c, err = client.New(s.URL, client.Options{}); err != nil {
+	if c, err = client.New(s.URL, opts); err != nil {
 		panic(err)
 	}
 	return c, func() {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Lease is a granted lock, shared or exclusive, or a semaphore's permit.
@@ -211,12 +213,19 @@ type KeepAliveOptions struct {
 // lease as lost. When ctx ends renewals stop quietly, and the lease then
 // runs out at Until unless Extend is called. Only the first call on a lease
 // does anything.
+//
+// Each renewal is traced as the root of a trace of its own, linked to the
+// span in ctx (the caller's, usually the acquire's parent), rather than as
+// a child of it: a lease held for hours would otherwise add a span every
+// few seconds to a trace whose request ended long ago.
 func (l *Lease) KeepAlive(ctx context.Context, opts KeepAliveOptions) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.renewDone != nil || l.err != nil {
 		return
 	}
+	link := trace.SpanContextFromContext(ctx)
+	ctx = context.WithValue(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), renewalLinkKey{}, link)
 	ctx, l.stopRenew = context.WithCancel(ctx)
 	l.renewDone = make(chan struct{})
 	go l.renew(ctx, opts, l.renewDone)

@@ -60,6 +60,9 @@ semaphore as JSON, ls a table of the held ones.
 
 Every command takes --server URL (default $LOCKD_URL, else
 http://localhost:8081) and sends $LOCKD_TOKEN as a bearer token when set.
+When $TRACEPARENT (and $TRACESTATE) hold a W3C trace context, every
+request carries it, so the caller's trace continues into lockd; run's
+COMMAND inherits both unchanged.
 "lockctl COMMAND --help" lists the command's flags.
 
 Exit codes:
@@ -100,7 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitUsage
 	}
 	e := &env{name: args[1], getenv: getenv, stdout: stdout, stderr: stderr}
-	return cmd(ctx, e, args[2:])
+	return cmd(traceFromEnv(ctx, getenv), e, args[2:])
 }
 
 // env is what every command shares: its name, the process's environment

@@ -98,6 +98,8 @@ func (e *env) parseRun(args []string) (runArgs, int) {
 func (e *env) startCommand(argv []string, lease *client.Lease) (*exec.Cmd, int) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	// TRACEPARENT and TRACESTATE pass through unchanged: lockctl makes no
+	// span, so the caller's span is still the command's parent.
 	cmd.Env = append(os.Environ(),
 		"LOCK_NAME="+lease.Name(),
 		"LOCK_FENCE="+strconv.FormatInt(lease.Fence(), 10),
