@@ -150,18 +150,20 @@ func render(t *testing.T, dir string, components ...string) *manifests {
 	return m
 }
 
-func (m *manifests) deployment(name string) *appsv1.Deployment {
-	for _, d := range m.deployments {
-		if d.Name == name {
-			return d
+// byName is the object called name in objs, or nil.
+func byName[T interface{ GetName() string }](objs []T, name string) T {
+	var none T
+	for _, o := range objs {
+		if o.GetName() == name {
+			return o
 		}
 	}
-	return nil
+	return none
 }
 
 // lockd is lockd's container in lockd's Deployment.
 func (m *manifests) lockd() (*appsv1.Deployment, *corev1.Container, error) {
-	d := m.deployment(lockdName)
+	d := byName(m.deployments, lockdName)
 	if d == nil {
 		return nil, nil, fmt.Errorf("no Deployment %s", lockdName)
 	}
@@ -248,7 +250,7 @@ func lockdEnv(t *testing.T, m *manifests) (map[string]string, []string, []string
 			problems = append(problems, fmt.Sprintf("envFrom %+v: only ConfigMaps without prefix are checked", from))
 			continue
 		}
-		cm := m.configMap(from.ConfigMapRef.Name)
+		cm := byName(m.configMaps, from.ConfigMapRef.Name)
 		if cm == nil {
 			problems = append(problems, "envFrom names ConfigMap "+from.ConfigMapRef.Name+", which is not rendered")
 			continue
@@ -280,15 +282,6 @@ func lockdEnv(t *testing.T, m *manifests) (map[string]string, []string, []string
 		env["API_TOKENS_FILE"] = tokens
 	}
 	return env, names, problems
-}
-
-func (m *manifests) configMap(name string) *corev1.ConfigMap {
-	for _, cm := range m.configMaps {
-		if cm.Name == name {
-			return cm
-		}
-	}
-	return nil
 }
 
 // inSecretMount reports whether file is one of the keys of a Secret volume
@@ -553,7 +546,7 @@ func checkSelectors(_ *testing.T, m *manifests) []string {
 	if pdbs != 1 {
 		problems = append(problems, fmt.Sprintf("%d PodDisruptionBudgets select lockd's pods, want 1", pdbs))
 	}
-	svc := m.service(lockdName)
+	svc := byName(m.services, lockdName)
 	if svc == nil {
 		return append(problems, "no Service "+lockdName)
 	}
@@ -566,15 +559,6 @@ func checkSelectors(_ *testing.T, m *manifests) []string {
 		}
 	}
 	return problems
-}
-
-func (m *manifests) service(name string) *corev1.Service {
-	for _, s := range m.services {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
 }
 
 // redisPorts are the TCP ports lockd connects to with cfg: each configured
@@ -772,7 +756,7 @@ func checkServiceMonitor(t *testing.T, m *manifests) []string {
 			problems = append(problems, fmt.Sprintf("ServiceMonitor %s selects Services %v, want only %s", sm.Name, selected, lockdName))
 			continue
 		}
-		svc := m.service(lockdName)
+		svc := byName(m.services, lockdName)
 		for _, ep := range sm.Spec.Endpoints {
 			named := slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port && ep.Port != "" })
 			if !named {
@@ -798,13 +782,11 @@ func TestKubernetesChecksCatch(t *testing.T) {
 		return d, c
 	}
 	lockdPolicy := func(m *manifests) *networkingv1.NetworkPolicy {
-		for _, np := range m.netpols {
-			if np.Name == lockdName {
-				return np
-			}
+		np := byName(m.netpols, lockdName)
+		if np == nil {
+			t.Fatal("no NetworkPolicy lockd")
 		}
-		t.Fatal("no NetworkPolicy lockd")
-		return nil
+		return np
 	}
 	for _, tc := range []struct {
 		name, dir, check string
@@ -815,13 +797,13 @@ func TestKubernetesChecksCatch(t *testing.T) {
 			c.Env = append(c.Env, corev1.EnvVar{Name: "REDIS_HOST", Value: "redis"})
 		}},
 		{"a value config.Load refuses", "overlays/single-redis", "settings", func(m *manifests) {
-			m.configMap(m.lockdConfigMap(t)).Data["SHUTDOWN_TIMEOUT"] = "soon"
+			byName(m.configMaps, m.lockdConfigMap(t)).Data["SHUTDOWN_TIMEOUT"] = "soon"
 		}},
 		{"two Redis modes", "overlays/redis-cluster", "settings", func(m *manifests) {
-			m.configMap(m.lockdConfigMap(t)).Data["REDIS_ADDR"] = "redis:6379"
+			byName(m.configMaps, m.lockdConfigMap(t)).Data["REDIS_ADDR"] = "redis:6379"
 		}},
 		{"a token file outside the Secret", "overlays/single-redis", "settings", func(m *manifests) {
-			m.configMap(m.lockdConfigMap(t)).Data["API_TOKENS_FILE"] = "/tmp/tokens"
+			byName(m.configMaps, m.lockdConfigMap(t)).Data["API_TOKENS_FILE"] = "/tmp/tokens"
 		}},
 		{"readiness on a check lockd does not know", "overlays/single-redis", "probes", func(m *manifests) {
 			_, c := lockdOf(m)
@@ -832,7 +814,7 @@ func TestKubernetesChecksCatch(t *testing.T) {
 			c.LivenessProbe.HTTPGet.Port = intstr.FromInt32(9090)
 		}},
 		{"PORT not the container port", "overlays/single-redis", "probes", func(m *manifests) {
-			m.configMap(m.lockdConfigMap(t)).Data["PORT"] = "9090"
+			byName(m.configMaps, m.lockdConfigMap(t)).Data["PORT"] = "9090"
 		}},
 		{"grace period within the shutdown", "overlays/single-redis", "grace period", func(m *manifests) {
 			d, _ := lockdOf(m)
@@ -840,11 +822,11 @@ func TestKubernetesChecksCatch(t *testing.T) {
 			d.Spec.Template.Spec.TerminationGracePeriodSeconds = &grace
 		}},
 		{"longer SHUTDOWN_TIMEOUT", "overlays/single-redis", "grace period", func(m *manifests) {
-			m.configMap(m.lockdConfigMap(t)).Data["SHUTDOWN_TIMEOUT"] = "30s"
+			byName(m.configMaps, m.lockdConfigMap(t)).Data["SHUTDOWN_TIMEOUT"] = "30s"
 		}},
 		{"root user in Redis's container", "overlays/single-redis", "security", func(m *manifests) {
 			root := int64(0)
-			m.deployment("redis").Spec.Template.Spec.Containers[0].SecurityContext.RunAsUser = &root
+			byName(m.deployments, "redis").Spec.Template.Spec.Containers[0].SecurityContext.RunAsUser = &root
 		}},
 		{"writable root filesystem", "overlays/single-redis", "security", func(m *manifests) {
 			_, c := lockdOf(m)
@@ -854,7 +836,7 @@ func TestKubernetesChecksCatch(t *testing.T) {
 			m.pdbs[0].Spec.Selector.MatchLabels["app.kubernetes.io/name"] = "redis"
 		}},
 		{"Service on a port number", "overlays/single-redis", "selectors", func(m *manifests) {
-			m.service(lockdName).Spec.Ports[0].TargetPort = intstr.FromInt32(8080)
+			byName(m.services, lockdName).Spec.Ports[0].TargetPort = intstr.FromInt32(8080)
 		}},
 		{"no way to the sentinels", "overlays/redis-sentinel", "network policy", func(m *manifests) {
 			rule := &lockdPolicy(m).Spec.Egress[1]

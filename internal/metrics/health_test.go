@@ -13,31 +13,18 @@ import (
 )
 
 // gauge is the value of the gauge name whose node label is node ("" for
-// an unlabelled gauge), read through the registry as a scrape would, or -1
-// when there is no such series.
+// an unlabelled gauge), or -1 when there is no such series.
 func gauge(t *testing.T, m *Metrics, name, node string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
+	var labels map[string]string
+	if node != "" {
+		labels = map[string]string{"node": node}
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, s := range mf.GetMetric() {
-			got := ""
-			for _, lp := range s.GetLabel() {
-				if lp.GetName() == "node" {
-					got = lp.GetValue()
-				}
-			}
-			if got == node {
-				return s.GetGauge().GetValue()
-			}
-		}
+	s := series(t, m, name, labels)
+	if s == nil {
+		return -1
 	}
-	return -1
+	return s.GetGauge().GetValue()
 }
 
 // waitGauges polls the Redis gauges until node's is up and the quorum's
