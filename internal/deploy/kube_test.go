@@ -320,6 +320,18 @@ func loadConfig(t *testing.T, m *manifests) (config.Config, []string, []string) 
 	return cfg, names, problems
 }
 
+// lockdConfig is lockd's Deployment and container, and config.Load's
+// answer to its settings, for the checks that compare the two.
+func lockdConfig(t *testing.T, m *manifests) (*appsv1.Deployment, *corev1.Container, config.Config, []string) {
+	t.Helper()
+	d, c, err := m.lockd()
+	if err != nil {
+		return nil, nil, config.Config{}, []string{err.Error()}
+	}
+	cfg, _, problems := loadConfig(t, m)
+	return d, c, cfg, problems
+}
+
 // checkSettings: lockd's container sets only variables config.Load reads
 // (it ignores the others, so a typo would pass unseen), and config.Load
 // accepts their values.
@@ -372,11 +384,7 @@ func portOf(c *corev1.Container, p intstr.IntOrString) int32 {
 // /readyz?exclude=redis, both answered 200 by lockd's own handler with no
 // Redis at all, on a port lockd listens on (PORT).
 func checkProbes(t *testing.T, m *manifests) []string {
-	_, c, err := m.lockd()
-	if err != nil {
-		return []string{err.Error()}
-	}
-	cfg, _, problems := loadConfig(t, m)
+	_, c, cfg, problems := lockdConfig(t, m)
 	if len(problems) > 0 {
 		return problems
 	}
@@ -417,11 +425,7 @@ func checkProbes(t *testing.T, m *manifests) []string {
 // cancelled requests. The pause is a sleep action: the image has no shell
 // to exec sleep with.
 func checkGrace(t *testing.T, m *manifests) []string {
-	d, c, err := m.lockd()
-	if err != nil {
-		return []string{err.Error()}
-	}
-	cfg, _, problems := loadConfig(t, m)
+	d, c, cfg, problems := lockdConfig(t, m)
 	if len(problems) > 0 {
 		return problems
 	}
@@ -589,11 +593,7 @@ func redisPorts(cfg config.Config) []int32 {
 // only its HTTP port, and lets out only DNS, to the cluster's DNS pods,
 // and the TCP ports of the Redis the overlay configures, no more, no less.
 func checkNetworkPolicy(t *testing.T, m *manifests) []string {
-	d, c, err := m.lockd()
-	if err != nil {
-		return []string{err.Error()}
-	}
-	cfg, _, problems := loadConfig(t, m)
+	d, c, cfg, problems := lockdConfig(t, m)
 	if len(problems) > 0 {
 		return problems
 	}
