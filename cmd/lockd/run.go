@@ -68,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		TracerProvider: traced,
 	})
 	defer locks.Close()
+	// lockd_redis_node_up and lockd_redis_quorum: /readyz's check, asked at each scrape.
+	m.WatchRedis(locks)
 	draining := make(chan struct{})
 	handler, err := httpapi.NewHandler(log, locks, httpapi.Options{
 		LockExpiry: cfg.LockExpiry, CriticalSection: cfg.CriticalSection,

@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
 
 // readyTimeout bounds each node's answer to a readiness check.
@@ -36,8 +39,21 @@ func (s *server) healthz(c *gin.Context) {
 // are fit for locks (lock.Manager.Health), and the replica is not shutting
 // down. Everyone gets the status code and a one-word reason; the nodes and
 // their errors go only to showDetail's callers.
+//
+// ?exclude=redis leaves Redis out, as the Kubernetes API server's
+// /readyz?exclude=etcd leaves etcd out: only draining fails it. Kubernetes'
+// readinessProbe uses it (doc/KUBERNETES.md): Redis is shared by every
+// replica, so its outage would empty the Service, and clients would get
+// refused connections instead of a 503 redis_unavailable with Retry-After.
 func (s *server) readyz(c *gin.Context) {
-	ready, nodes := s.locks.Health(c.Request.Context(), readyTimeout)
+	skipRedis, ok := excludeRedis(c)
+	if !ok {
+		return
+	}
+	ready, nodes := true, []lock.NodeHealth(nil)
+	if !skipRedis {
+		ready, nodes = s.locks.Health(c.Request.Context(), readyTimeout)
+	}
 	body := readyJSON{Status: "ready"}
 	nodesJSON := make([]nodeJSON, len(nodes))
 	for i, n := range nodes {
@@ -86,4 +102,21 @@ func (s *server) showDetail(c *gin.Context) bool {
 		return validToken(s.opts.APITokens, c.Request)
 	}
 	return localClient(c.Request)
+}
+
+// excludeRedis reads /readyz's exclude parameters. Redis is the only check
+// that can be left out; any other value, an empty one included, is answered
+// here with 400 invalid_argument (ok false), so that a probe naming a check
+// that does not exist fails loudly instead of passing while checking less
+// than its author thought.
+func excludeRedis(c *gin.Context) (skip, ok bool) {
+	for _, v := range c.QueryArray("exclude") {
+		if v != "redis" {
+			writeError(c, http.StatusBadRequest, "invalid_argument",
+				"exclude "+strconv.Quote(truncate(v, 32))+" is not a check; the only one /readyz can leave out is redis")
+			return false, false
+		}
+		skip = true
+	}
+	return skip, true
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -25,6 +26,14 @@ func TestMain(m *testing.M) {
 // samples returns how many observations the histogram series name{labels}
 // holds, read back through the registry as a scrape would.
 func samples(t *testing.T, m *Metrics, name string, labels map[string]string) uint64 {
+	t.Helper()
+	return series(t, m, name, labels).GetHistogram().GetSampleCount()
+}
+
+// series returns the first series of name whose every label has the value
+// labels gives it, read back through the registry as a scrape would, or
+// nil (whose getters read as zero).
+func series(t *testing.T, m *Metrics, name string, labels map[string]string) *dto.Metric {
 	t.Helper()
 	mfs, err := m.Registry().Gather()
 	if err != nil {
@@ -41,10 +50,10 @@ func samples(t *testing.T, m *Metrics, name string, labels map[string]string) ui
 					continue series
 				}
 			}
-			return s.GetHistogram().GetSampleCount()
+			return s
 		}
 	}
-	return 0
+	return nil
 }
 
 // labelValues returns every label value of every lockd_ series.
