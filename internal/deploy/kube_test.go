@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -101,6 +102,8 @@ var kustomizations = []struct {
 	{dir: "overlays/single-redis", components: []string{"overlays/prometheus"}},
 	{dir: "overlays/redis-cluster", components: []string{"overlays/prometheus"}},
 	{dir: "overlays/redis-sentinel", components: []string{"overlays/prometheus"}},
+	{dir: "overlays/single-redis", components: []string{"overlays/tracing"}},
+	{dir: "overlays/redis-sentinel", components: []string{"overlays/prometheus", "overlays/tracing"}},
 }
 
 // render builds the kustomization at dir, plus components, with kustomize's
@@ -200,7 +203,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			m := render(t, k.dir, k.components...)
-			if len(k.components) > 0 && (len(m.serviceMonitors) == 0 || len(m.rules) == 0) {
+			if slices.Contains(k.components, "overlays/prometheus") && (len(m.serviceMonitors) == 0 || len(m.rules) == 0) {
 				t.Errorf("with %v: %d ServiceMonitors and %d PrometheusRules, want both", k.components, len(m.serviceMonitors), len(m.rules))
 			}
 			for _, check := range slices.Sorted(mapKeys(kubeChecks)) {
@@ -589,9 +592,26 @@ func redisPorts(cfg config.Config) []int32 {
 	return slices.Compact(ports)
 }
 
+// egressPorts are the TCP ports lockd connects to with cfg: Redis's, and
+// the trace collector's when tracing is on.
+func egressPorts(cfg config.Config) []int32 {
+	ports := redisPorts(cfg)
+	if cfg.Tracing.Enabled {
+		port := int32(4318) // the SDK's default
+		if u, err := url.Parse(cfg.Tracing.Endpoint); err == nil && u.Port() != "" {
+			p, _ := strconv.Atoi(u.Port())
+			port = int32(p)
+		}
+		ports = append(ports, port)
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}
+
 // checkNetworkPolicy: lockd's pods are selected by a policy that lets in
 // only its HTTP port, and lets out only DNS, to the cluster's DNS pods,
-// and the TCP ports of the Redis the overlay configures, no more, no less.
+// and the TCP ports of the Redis the overlay configures (and of the trace
+// collector, with tracing on), no more, no less.
 func checkNetworkPolicy(t *testing.T, m *manifests) []string {
 	d, c, cfg, problems := lockdConfig(t, m)
 	if len(problems) > 0 {
@@ -635,8 +655,8 @@ func checkNetworkPolicy(t *testing.T, m *manifests) []string {
 		problems = append(problems, "no NetworkPolicy limits lockd's egress with a rule for DNS to kube-dns")
 	}
 	slices.Sort(egress)
-	if want := redisPorts(cfg); !slices.Equal(slices.Compact(egress), want) {
-		problems = append(problems, fmt.Sprintf("egress TCP ports %v, but the configured Redis is on %v", egress, want))
+	if want := egressPorts(cfg); !slices.Equal(slices.Compact(egress), want) {
+		problems = append(problems, fmt.Sprintf("egress TCP ports %v, but the configured Redis and trace collector are on %v", egress, want))
 	}
 	return problems
 }
@@ -850,6 +870,15 @@ func TestKubernetesChecksCatch(t *testing.T) {
 		{"lockd's labels on the DNS selector", "overlays/single-redis", "network policy", func(m *manifests) {
 			lockdPolicy(m).Spec.Egress[0].To[0].PodSelector.MatchLabels["app.kubernetes.io/name"] = lockdName
 		}},
+		{"tracing on with no way to the collector", "tracing", "network policy", func(m *manifests) {
+			m.netpols = slices.DeleteFunc(m.netpols, func(np *networkingv1.NetworkPolicy) bool { return np.Name == "lockd-tracing" })
+		}},
+		{"a collector on a port the policy does not open", "tracing", "network policy", func(m *manifests) {
+			byName(m.configMaps, m.lockdConfigMap(t)).Data["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://otel-collector.observability:4317"
+		}},
+		{"an OTEL variable the SDK reads, not lockd", "tracing", "settings", func(m *manifests) {
+			byName(m.configMaps, m.lockdConfigMap(t)).Data["OTEL_EXPORTER_OTLP_HEADERS"] = "x-api-key=k"
+		}},
 		{"an alert on a metric lockd does not serve", "prometheus", "alert metrics", func(m *manifests) {
 			m.rules[0].Spec.Groups[0].Rules[0].Expr = intstr.FromString("lockd_redis_up == 0")
 		}},
@@ -863,9 +892,10 @@ func TestKubernetesChecksCatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var m *manifests
-			if tc.dir == "prometheus" {
-				m = render(t, "overlays/single-redis", "overlays/prometheus")
-			} else {
+			switch tc.dir {
+			case "prometheus", "tracing":
+				m = render(t, "overlays/single-redis", "overlays/"+tc.dir)
+			default:
 				m = render(t, tc.dir)
 			}
 			tc.breakIt(m)
