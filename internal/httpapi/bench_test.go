@@ -1,15 +1,20 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // benchClient skips the OpenAPI check, which would cost more than the
@@ -48,7 +53,32 @@ func benchToken(b *testing.B, body []byte) string {
 //
 //	go test -run '^$' -bench AcquireRelease -cpu 1,16 ./internal/httpapi
 func BenchmarkAcquireRelease(b *testing.B) {
-	c := startCluster(b, 1, Options{})
+	benchAcquireRelease(b, clusterOptions{})
+}
+
+// BenchmarkAcquireReleaseTraced: the same with tracing on, every request
+// sampled: server spans, Redis command spans, batched and sent over
+// OTLP/HTTP to a collector (a local one that reads and drops each batch),
+// as OTEL_EXPORTER_OTLP_ENDPOINT sets it up. Its difference to
+// BenchmarkAcquireRelease is what tracing costs.
+//
+//	go test -run '^$' -bench 'AcquireRelease(Traced)?$' -cpu 1,16 ./internal/httpapi
+func BenchmarkAcquireReleaseTraced(b *testing.B) {
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(collector.Close)
+	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(collector.URL+"/v1/traces"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	benchAcquireRelease(b, clusterOptions{Options: Options{TracerProvider: tp}, TraceRedis: true})
+}
+
+func benchAcquireRelease(b *testing.B, co clusterOptions) {
+	c := startClusterWith(b, 1, co)
 	r := c.replicas[0]
 	hc := benchClient(b)
 	var n atomic.Int64

@@ -48,6 +48,9 @@ type clusterOptions struct {
 	// Peers makes every replica's UIPeers the other replicas, as the
 	// dashboard's demo buttons need.
 	Peers bool
+	// TraceRedis gives the lock Manager Options.TracerProvider too, for
+	// Redis command and wait spans.
+	TraceRedis bool
 }
 
 func startCluster(t testing.TB, n int, opts Options) *cluster {
@@ -91,6 +94,9 @@ func startClusterWith(t testing.TB, n int, co clusterOptions) *cluster {
 func startReplica(t testing.TB, lc lock.Config, co clusterOptions, hs *httptest.Server, subscribed func()) *replica {
 	t.Helper()
 	lc.MaxWaiters, lc.Replica = co.MaxWaiters, co.Options.Replica
+	if co.TraceRedis {
+		lc.TracerProvider = co.TracerProvider
+	}
 	m := lock.New(lc)
 	opts := co.Options
 	if err := m.Prepare(context.Background()); err != nil {
