@@ -7,9 +7,11 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
 
+	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -42,6 +44,15 @@ func New(ctx context.Context, cfg config.Tracing, instance string, log *slog.Log
 	if !cfg.Enabled {
 		return &Provider{TracerProvider: noop.NewTracerProvider()}, nil
 	}
+	// The SDK reports its troubles (an export that failed, a malformed
+	// OTEL_EXPORTER_OTLP_HEADERS or OTEL_TRACES_SAMPLER it ignored) through
+	// the process's one global handler: by default a bare line on stderr,
+	// here lockd's own log. Set first, so the exporter's own parsing of the
+	// environment reports there too.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("tracing: OpenTelemetry SDK error; spans may be dropped", "err", err)
+	}))
+	otel.SetLogger(logr.New(sdkLog{log}))
 	var opts []otlptracehttp.Option
 	if cfg.Endpoint != "" {
 		opts = append(opts, otlptracehttp.WithEndpointURL(cfg.Endpoint))
@@ -55,13 +66,10 @@ func New(ctx context.Context, cfg config.Tracing, instance string, log *slog.Log
 	res, err := resource.New(ctx, resource.WithTelemetrySDK(), resource.WithFromEnv(),
 		resource.WithAttributes(semconv.ServiceName(cfg.ServiceName), semconv.ServiceInstanceID(instance)))
 	if err != nil {
-		return nil, err
+		// Only the environment's attributes can be malformed.
+		_ = exp.Shutdown(ctx)
+		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
 	}
-	// The SDK reports export failures through the process's one global
-	// handler; by default a bare line on stderr, here lockd's own log.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("trace export failed; spans dropped", "err", err)
-	}))
 	sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	log.Info("tracing on", "endpoint", endpointForLog(cfg.Endpoint), "service", cfg.ServiceName)
 	return &Provider{TracerProvider: sdk, sdk: sdk}, nil
@@ -88,3 +96,24 @@ func endpointForLog(endpoint string) string {
 	}
 	return u.Scheme + "://" + u.Host
 }
+
+// sdkLog is the OpenTelemetry SDK's own logger (otel.SetLogger): its
+// errors and warnings go to lockd's log by message and error alone. Not its
+// key-value pairs: they can repeat the input it could not parse, and for
+// OTEL_EXPORTER_OTLP_HEADERS that input is a collector's API key.
+type sdkLog struct{ log *slog.Logger }
+
+func (sdkLog) Init(logr.RuntimeInfo) {}
+
+// Enabled passes errors and warnings (the SDK's V(1)) only; its info and
+// debug lines describe every export.
+func (sdkLog) Enabled(level int) bool { return level <= 1 }
+
+func (s sdkLog) Info(_ int, msg string, _ ...any) { s.log.Warn("tracing: " + msg) }
+
+func (s sdkLog) Error(err error, msg string, _ ...any) {
+	s.log.Warn("tracing: "+msg, "err", err)
+}
+
+func (s sdkLog) WithValues(...any) logr.LogSink { return s }
+func (s sdkLog) WithName(string) logr.LogSink   { return s }
