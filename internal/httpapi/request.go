@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -88,8 +89,9 @@ func decodeBody(b []byte, v any) error {
 	}
 	// The syntax first, in one pass that knows where an error is:
 	// json.Decoder.Token's offsets are not exact.
-	var syntax any
-	if err := json.Unmarshal(b, &syntax); err != nil {
+	if !json.Valid(b) { // a scan that allocates nothing; the error only when there is one
+		var syntax any
+		err := json.Unmarshal(b, &syntax)
 		return badInput("%s", syntaxProblem(b, err))
 	}
 	fields := jsonFields(v)
@@ -195,9 +197,23 @@ func kindOf(tok json.Token) string {
 }
 
 // jsonFields maps the JSON names of v's fields (v points to a struct) to
-// what each must be, in plain words.
+// what each must be, in plain words. Callers only read the map: it is
+// made once per type, since every request body would otherwise pay for
+// the reflection.
 func jsonFields(v any) map[string]string {
 	t := reflect.TypeOf(v).Elem()
+	if m, ok := fieldsByType.Load(t); ok {
+		return m.(map[string]string)
+	}
+	m := fieldsOf(t)
+	fieldsByType.Store(t, m)
+	return m
+}
+
+// fieldsByType caches jsonFields: request struct type to its fields.
+var fieldsByType sync.Map
+
+func fieldsOf(t reflect.Type) map[string]string {
 	out := make(map[string]string, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
