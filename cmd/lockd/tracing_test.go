@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -388,5 +389,55 @@ func TestMalformedTraceContext(t *testing.T) {
 	}
 	if roots != len(bad) {
 		t.Errorf("%d server spans, want one root per request (%d)", roots, len(bad))
+	}
+}
+
+// TestHostileRequestsKeepEveryonesSpans: strings a client sends reach
+// spans as valid UTF-8 and at most 256 bytes, and an invented method does
+// not name a span. One invalid byte in a span's attribute would fail the
+// export of its whole batch (OTLP strings must be UTF-8), so a hostile
+// client could otherwise hide every other request's spans.
+func TestHostileRequestsKeepEveryonesSpans(t *testing.T) {
+	t.Parallel()
+	_, _, env := dotEnvRedis(t)
+	recv := startReceiver(t)
+	rep := startReady(t, with(env, "OTEL_EXPORTER_OTLP_ENDPOINT", recv.url, "OTEL_RECORD_LOCK_NAMES", "true"))
+	json := http.Header{"Content-Type": {"application/json"}}
+	hostile := []struct {
+		method, path string
+		header       http.Header
+	}{
+		{"POST", "/v1/locks/ua/acquire", http.Header{"User-Agent": {"bad\xff\xfeagent"}, "Content-Type": {"application/json"}}},
+		{"POST", "/v1/locks/ua-long/acquire", http.Header{"User-Agent": {strings.Repeat("é", 4000)}, "Content-Type": {"application/json"}}},
+		{"POST", "/v1/locks/%FF%FE/acquire", json},
+		{"GET", "/v1/locks?cursor=%FF" + strings.Repeat("x", 3000), json},
+		{"BREW", "/v1/locks/coffee/acquire", json},
+	}
+	for _, h := range hostile {
+		send(t, h.method, rep.url+h.path, h.header, `{"ttl":"5s"}`)
+	}
+	if r, _ := send(t, "POST", rep.url+"/v1/locks/innocent/acquire", json, `{"ttl":"5s"}`); r.status != http.StatusOK {
+		t.Fatalf("innocent acquire: %d %s", r.status, r.body)
+	}
+	if err := rep.stop(); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for _, s := range recv.received() {
+		if s.kind != tracepb.Span_SPAN_KIND_SERVER {
+			continue
+		}
+		names[s.name]++
+		for k, v := range s.attrs {
+			if !utf8.ValidString(v) || len(v) > 256+len("…") {
+				t.Errorf("span %q: %s is %d bytes, valid UTF-8 %v", s.name, k, len(v), utf8.ValidString(v))
+			}
+		}
+	}
+	if got := names["POST /v1/locks/:name/acquire"]; got != 4 { // ua, ua-long, %FF%FE, innocent
+		t.Errorf("%d acquire spans arrived, want 4 (the batch with the hostile ones must export): %v", got, names)
+	}
+	if names["_OTHER"] != 1 || names["BREW"] != 0 {
+		t.Errorf("span names %v: an invented method must be _OTHER", names)
 	}
 }

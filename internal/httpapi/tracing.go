@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel/attribute"
@@ -43,7 +44,13 @@ func traceRequests(tp trace.TracerProvider, recordNames bool) gin.HandlerFunc {
 			return
 		}
 		ctx := w3c.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
-		name := c.Request.Method // an unmatched route: the method alone, as OpenTelemetry's conventions say
+		method := c.Request.Method
+		if !knownMethods[method] {
+			// Any token is a method to Go's server: a client inventing
+			// one per request must not invent span names too.
+			method = "_OTHER"
+		}
+		name := method // an unmatched route: the method alone, as OpenTelemetry's conventions say
 		if route != "" {
 			name += " " + route
 		}
@@ -52,7 +59,7 @@ func traceRequests(tp trace.TracerProvider, recordNames bool) gin.HandlerFunc {
 			scheme = "https"
 		}
 		attrs := []attribute.KeyValue{
-			attribute.String("http.request.method", c.Request.Method),
+			attribute.String("http.request.method", method),
 			attribute.String("url.scheme", scheme),
 			attribute.String("client.address", c.ClientIP()),
 			attribute.String("network.protocol.version", strconv.Itoa(c.Request.ProtoMajor)+"."+strconv.Itoa(c.Request.ProtoMinor)),
@@ -60,16 +67,19 @@ func traceRequests(tp trace.TracerProvider, recordNames bool) gin.HandlerFunc {
 		if route != "" {
 			attrs = append(attrs, attribute.String("http.route", route))
 		}
+		if method != c.Request.Method {
+			attrs = append(attrs, attribute.String("http.request.method_original", clientText(c.Request.Method)))
+		}
 		if ua := c.Request.UserAgent(); ua != "" {
-			attrs = append(attrs, attribute.String("user_agent.original", ua))
+			attrs = append(attrs, attribute.String("user_agent.original", clientText(ua)))
 		}
 		if recordNames {
-			attrs = append(attrs, attribute.String("url.path", c.Request.URL.Path))
+			attrs = append(attrs, attribute.String("url.path", clientText(c.Request.URL.Path)))
 			if q := c.Request.URL.RawQuery; q != "" {
-				attrs = append(attrs, attribute.String("url.query", q))
+				attrs = append(attrs, attribute.String("url.query", clientText(q)))
 			}
 			if lock := lockName(c); lock != "" {
-				attrs = append(attrs, attribute.String("lock.name", lock))
+				attrs = append(attrs, attribute.String("lock.name", clientText(lock)))
 			}
 		}
 		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
@@ -103,4 +113,25 @@ func lockName(c *gin.Context) string {
 		return c.Query("resource_id")
 	}
 	return ""
+}
+
+// knownMethods are the methods of RFC 9110 and PATCH, which a span may be
+// named by.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true,
+	http.MethodTrace: true,
+}
+
+// maxAttrText bounds an attribute taken from the request.
+const maxAttrText = 256
+
+// clientText makes a string the client sent fit for a span: at most
+// maxAttrText bytes, and valid UTF-8. OTLP carries strings as protobuf
+// strings, which must be UTF-8: one invalid byte (a User-Agent of
+// "\xff", a path with %FF) fails the export of the whole batch, every
+// other request's spans with it, so one hostile client could blind
+// tracing for everyone.
+func clientText(s string) string {
+	return strings.ToValidUTF8(truncate(s, maxAttrText), "\uFFFD")
 }
