@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +45,7 @@ type RedisHealth interface {
 // Call it at most once per Metrics: a second call panics, as registering
 // the same metrics twice does.
 func (m *Metrics) WatchRedis(h RedisHealth) {
-	m.reg.MustRegister(redisHealthCollector{
+	m.reg.MustRegister(&redisHealthCollector{
 		check: h,
 		up: prometheus.NewDesc("lockd_redis_node_up",
 			"1 when the Redis node answered the readiness check within 500ms and is fit for locks, else 0; asked at each scrape.",
@@ -57,21 +58,43 @@ func (m *Metrics) WatchRedis(h RedisHealth) {
 
 // redisHealthCollector asks Redis at scrape time rather than keeping a
 // gauge up to date from a loop of its own: no goroutine to stop, and the
-// value is never older than the scrape.
+// value is never older than the scrape, or than healthReuse.
 type redisHealthCollector struct {
 	check      RedisHealth
 	up, quorum *prometheus.Desc
+
+	// mu makes scrapes take turns; one within healthReuse of the last
+	// check reuses its answer. /metrics is open by default, and without
+	// this every request to it would send each Redis node an INFO.
+	mu    sync.Mutex
+	at    time.Time
+	ok    bool
+	nodes []lock.NodeHealth
 }
 
-func (c redisHealthCollector) Describe(ch chan<- *prometheus.Desc) {
+// healthReuse is how long one check answers the scrapes that follow it:
+// far below any scrape interval, so Prometheus always gets a fresh one.
+const healthReuse = time.Second
+
+func (c *redisHealthCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.up
 	ch <- c.quorum
 }
 
-func (c redisHealthCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), healthDeadline)
-	defer cancel()
-	ok, nodes := c.check.Health(ctx, HealthTimeout)
+func (c *redisHealthCollector) health() (bool, []lock.NodeHealth) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= healthReuse {
+		ctx, cancel := context.WithTimeout(context.Background(), healthDeadline)
+		defer cancel()
+		c.ok, c.nodes = c.check.Health(ctx, HealthTimeout)
+		c.at = time.Now()
+	}
+	return c.ok, c.nodes
+}
+
+func (c *redisHealthCollector) Collect(ch chan<- prometheus.Metric) {
+	ok, nodes := c.health()
 	seen := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
 		// Two series with one label set would fail the whole scrape.

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,5 +121,43 @@ func TestRedisGaugesDuplicateNode(t *testing.T) {
 	m.WatchRedis(twinHealth{})
 	if got := gauge(t, m, "lockd_redis_node_up", "redis:6379"); got != 1 {
 		t.Errorf("lockd_redis_node_up = %v, want 1", got)
+	}
+}
+
+// countingHealth counts the checks a real Manager is asked for.
+type countingHealth struct {
+	*lock.Manager
+	calls atomic.Int64
+}
+
+func (c *countingHealth) Health(ctx context.Context, timeout time.Duration) (bool, []lock.NodeHealth) {
+	c.calls.Add(1)
+	return c.Manager.Health(ctx, timeout)
+}
+
+// TestScrapesShareOneCheck: a flood of scrapes asks Redis once a second,
+// not once a scrape, and a scrape after that second asks again.
+func TestScrapesShareOneCheck(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{Password: "pw"})
+	h := &countingHealth{Manager: newManager(t, srv.Addr)}
+	m := New()
+	m.WatchRedis(h)
+	start := time.Now()
+	for range 50 {
+		if gauge(t, m, "lockd_redis_quorum", "") != 1 {
+			t.Fatal("quorum gauge not 1 with Redis up")
+		}
+	}
+	// One check per healthReuse begun, however slow the machine made the
+	// scrapes.
+	if n, most := h.calls.Load(), 1+int64(time.Since(start)/healthReuse); n < 1 || n > most {
+		t.Fatalf("50 scrapes in %v made %d checks, want at most %d", time.Since(start), n, most)
+	}
+	before := h.calls.Load()
+	time.Sleep(healthReuse + 50*time.Millisecond)
+	gauge(t, m, "lockd_redis_quorum", "")
+	if h.calls.Load() != before+1 {
+		t.Fatalf("a scrape after %v made %d checks, want 1", healthReuse, h.calls.Load()-before)
 	}
 }
