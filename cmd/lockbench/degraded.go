@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -168,31 +167,16 @@ func eventAfter(ctx context.Context, base, lastID string, then func() error) (st
 }
 
 // everyNodeUsable returns nil once the replica at base reports every Redis
-// node fit for requests (/readyz?verbose, which a local caller may read).
+// node fit for requests.
 func everyNodeUsable(ctx context.Context, base string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz?verbose", nil)
+	status, nodes, err := readyz(ctx, base)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
+	if len(nodes) == 0 {
+		return fmt.Errorf("readyz lists no nodes (%d)", status)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Nodes []struct {
-			Addr  string `json:"addr"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-		} `json:"nodes"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return err
-	}
-	if len(body.Nodes) == 0 {
-		return fmt.Errorf("readyz lists no nodes (%s)", resp.Status)
-	}
-	for _, n := range body.Nodes {
+	for _, n := range nodes {
 		if !n.OK {
 			return fmt.Errorf("node %s: %s", n.Addr, n.Error)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -179,19 +180,39 @@ func (c *cluster) addNode(srv *procs.Redis) {
 }
 
 func ready(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+	status, _, err := readyz(ctx, url)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("readyz: %d", status)
+	}
+	return err
+}
+
+// nodeState is one Redis node in a /readyz?verbose answer.
+type nodeState struct {
+	Addr  string `json:"addr"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error"`
+}
+
+// readyz asks the replica at url for /readyz?verbose (a caller on the same
+// host is shown the nodes) and returns its status and nodes.
+func readyz(ctx context.Context, url string) (int, []nodeState, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz?verbose", nil)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("readyz: %s", resp.Status)
+	defer resp.Body.Close()
+	var body struct {
+		Nodes []nodeState `json:"nodes"`
 	}
-	return nil
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("readyz: %d, %w", resp.StatusCode, err)
+	}
+	return resp.StatusCode, body.Nodes, nil
 }
 
 func waitFor(ctx context.Context, what string, try func() error) error {

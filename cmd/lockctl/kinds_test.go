@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,26 +89,8 @@ func TestRunSemaphore(t *testing.T) {
 // three at once, and show two.
 func TestRunSemaphoreBoundsConcurrency(t *testing.T) {
 	l := startLockd(t)
-	log := filepath.Join(t.TempDir(), "log")
 	script := `echo "$(date +%s%N) 1" >> "$LOG"; sleep 1; echo "$(date +%s%N) -1" >> "$LOG"`
-	var wg sync.WaitGroup
-	results := make([]result, 3)
-	for i := range results {
-		cmd := lockctl(l.URL, "run", "--limit", "2", "--ttl", "2s", "--wait", "20s", "builders", "--", "sh", "-c", script)
-		cmd.Env = append(cmd.Env, "LOG="+log)
-		s := startCmd(t, cmd)
-		wg.Go(func() { results[i] = s.wait(t) })
-	}
-	wg.Wait()
-	for i, r := range results {
-		if r.code != 0 {
-			t.Fatalf("run %d: exit %d: %s", i, r.code, r.stderr)
-		}
-	}
-	b, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := runTogether(t, 3, script, l.URL, "run", "--limit", "2", "--ttl", "2s", "--wait", "20s", "builders")
 	type event struct{ at, delta int64 }
 	var events []event
 	for line := range strings.Lines(string(b)) {

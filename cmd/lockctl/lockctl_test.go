@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,26 +151,8 @@ func TestRunWhenBusy(t *testing.T) {
 // start and end times to one file, which must show one after the other.
 func TestRunNeverOverlaps(t *testing.T) {
 	l := startLockd(t)
-	log := filepath.Join(t.TempDir(), "log")
 	script := `echo "start $(date +%s%N)" >> "$LOG"; sleep 0.5; echo "end $(date +%s%N)" >> "$LOG"`
-	var wg sync.WaitGroup
-	results := make([]result, 2)
-	for i := range results {
-		cmd := lockctl(l.URL, "run", "--ttl", "300ms", "--wait", "20s", "shared", "--", "sh", "-c", script)
-		cmd.Env = append(cmd.Env, "LOG="+log)
-		s := startCmd(t, cmd)
-		wg.Go(func() { results[i] = s.wait(t) })
-	}
-	wg.Wait()
-	for i, r := range results {
-		if r.code != 0 {
-			t.Fatalf("run %d: exit %d: %s", i, r.code, r.stderr)
-		}
-	}
-	b, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := runTogether(t, 2, script, l.URL, "run", "--ttl", "300ms", "--wait", "20s", "shared")
 	lines := strings.Fields(strings.ReplaceAll(string(b), "\n", " "))
 	if len(lines) != 8 {
 		t.Fatalf("log %q, want two start/end pairs", b)
@@ -353,4 +336,32 @@ func TestUnauthenticated(t *testing.T) {
 	if _, err := l.c.Acquire(context.Background(), "x", client.AcquireOptions{}); err != nil {
 		t.Errorf("the lock was not released: %v", err)
 	}
+}
+
+// runTogether starts n copies of lockctl with args, each running script
+// under sh with $LOG naming one file they share, waits for them all, fails
+// the test unless every one exits 0, and returns the file.
+func runTogether(t *testing.T, n int, script, url string, args ...string) []byte {
+	t.Helper()
+	log := filepath.Join(t.TempDir(), "log")
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	args = slices.Concat(args, []string{"--", "sh", "-c", script})
+	for i := range results {
+		cmd := lockctl(url, args...)
+		cmd.Env = append(cmd.Env, "LOG="+log)
+		s := startCmd(t, cmd)
+		wg.Go(func() { results[i] = s.wait(t) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("run %d: exit %d: %s", i, r.code, r.stderr)
+		}
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

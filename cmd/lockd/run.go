@@ -19,7 +19,6 @@ import (
 	"github.com/go-distributed-lock/go-distributed-lock/internal/logging"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/metrics"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/tracing"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // run wires config -> redis -> lock.Manager -> httpapi -> http.Server and
@@ -56,10 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Warn("tracing: spans not sent at shutdown", "err", err)
 		}
 	}()
-	var traced trace.TracerProvider // nil, not a no-op provider: no span work at all when off
-	if cfg.Tracing.Enabled {
-		traced = tp
-	}
+	traced := tp.TracerProvider() // nil when off
 	m := metrics.New()
 	locks := lock.New(lock.Config{
 		Nodes: cfg.Redis, Cluster: cfg.RedisCluster, Sentinel: cfg.RedisSentinel,

@@ -212,28 +212,28 @@ func get(t testing.TB, url string) response {
 	return call(t, context.Background(), http.MethodGet, url, "")
 }
 
+// decodeOK decodes resp's body, failing the test, named by what, unless
+// resp is a 200.
+func decodeOK[T any](t testing.TB, what string, resp response) T {
+	t.Helper()
+	if resp.status != http.StatusOK {
+		t.Fatalf("%s: %d %s", what, resp.status, resp.body)
+	}
+	var v T
+	resp.json(t, &v)
+	return v
+}
+
 // acquire takes name on r and fails the test unless it is granted.
 func (r *replica) acquire(t testing.TB, name, body string) leaseJSON {
 	t.Helper()
-	resp := post(t, r.url+"/v1/locks/"+name+"/acquire", body)
-	if resp.status != http.StatusOK {
-		t.Fatalf("acquire %s: %d %s", name, resp.status, resp.body)
-	}
-	var l leaseJSON
-	resp.json(t, &l)
-	return l
+	return decodeOK[leaseJSON](t, "acquire "+name, post(t, r.url+"/v1/locks/"+name+"/acquire", body))
 }
 
 // inspect is GET /v1/locks/{name} on r.
 func (r *replica) inspect(t testing.TB, name string) lockJSON {
 	t.Helper()
-	resp := get(t, r.url+"/v1/locks/"+name)
-	if resp.status != http.StatusOK {
-		t.Fatalf("get %s: %d %s", name, resp.status, resp.body)
-	}
-	var l lockJSON
-	resp.json(t, &l)
-	return l
+	return decodeOK[lockJSON](t, "get "+name, get(t, r.url+"/v1/locks/"+name))
 }
 
 func tokenBody(token string) string {

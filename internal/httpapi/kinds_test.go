@@ -25,25 +25,13 @@ import (
 // it is granted.
 func (r *replica) acquireSemaphore(t testing.TB, name, body string) leaseJSON {
 	t.Helper()
-	resp := post(t, r.url+"/v1/semaphores/"+name+"/acquire", body)
-	if resp.status != http.StatusOK {
-		t.Fatalf("acquire semaphore %s: %d %s", name, resp.status, resp.body)
-	}
-	var l leaseJSON
-	resp.json(t, &l)
-	return l
+	return decodeOK[leaseJSON](t, "acquire semaphore "+name, post(t, r.url+"/v1/semaphores/"+name+"/acquire", body))
 }
 
 // semaphore is GET /v1/semaphores/{name} on r.
 func (r *replica) semaphore(t testing.TB, name string) semaphoreJSON {
 	t.Helper()
-	resp := get(t, r.url+"/v1/semaphores/"+name)
-	if resp.status != http.StatusOK {
-		t.Fatalf("get semaphore %s: %d %s", name, resp.status, resp.body)
-	}
-	var s semaphoreJSON
-	resp.json(t, &s)
-	return s
+	return decodeOK[semaphoreJSON](t, "get semaphore "+name, get(t, r.url+"/v1/semaphores/"+name))
 }
 
 // refusal decodes an error answer, failing the test unless it has status

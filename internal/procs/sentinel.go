@@ -116,17 +116,23 @@ func (s *SentinelSet) start(o SentinelOptions, deadline time.Time) error {
 	return nil
 }
 
-// startSentinel starts one sentinel monitoring master.
+// startSentinel starts one sentinel monitoring master, on a free port.
 func (s *SentinelSet) startSentinel(o SentinelOptions, master *Redis) error {
-	port, err := FreePort()
+	r, err := onFreePorts(1, func(p []int) (*Redis, error) { return s.startSentinelOn(p[0], o, master) })
 	if err != nil {
 		return err
 	}
+	s.Sentinels = append(s.Sentinels, r)
+	return nil
+}
+
+// startSentinelOn starts one sentinel on port.
+func (s *SentinelSet) startSentinelOn(port int, o SentinelOptions, master *Redis) (*Redis, error) {
 	// The configuration is written before the start, so the directory
 	// is made here rather than by startRedisIn.
 	dir, err := subdir(s.Dir, "sentinel", port)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Port, bind address, directory, log file and requirepass come from
 	// StartRedis's arguments, as for any other server; the sentinel
@@ -149,16 +155,11 @@ func (s *SentinelSet) startSentinel(o SentinelOptions, master *Redis) error {
 	}
 	file := filepath.Join(dir, "sentinel.conf")
 	if err := os.WriteFile(file, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
-		return fmt.Errorf("procs: %w", err)
+		return nil, fmt.Errorf("procs: %w", err)
 	}
-	r, err := StartRedis(dir, RedisOptions{
+	return StartRedis(dir, RedisOptions{
 		Password: o.SentinelPassword, Port: port, ConfigFile: file, Args: []string{"--sentinel"},
 	})
-	if err != nil {
-		return err
-	}
-	s.Sentinels = append(s.Sentinels, r)
-	return nil
 }
 
 // replicasLinked returns nil once every replica (all data nodes but the

@@ -1,5 +1,5 @@
 // Package tracing builds lockd's OpenTelemetry tracer provider from
-// config.Tracing: a no-op one when tracing is off, so that nothing is
+// config.Tracing: none at all when tracing is off, so that nothing is
 // started and nothing is sent, else one that batches spans to an OTLP/HTTP
 // collector. The spans themselves are made where the work is: server spans
 // in internal/httpapi, wait and Redis spans in internal/lock.
@@ -18,19 +18,26 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/go-distributed-lock/go-distributed-lock/internal/config"
 )
 
-// Provider is the tracer provider lockd hands to its layers, with the
-// shutdown that sends the spans still buffered.
+// Provider is lockd's tracing: the tracer provider it hands to its layers,
+// and the shutdown that sends the spans still buffered.
 type Provider struct {
-	trace.TracerProvider
 	sdk *sdktrace.TracerProvider // nil when tracing is off
 }
 
-// New returns a no-op Provider when cfg is not Enabled; else one exporting
+// TracerProvider is what lockd's layers make spans with; nil when tracing
+// is off, which they take as: no span work at all, not even a no-op's.
+func (p *Provider) TracerProvider() trace.TracerProvider {
+	if p.sdk == nil {
+		return nil
+	}
+	return p.sdk
+}
+
+// New returns a Provider with no tracer provider when cfg is not Enabled; else one exporting
 // to cfg.Endpoint (the SDK's default when empty), with service.name
 // cfg.ServiceName and service.instance.id instance (the replica's name).
 // The SDK reads the other OTEL_* variables from the process environment:
@@ -42,7 +49,7 @@ type Provider struct {
 // configuration error.
 func New(ctx context.Context, cfg config.Tracing, instance string, log *slog.Logger) (*Provider, error) {
 	if !cfg.Enabled {
-		return &Provider{TracerProvider: noop.NewTracerProvider()}, nil
+		return &Provider{}, nil
 	}
 	// The SDK reports its troubles (an export that failed, a malformed
 	// OTEL_EXPORTER_OTLP_HEADERS or OTEL_TRACES_SAMPLER it ignored) through
@@ -72,7 +79,7 @@ func New(ctx context.Context, cfg config.Tracing, instance string, log *slog.Log
 	}
 	sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	log.Info("tracing on", "endpoint", endpointForLog(cfg.Endpoint), "service", cfg.ServiceName)
-	return &Provider{TracerProvider: sdk, sdk: sdk}, nil
+	return &Provider{sdk: sdk}, nil
 }
 
 // Shutdown sends the spans still buffered and stops the exporter, within
