@@ -300,6 +300,9 @@ type LockInfo struct {
 	Holders []Holder `json:"holders,omitzero"`
 	// Queue is how many wait in the name's fair queue.
 	Queue int `json:"queue,omitzero"`
+	// Waiters are the queue, first to be served first (from Inspect
+	// and InspectSemaphore; a listing leaves it out).
+	Waiters []Waiter `json:"waiters,omitzero"`
 	// DelayUntil is the end of a lock-delay in force, on the service's
 	// clock; zero when there is none.
 	DelayUntil time.Time `json:"delay_until,omitzero"`
@@ -312,6 +315,13 @@ type Holder struct {
 	// TTL is the holder's validity left when the service answered.
 	TTL time.Duration `json:"-"`
 	// Mode is a lock holder's mode, "" for a semaphore's.
+	Mode Mode `json:"mode,omitzero"`
+}
+
+// Waiter is one request in a name's fair queue: never its token.
+type Waiter struct {
+	Owner string `json:"owner"`
+	// Mode is a lock waiter's mode, "" for a semaphore's.
 	Mode Mode `json:"mode,omitzero"`
 }
 
@@ -356,13 +366,14 @@ type lockJSON struct {
 	Limit      int          `json:"limit"`
 	Holders    []holderJSON `json:"holders"`
 	Queue      int          `json:"queue"`
+	Waiters    []Waiter     `json:"waiters"`
 	DelayUntil string       `json:"delay_until"`
 }
 
 func (j lockJSON) info() (LockInfo, error) {
 	info := LockInfo{
 		Name: j.Name, Held: j.Held, Owner: j.Owner, Fence: j.Fence, TTL: time.Duration(j.TTLMS) * time.Millisecond,
-		Kind: j.Kind, Mode: j.Mode, Limit: j.Limit, Holders: holdersOf(j.Holders), Queue: j.Queue,
+		Kind: j.Kind, Mode: j.Mode, Limit: j.Limit, Holders: holdersOf(j.Holders), Queue: j.Queue, Waiters: j.Waiters,
 	}
 	if j.DelayUntil != "" {
 		t, err := time.Parse(time.RFC3339Nano, j.DelayUntil)

@@ -301,6 +301,11 @@ func TestFairWaitersInArrivalOrder(t *testing.T) {
 	if !errors.As(err, &locked) || locked.Queue != len(whos) || locked.Owner != "holder" {
 		t.Errorf("jumper: %v (%+v), want locked with %d queued", err, locked, len(whos))
 	}
+	info, err := c.Get(ctx, "fifo")
+	if want := []client.Waiter{{"first", client.Exclusive}, {"second", client.Exclusive}, {"third", client.Exclusive}}; err != nil ||
+		fmt.Sprint(info.Waiters) != fmt.Sprint(want) {
+		t.Errorf("Get: waiters %+v (%v), want %+v", info.Waiters, err, want)
+	}
 	release(t, holder)
 	for range whos {
 		if err := <-errs; err != nil {

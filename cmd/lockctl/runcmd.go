@@ -170,7 +170,7 @@ func (e *env) acquireInterruptibly(ctx context.Context, c *client.Client, name s
 		statusCtx, stopStatus := context.WithCancel(ctx)
 		shown := make(chan struct{})
 		get := func(ctx context.Context) (client.LockInfo, error) { return w.get(ctx, c, name) }
-		go func() { defer close(shown); showWaiting(statusCtx, e.stderr, name, get) }()
+		go func() { defer close(shown); showWaiting(statusCtx, e.stderr, name, opts.Owner, get) }()
 		defer func() { stopStatus(); <-shown }()
 	}
 	var sig os.Signal

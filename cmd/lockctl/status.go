@@ -27,9 +27,9 @@ func isTerminal(w io.Writer) bool {
 }
 
 // showWaiting keeps one line on w saying who holds name, for how long and
-// how many wait in its queue, updated in place from get, until ctx ends;
-// then it clears the line.
-func showWaiting(ctx context.Context, w io.Writer, name string, get func(context.Context) (client.LockInfo, error)) {
+// where owner's request is in its queue, updated in place from get, until
+// ctx ends; then it clears the line.
+func showWaiting(ctx context.Context, w io.Writer, name, owner string, get func(context.Context) (client.LockInfo, error)) {
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	for {
@@ -42,14 +42,13 @@ func showWaiting(ctx context.Context, w io.Writer, name string, get func(context
 			if err != nil || ctx.Err() != nil {
 				continue
 			}
-			fmt.Fprint(w, "\r\033[K"+waitingLine(name, info))
+			fmt.Fprint(w, "\r\033[K"+waitingLine(name, owner, info))
 		}
 	}
 }
 
-// waitingLine is the status line's text. The service tells how many wait
-// in the name's queue, not where this waiter is among them.
-func waitingLine(name string, info client.LockInfo) string {
+// waitingLine is the status line's text for a request by owner.
+func waitingLine(name, owner string, info client.LockInfo) string {
 	var what string
 	switch {
 	case !info.Held && !info.DelayUntil.IsZero():
@@ -63,5 +62,26 @@ func waitingLine(name string, info client.LockInfo) string {
 			what += fmt.Sprintf(", and a lock-delay for %s", max(time.Until(info.DelayUntil), 0).Round(100*time.Millisecond))
 		}
 	}
-	return fmt.Sprintf("lockctl: waiting for %s: %s%s", name, what, queueText(info.Queue))
+	return fmt.Sprintf("lockctl: waiting for %s: %s%s", name, what, placeText(owner, info))
+}
+
+// placeText says where owner's request is in the name's queue. The
+// service shows waiters by owner, never by token, so the place is known
+// only when exactly one waiter has this owner (lockctl's default owner
+// names the process); otherwise it says how many wait.
+func placeText(owner string, info client.LockInfo) string {
+	place := 0
+	for i, w := range info.Waiters {
+		if w.Owner != owner {
+			continue
+		}
+		if place != 0 {
+			return queueText(info.Queue)
+		}
+		place = i + 1
+	}
+	if place == 0 {
+		return queueText(info.Queue)
+	}
+	return fmt.Sprintf("; number %d of %d in the queue", place, len(info.Waiters))
 }

@@ -10,11 +10,11 @@ import (
 )
 
 func TestWaitingLine(t *testing.T) {
-	got := waitingLine("nightly", client.LockInfo{Held: true, Owner: "cron@web-1", Fence: 7, TTL: 12340 * time.Millisecond})
+	got := waitingLine("nightly", "me", client.LockInfo{Held: true, Owner: "cron@web-1", Fence: 7, TTL: 12340 * time.Millisecond})
 	if want := `lockctl: waiting for nightly: held by "cron@web-1" (fence 7), 12.3s left`; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if got := waitingLine("nightly", client.LockInfo{}); !strings.Contains(got, "just released") {
+	if got := waitingLine("nightly", "me", client.LockInfo{}); !strings.Contains(got, "just released") {
 		t.Errorf("free lock: %q", got)
 	}
 	for _, tc := range []struct {
@@ -33,13 +33,20 @@ func TestWaitingLine(t *testing.T) {
 		{client.LockInfo{Held: true, Owner: "b", Fence: 9, TTL: 1500 * time.Millisecond, Kind: client.KindSemaphore, Limit: 3,
 			Holders: []client.Holder{{Owner: "a"}, {Owner: "b"}, {Owner: "c"}}},
 			`lockctl: waiting for doc: 3 of 3 permits held, the latest by "b" (fence 9), 1.5s left`},
+		{client.LockInfo{Held: true, Owner: "w", Fence: 9, TTL: 2 * time.Second, Mode: client.Exclusive, Queue: 3,
+			Holders: []client.Holder{{Owner: "w", Fence: 9}}, Waiters: []client.Waiter{{Owner: "a"}, {Owner: "me"}, {Owner: "b"}}},
+			`lockctl: waiting for doc: held by "w" (fence 9), 2s left; number 2 of 3 in the queue`},
+		// Two waiters with this owner: which one is this request is unknown.
+		{client.LockInfo{Held: true, Owner: "w", Fence: 9, TTL: 2 * time.Second, Mode: client.Exclusive, Queue: 2,
+			Holders: []client.Holder{{Owner: "w", Fence: 9}}, Waiters: []client.Waiter{{Owner: "me"}, {Owner: "me"}}},
+			`lockctl: waiting for doc: held by "w" (fence 9), 2s left; 2 in the queue`},
 		{client.LockInfo{DelayUntil: time.Now().Add(1520 * time.Millisecond)},
 			`lockctl: waiting for doc: in a lock-delay, 1.5s left`},
 		{client.LockInfo{Held: true, Owner: "r", Fence: 9, TTL: time.Second, Mode: client.Shared, DelayUntil: time.Now().Add(2520 * time.Millisecond),
 			Holders: []client.Holder{{Owner: "r", Fence: 9}}},
 			`lockctl: waiting for doc: held shared by "r" (fence 9), 1s left, and a lock-delay for 2.5s`},
 	} {
-		if got := waitingLine("doc", tc.info); got != tc.want {
+		if got := waitingLine("doc", "me", tc.info); got != tc.want {
 			t.Errorf("got %q, want %q", got, tc.want)
 		}
 	}

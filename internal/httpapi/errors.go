@@ -108,8 +108,8 @@ func writeKnownError(c *gin.Context, err error, status int, code string) {
 	switch {
 	case errors.As(err, &locked):
 		lockedBody(&body, locked)
-		// Holder.TTL is the time to the first holder's deadline.
-		c.Header("Retry-After", retryAfter(locked.Holder.TTL))
+		// A retry may win once the first holder's lease ends.
+		c.Header("Retry-After", retryAfter(locked.FirstEnd()))
 	case errors.As(err, &kind):
 		body.Kind = kind.Kind
 		if name := c.Param("name"); name != "" && lock.ValidateStrictName(name) == nil {

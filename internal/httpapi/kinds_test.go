@@ -286,8 +286,14 @@ func TestFairWaitersAcrossReplicas(t *testing.T) {
 	if e := resp.refusal(t, http.StatusConflict, "locked"); e.Queue == nil || *e.Queue != waiters || e.Holder.Owner != "first" {
 		t.Errorf("queue jumper: %s", resp.body)
 	}
-	if got := b.inspect(t, "turns"); got.Queue != waiters || got.Owner != "first" {
+	got := b.inspect(t, "turns")
+	if got.Queue != waiters || got.Owner != "first" || len(got.Waiters) != waiters {
 		t.Errorf("GET: %+v", got)
+	}
+	for i, w := range got.Waiters { // in arrival order, by owner
+		if w.Owner != "w"+strconv.Itoa(i) || w.Mode != lock.Exclusive {
+			t.Errorf("waiter %d: %+v, want w%d exclusive", i, w, i)
+		}
 	}
 
 	// Each release hands the lock to the next in arrival order, whichever

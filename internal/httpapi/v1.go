@@ -62,6 +62,7 @@ type lockJSON struct {
 	Mode       lock.Mode    `json:"mode"`
 	Holders    []holderJSON `json:"holders"`
 	Queue      int          `json:"queue"`
+	Waiters    []waiterJSON `json:"waiters"`
 	DelayUntil string       `json:"delay_until,omitempty"`
 }
 
@@ -74,7 +75,23 @@ type semaphoreJSON struct {
 	Limit      int          `json:"limit"`
 	Holders    []holderJSON `json:"holders"`
 	Queue      int          `json:"queue"`
+	Waiters    []waiterJSON `json:"waiters"`
 	DelayUntil string       `json:"delay_until,omitempty"`
+}
+
+// waiterJSON is one request in a name's fair queue, never its token.
+type waiterJSON struct {
+	Owner string    `json:"owner"`
+	Mode  lock.Mode `json:"mode,omitempty"`
+}
+
+// waitersJSON shows a queue in order; never null.
+func waitersJSON(ws []lock.Waiter) []waiterJSON {
+	out := make([]waiterJSON, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, waiterJSON(w))
+	}
+	return out
 }
 
 // listEntryJSON is a name in a listing: a lock (with its mode) or a
@@ -275,7 +292,7 @@ func (s *server) getLock(c *gin.Context) {
 		return
 	}
 	out := lockJSON{Name: name, Kind: lock.KindLock, Held: held, Mode: st.Mode, Holders: holdersJSON(st.Holders),
-		Queue: st.Queue, DelayUntil: timeMS(st.DelayUntil)}
+		Queue: st.Queue, Waiters: waitersJSON(st.Waiters), DelayUntil: timeMS(st.DelayUntil)}
 	if n := len(st.Holders); n > 0 {
 		top := st.Holders[n-1]
 		out.Owner, out.Fence, out.TTLMS = top.Owner, top.Fence, top.TTL.Milliseconds()
@@ -292,7 +309,7 @@ func (s *server) getSemaphore(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, semaphoreJSON{Name: name, Kind: lock.KindSemaphore, Held: held, Limit: st.Limit,
-		Holders: holdersJSON(st.Holders), Queue: st.Queue, DelayUntil: timeMS(st.DelayUntil)})
+		Holders: holdersJSON(st.Holders), Queue: st.Queue, Waiters: waitersJSON(st.Waiters), DelayUntil: timeMS(st.DelayUntil)})
 }
 
 // listLocks is GET /v1/locks?prefix=&limit=&cursor=.

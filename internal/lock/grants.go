@@ -38,6 +38,16 @@ var errVotesSplit = &kindError{ErrUnavailable, errors.New("lock: no majority for
 // expired lease look the same from here.
 var errWrongToken = errors.New("lock: the token does not hold this lock")
 
+// FirstEnd is how long until the first live holder's lease ends, when
+// a permit or a shared holder may free up: the earliest a retry can win.
+func (e *LockedError) FirstEnd() time.Duration {
+	first := e.Holder.TTL
+	for _, h := range e.Holders {
+		first = min(first, h.TTL)
+	}
+	return first
+}
+
 func (e *LockedError) Error() string {
 	queue := ""
 	if e.Queue > 0 {
@@ -45,11 +55,11 @@ func (e *LockedError) Error() string {
 	}
 	switch {
 	case e.Kind == KindSemaphore && len(e.Holders) >= e.Limit:
-		return fmt.Sprintf("lock: all %d permits are held (the first ends in %v)%s", e.Limit, e.Holder.TTL.Round(100*time.Millisecond), queue)
+		return fmt.Sprintf("lock: all %d permits are held (the first ends in %v)%s", e.Limit, e.FirstEnd().Round(100*time.Millisecond), queue)
 	case e.Kind == KindSemaphore:
 		return fmt.Sprintf("lock: %d of %d permits are held, but others wait first%s", len(e.Holders), e.Limit, queue)
 	case e.Mode == Shared:
-		return fmt.Sprintf("lock: held shared by %d (the first ends in %v)%s", len(e.Holders), e.Holder.TTL.Round(100*time.Millisecond), queue)
+		return fmt.Sprintf("lock: held shared by %d (the first ends in %v)%s", len(e.Holders), e.FirstEnd().Round(100*time.Millisecond), queue)
 	case e.Queue > 0 && len(e.Holders) == 0:
 		return fmt.Sprintf("lock: the name is handed on in queue order%s", queue)
 	}
@@ -178,8 +188,12 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, g Grant, mode str
 			refusals[r.val.str(4)] = e
 		}
 		e.votes++
-		e.Holder.Fence = max(e.Holder.Fence, r.val.int(1))
-		e.Holder.TTL = min(e.Holder.TTL, ms(r.val.int(2)))
+		if r.val.str(5) == "" {
+			// One plain holder, as each node saw it: a record's script
+			// pttl is to its first deadline, not this holder's.
+			e.Holder.Fence = max(e.Holder.Fence, r.val.int(1))
+			e.Holder.TTL = min(e.Holder.TTL, ms(r.val.int(2)))
+		}
 		if e.votes >= m.quorum() {
 			refused = e
 		}
@@ -244,6 +258,11 @@ func refusalOf(r scriptReply) (*LockedError, error) {
 		if st, err = stateOf(raw, r.int(6)); err != nil {
 			return nil, err
 		}
+	}
+	if n := len(st.Holders); n > 0 {
+		// The script's pttl is to the first deadline, which may be another
+		// holder's than the highest fence's: take that holder whole.
+		h = st.Holders[n-1]
 	}
 	h.Mode = st.Mode
 	return &LockedError{Holder: h, Holders: st.Holders, Kind: st.Kind, Mode: st.Mode, Limit: st.Limit, Queue: st.Queue}, nil

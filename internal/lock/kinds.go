@@ -95,8 +95,17 @@ type State struct {
 	Holders []Holder
 	// Queue is how many wait in the name's fair queue.
 	Queue int
+	// Waiters are those in the queue, first to be served first.
+	Waiters []Waiter
 	// DelayUntil is the end of a lock-delay in force, else zero.
 	DelayUntil time.Time
+}
+
+// Waiter is a request in a name's fair queue. It never carries the
+// token.
+type Waiter struct {
+	Owner string
+	Mode  Mode // a lock waiter's mode ("" for a semaphore's)
 }
 
 // top is the holder with the highest fence (the zero Holder when none).

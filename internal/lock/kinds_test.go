@@ -472,3 +472,35 @@ func TestFairOnAFreeNameKeepsThePlainValue(t *testing.T) {
 }
 
 func isRecord(v string) bool { return strings.HasPrefix(v, "{") }
+
+// A full semaphore's refusal names its highest fence's holder with that
+// holder's own time left, and FirstEnd with the soonest one's: a permit
+// that ends sooner than the newest must not lend it its TTL.
+func TestSemaphoreRefusalNamesItsNewestHolderWhole(t *testing.T) {
+	t.Parallel()
+	m, _, _ := setup(t)
+	ctx := context.Background()
+	short := Grant{TTL: 2 * time.Second, Kind: KindSemaphore, Limit: 2, Owner: "short"}
+	long := Grant{TTL: 20 * time.Second, Kind: KindSemaphore, Limit: 2, Owner: "long"}
+	if _, err := m.TryAcquire(ctx, "pair", short); err != nil {
+		t.Fatal(err)
+	}
+	newest, err := m.TryAcquire(ctx, "pair", long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.TryAcquire(ctx, "pair", long)
+	var le *LockedError
+	if !errors.As(err, &le) {
+		t.Fatalf("third permit: %v, want refused", err)
+	}
+	if le.Holder.Owner != "long" || le.Holder.Fence != newest.Fence || le.Holder.TTL <= 10*time.Second {
+		t.Fatalf("holder %+v, want owner long, fence %d and most of 20s left", le.Holder, newest.Fence)
+	}
+	if first := le.FirstEnd(); first > 2*time.Second || first <= 0 {
+		t.Fatalf("FirstEnd %v, want the short permit's time left (under 2s)", first)
+	}
+	if !strings.Contains(le.Error(), "the first ends in") {
+		t.Fatalf("message %q", le.Error())
+	}
+}

@@ -61,6 +61,8 @@ type record struct {
 		Y float64 `json:"y"`
 	} `json:"h"`
 	Q []struct {
+		O string  `json:"o"`
+		M string  `json:"m"`
 		D float64 `json:"d"`
 	} `json:"q"`
 }
@@ -103,12 +105,25 @@ func stateOf(raw string, now int64) (State, error) {
 	for _, w := range r.Q {
 		if int64(w.D) > now {
 			s.Queue++
+			s.Waiters = append(s.Waiters, Waiter{Owner: w.O, Mode: waiterMode(s.Kind, w.M)})
 		}
 	}
 	if z > now {
 		s.DelayUntil = time.Now().Add(ms(z - now))
 	}
 	return s, nil
+}
+
+// waiterMode is a queued request's mode: a lock's, or "" for a
+// semaphore's.
+func waiterMode(k Kind, m string) Mode {
+	switch {
+	case k == KindSemaphore:
+		return ""
+	case m == "s":
+		return Shared
+	}
+	return Exclusive
 }
 
 // plainState is the State of one plain holder (an exclusive lock).

@@ -212,7 +212,7 @@ func (m *Manager) acquireWait(ctx context.Context, name string, g Grant, wait ti
 		var pause time.Duration
 		switch {
 		case le != nil:
-			pause = le.Holder.TTL
+			pause = le.FirstEnd()
 		case delayed != nil:
 			pause = time.Until(delayed.Until)
 		}
