@@ -96,13 +96,14 @@ const (
 	methodNotAllowed  = `{"error":{"code":"method_not_allowed","message":"DELETE is not allowed"}}`
 	demoPanic         = `{"error":{"code":"internal","message":"internal error"}}`
 	heldLock          = `{"name":"orders","kind":"lock","held":true,"owner":"worker-1","fence":17,"ttl_ms":2500,` +
-		`"mode":"exclusive","holders":[{"owner":"worker-1","fence":17,"ttl_ms":2500,"mode":"exclusive"}],"queue":0}`
+		`"mode":"exclusive","holders":[{"owner":"worker-1","fence":17,"ttl_ms":2500,"mode":"exclusive"}],"queue":0,"waiters":[]}`
 	delayedLock = `{"name":"orders","kind":"lock","held":false,"owner":"","fence":0,"ttl_ms":0,` +
-		`"mode":"","holders":[],"queue":2,"delay_until":"2026-01-02T03:04:05.678Z"}`
-	freeLock          = `{"name":"orders","kind":"lock","held":false,"owner":"","fence":0,"ttl_ms":0,"mode":"","holders":[],"queue":0}`
-	freeLockWithFence = `{"name":"orders","kind":"lock","held":false,"owner":"","fence":17,"ttl_ms":0,"mode":"","holders":[],"queue":0}`
+		`"mode":"","holders":[],"queue":2,` +
+		`"waiters":[{"owner":"next","mode":"exclusive"},{"owner":"then","mode":"shared"}],"delay_until":"2026-01-02T03:04:05.678Z"}`
+	freeLock          = `{"name":"orders","kind":"lock","held":false,"owner":"","fence":0,"ttl_ms":0,"mode":"","holders":[],"queue":0,"waiters":[]}`
+	freeLockWithFence = `{"name":"orders","kind":"lock","held":false,"owner":"","fence":17,"ttl_ms":0,"mode":"","holders":[],"queue":0,"waiters":[]}`
 	heldSemaphore     = `{"name":"pool","kind":"semaphore","held":true,"limit":3,` +
-		`"holders":[{"owner":"a","fence":15,"ttl_ms":900},{"owner":"b","fence":16,"ttl_ms":2500}],"queue":0}`
+		`"holders":[{"owner":"a","fence":15,"ttl_ms":900},{"owner":"b","fence":16,"ttl_ms":2500}],"queue":0,"waiters":[]}`
 	semaphoreAsLock = `{"name":"pool","kind":"lock","held":true,"limit":3,` +
 		`"holders":[{"owner":"a","fence":15,"ttl_ms":900}],"queue":0}`
 	// Demo locks are listed too, and their names need not be /v1 names;

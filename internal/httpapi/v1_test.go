@@ -32,7 +32,7 @@ func TestAcquireExtendReleaseAcrossReplicas(t *testing.T) {
 
 	got := b.inspect(t, "job")
 	want := lockJSON{Name: "job", Kind: "lock", Held: true, Owner: "", Fence: l.Fence, TTLMS: got.TTLMS, Mode: "exclusive",
-		Holders: []holderJSON{{Owner: "", Fence: l.Fence, TTLMS: got.TTLMS, Mode: "exclusive"}}}
+		Holders: []holderJSON{{Owner: "", Fence: l.Fence, TTLMS: got.TTLMS, Mode: "exclusive"}}, Waiters: []waiterJSON{}}
 	if !reflect.DeepEqual(got, want) || got.TTLMS < 29_000 {
 		t.Errorf("inspect on the other replica: %+v, want %+v", got, want)
 	}
@@ -56,7 +56,7 @@ func TestAcquireExtendReleaseAcrossReplicas(t *testing.T) {
 	if resp.status != http.StatusNoContent || len(resp.body) != 0 {
 		t.Fatalf("release: %d %s", resp.status, resp.body)
 	}
-	if got := a.inspect(t, "job"); !reflect.DeepEqual(got, lockJSON{Name: "job", Kind: "lock", Holders: []holderJSON{}}) {
+	if got := a.inspect(t, "job"); !reflect.DeepEqual(got, lockJSON{Name: "job", Kind: "lock", Holders: []holderJSON{}, Waiters: []waiterJSON{}}) {
 		t.Errorf("after release: %+v, want free with fence 0", got)
 	}
 	if l2 := b.acquire(t, "job", `{"owner":"second"}`); l2.Fence <= l.Fence || l2.Owner != "second" {
