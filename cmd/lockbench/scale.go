@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/lock"
 )
 
 // scaleScenario: many waiters on one lock, and many held locks.
@@ -170,17 +172,17 @@ func waitersReport(n int, before, during []replicaSnap, drain time.Duration) wai
 			fmt.Sprintf("%d → %d", before[i].conns, during[i].conns),
 			fmt.Sprintf("%.1f", drain.Seconds()))
 	}
-	// go-redis opens at most 10 connections per GOMAXPROCS; the replicas
-	// run on this machine, so that is their bound, plus the subscriber.
-	// Plus one for the events reader's own pool, which expiry checks read
-	// the stream through.
-	bound := 10*runtime.NumCPU() + 2
+	// go-redis opens at most 10 connections per GOMAXPROCS for lock calls;
+	// the replicas run on this machine, so that is their bound, plus the
+	// subscriber and the events stream's own pool (its blocking reader,
+	// and the catch-up and expiry reads, which may run beside it).
+	bound := 10*runtime.NumCPU() + 1 + lock.EventsPoolSize
 	most := max(during[0].conns, during[1].conns)
 	note := fmt.Sprintf("Each waiter costs %s of lockd memory (target ≤ 50 KB: %s; RSS, so it includes the HTTP "+
 		"connection and its buffers), and all %d were served %.1f s after the holder released. Redis connections "+
-		"per replica peak at %d against a bound of %d (go-redis's pool of 10 per core, the one subscriber and the events reader; target: %s): "+
+		"per replica peak at %d against a bound of %d (go-redis's pool of 10 per core, the one subscriber and the events stream's pool of %d; target: %s): "+
 		"waiters share the pool and do not hold a connection while they wait.",
-		strings.Join(perWaiter, " and "), verdict(worst <= 50_000), n, drain.Seconds(), most, bound, verdict(most <= bound))
+		strings.Join(perWaiter, " and "), verdict(worst <= 50_000), n, drain.Seconds(), most, bound, lock.EventsPoolSize, verdict(most <= bound))
 	return waitersResult{t: t, note: note}
 }
 

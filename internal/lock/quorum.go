@@ -196,6 +196,14 @@ func (d detached) Deadline() (time.Time, bool) { return d.ctx.Deadline() }
 // meanwhile. (Lock calls bound themselves tighter, by context.)
 const nodeIOTimeout = 2 * time.Second
 
+// EventsPoolSize bounds each node's pool of connections for the events
+// stream, apart from the lock calls' pool: one for the replica's blocking
+// XREAD of each shard the node serves, the rest for catch-up reads (an SSE
+// client resuming, the expiry watcher), which queue for a connection
+// rather than open one each. So a replica holds at most the lock pool,
+// the subscriber and these, however many SSE clients and waiters it has.
+const EventsPoolSize = 4
+
 // tune makes every go-redis setting the lock depends on, and only here;
 // the options carry where and as whom to connect. Context deadlines reach
 // the socket, so a per-node bound holds even when a node stops answering;
@@ -204,9 +212,13 @@ const nodeIOTimeout = 2 * time.Second
 // MOVED and ASK, and retries a command a failing-over shard refused.)
 // A pipeline's replies are read within ReadTimeout: read is raised to at
 // least minRead, which leaves room for a WAIT (see evalAcked).
-func tune(minRead time.Duration, ctxTimeouts *bool, retries *int, dial, read, write *time.Duration) {
+// Pipelines share the pool (go-redis would otherwise keep a second pool of
+// up to 10 connections for them, and lockd pipelines rarely: queue looks,
+// WAIT), so a pool's size is its ceiling.
+func tune(minRead time.Duration, ctxTimeouts *bool, retries, pipelinePool *int, dial, read, write *time.Duration) {
 	*ctxTimeouts = true
 	*retries = -1
+	*pipelinePool = -1
 	for _, d := range []*time.Duration{dial, read, write} {
 		if *d == 0 {
 			*d = nodeIOTimeout
@@ -218,8 +230,9 @@ func tune(minRead time.Duration, ctxTimeouts *bool, retries *int, dial, read, wr
 // newNode connects to one node; onConnect is the node's OnConnect.
 func newNode(i int, opt *redis.Options, minRead time.Duration, onConnect func(*node) func(context.Context, *redis.Conn) error) *node {
 	o := *opt
-	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.PipelinePoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 	eo := o
+	eo.PoolSize = EventsPoolSize
 	n := &node{index: i, addr: o.Addr}
 	o.OnConnect = onConnect(n)
 	n.client, n.events = redis.NewClient(&o), redis.NewClient(&eo)
@@ -230,8 +243,9 @@ func newNode(i int, opt *redis.Options, minRead time.Duration, onConnect func(*n
 // sentinels where it is, and moves to the new master after a failover.
 func newSentinelNode(opt *redis.FailoverOptions, minRead time.Duration, onConnect func(*node) func(context.Context, *redis.Conn) error) *node {
 	o := *opt
-	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.PipelinePoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 	eo := o
+	eo.PoolSize = EventsPoolSize
 	n := &node{addr: "sentinel master " + o.MasterName}
 	c := redis.NewFailoverClient(&o)
 	// Set on the master's options only: FailoverOptions.OnConnect would
@@ -249,9 +263,10 @@ const clusterRedirects = 8
 // every shard, go-redis routing each command to its slot's master.
 func newClusterNode(opt *redis.ClusterOptions, minRead time.Duration, onConnect func(*node) func(context.Context, *redis.Conn) error) (*node, *redis.ClusterClient) {
 	o := *opt
-	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	tune(minRead, &o.ContextTimeoutEnabled, &o.MaxRetries, &o.PipelinePoolSize, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 	o.MaxRedirects = clusterRedirects
 	eo := o
+	eo.PoolSize = EventsPoolSize
 	n := &node{addr: "cluster " + strings.Join(o.Addrs, ",")}
 	o.OnConnect = onConnect(n)
 	c := redis.NewClusterClient(&o)
