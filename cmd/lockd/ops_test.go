@@ -519,6 +519,9 @@ func TestMetrics(t *testing.T) {
 	for i, tok := range tokens {
 		do("/v1/locks/metric-name-"+strconv.Itoa(i)+"/release", tokenJSON(tok), 204)
 	}
+	// A semaphore's permits are counted apart from locks.
+	do("/v1/semaphores/metric-pool/acquire", `{"limit":1,"owner":"metric-owner"}`, 200)
+	do("/v1/semaphores/metric-pool/acquire", `{"limit":2}`, 409)
 
 	if r, _ := send(t, "GET", locked.url+"/metrics", nil, ""); r.status != http.StatusUnauthorized || errorCode(r.body) != "unauthenticated" {
 		t.Errorf("/metrics without a token, METRICS_REQUIRE_AUTH=true: %d %.200s", r.status, r.body)
@@ -533,11 +536,13 @@ func TestMetrics(t *testing.T) {
 		labels []string
 		min    float64
 	}{
-		{"lockd_acquisitions_total", []string{`result="granted"`}, granted},
-		{"lockd_acquisitions_total", []string{`result="locked"`}, 1},
-		{"lockd_releases_total", []string{`result="released"`}, granted},
-		{"lockd_extensions_total", []string{`result="extended"`}, 1},
-		{"lockd_fence_checks_total", []string{`result="current"`}, granted},
+		{"lockd_acquisitions_total", []string{`kind="lock"`, `result="granted"`}, granted},
+		{"lockd_acquisitions_total", []string{`kind="lock"`, `result="locked"`}, 1},
+		{"lockd_acquisitions_total", []string{`kind="semaphore"`, `result="granted"`}, 1},
+		{"lockd_acquisitions_total", []string{`kind="semaphore"`, `result="limit_mismatch"`}, 1},
+		{"lockd_releases_total", []string{`kind="lock"`, `result="released"`}, granted},
+		{"lockd_extensions_total", []string{`kind="lock"`, `result="extended"`}, 1},
+		{"lockd_fence_checks_total", []string{`kind="lock"`, `result="current"`}, granted},
 		{"lockd_waiters", nil, 0},
 		{"lockd_wait_duration_seconds_count", nil, granted + 1},
 		{"lockd_redis_command_duration_seconds_count", []string{`node="0"`}, 1},

@@ -65,7 +65,7 @@ func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (
 		return Lease{}, err
 	}
 	if err := m.startWaiting(); err != nil {
-		m.obs.Acquired(resultOf(err), 0)
+		m.obs.Acquired(KindLock.label(), resultOf(err), 0)
 		return Lease{}, err
 	}
 	defer m.endWaiting()
@@ -80,7 +80,7 @@ func (m *Manager) Acquire(ctx context.Context, name string, ttl time.Duration) (
 	default:
 		err = translate(err, ErrLocked)
 	}
-	m.obs.Acquired(resultOf(err), time.Since(start))
+	m.obs.Acquired(KindLock.label(), resultOf(err), time.Since(start))
 	switch {
 	case err == nil:
 		m.demoEvent(ctx, EventAcquired, name, ttl)
@@ -155,7 +155,7 @@ func (m *Manager) Release(ctx context.Context, l Lease) error {
 	if !l.acquired.IsZero() {
 		held = time.Since(l.acquired)
 	}
-	m.obs.Released(resultOf(err, "released"), held)
+	m.obs.Released(KindLock.label(), resultOf(err, "released"), held)
 	switch {
 	case err == nil:
 		m.demoEvent(ctx, EventReleased, l.Name, l.TTL)

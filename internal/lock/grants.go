@@ -332,7 +332,7 @@ func kindMismatch(got []reply[scriptReply]) error {
 // RenewKind is Renew for a name of kind: a semaphore's permit, or a lock
 // (ErrKindMismatch when the name is held as the other kind).
 func (m *Manager) RenewKind(ctx context.Context, kind Kind, name, token string, ttl time.Duration) (l Lease, err error) {
-	defer func() { m.obs.Extended(resultOf(err, "extended")) }()
+	defer func() { m.obs.Extended(kind.label(), resultOf(err, "extended")) }()
 	if err := ValidateStrictName(name); err != nil {
 		return Lease{}, err
 	}
@@ -421,7 +421,7 @@ func (m *Manager) ReleaseGrant(ctx context.Context, name, token string) (h Holde
 // name is held as the other kind).
 func (m *Manager) ReleaseKind(ctx context.Context, kind Kind, name, token string) (h Holder, err error) {
 	var held time.Duration
-	defer func() { m.obs.Released(resultOf(err, "released"), held) }()
+	defer func() { m.obs.Released(kind.label(), resultOf(err, "released"), held) }()
 	if err := ValidateStrictName(name); err != nil {
 		return Holder{}, err
 	}
@@ -488,7 +488,7 @@ func (m *Manager) Check(ctx context.Context, name string, fence int64) (err erro
 // CheckKind is Check for a name of kind: fence is current when any live
 // holder (a shared holder, a semaphore's permit) has it.
 func (m *Manager) CheckKind(ctx context.Context, kind Kind, name string, fence int64) (err error) {
-	defer func() { m.obs.FenceChecked(resultOf(err, "current")) }()
+	defer func() { m.obs.FenceChecked(kind.label(), resultOf(err, "current")) }()
 	if err := ValidateStrictName(name); err != nil {
 		return err
 	}

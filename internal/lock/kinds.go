@@ -17,6 +17,14 @@ const (
 	KindSemaphore Kind = "semaphore"
 )
 
+// label is k for an Observer: the zero Kind is a lock.
+func (k Kind) label() string {
+	if k == KindSemaphore {
+		return string(KindSemaphore)
+	}
+	return string(KindLock)
+}
+
 // Mode is how a lock is held.
 type Mode string
 

@@ -49,26 +49,27 @@ type Manager struct {
 	close  context.CancelFunc
 }
 
-// Observer hears about lock events, for metrics. Results are short fixed
-// words ("granted", "locked", "unavailable", "invalid", "canceled",
+// Observer hears about lock events, for metrics. kind is what the request
+// asked for, "lock" or "semaphore"; results are short fixed words
+// ("granted", "locked", "unavailable", "invalid", "canceled",
 // "too_many_waiters", "kind_mismatch", "limit_mismatch", "lock_delay",
 // "unsupported"; "released", "extended", "current", "stale",
 // "not_holder"), never names, tokens or owners.
 type Observer interface {
-	Acquired(result string, waited time.Duration)
-	Released(result string, held time.Duration)
-	Extended(result string)
-	FenceChecked(result string)
+	Acquired(kind, result string, waited time.Duration)
+	Released(kind, result string, held time.Duration)
+	Extended(kind, result string)
+	FenceChecked(kind, result string)
 	Waiting(delta int)
 }
 
 type noObserver struct{}
 
-func (noObserver) Acquired(string, time.Duration) {}
-func (noObserver) Released(string, time.Duration) {}
-func (noObserver) Extended(string)                {}
-func (noObserver) FenceChecked(string)            {}
-func (noObserver) Waiting(int)                    {}
+func (noObserver) Acquired(string, string, time.Duration) {}
+func (noObserver) Released(string, string, time.Duration) {}
+func (noObserver) Extended(string, string)                {}
+func (noObserver) FenceChecked(string, string)            {}
+func (noObserver) Waiting(int)                            {}
 
 // resultOf names an outcome for an Observer; ok is the word for success.
 func resultOf(err error, ok ...string) string {

@@ -119,21 +119,21 @@ func (m *Manager) hear(ctx context.Context, ps *redis.PubSub, subscribe func(), 
 // holds nothing, even if the grant came just before.
 func (m *Manager) AcquireWait(ctx context.Context, name string, g Grant, wait time.Duration) (Lease, time.Duration, error) {
 	if err := validateWait(wait); err != nil {
-		m.obs.Acquired(resultOf(err), 0)
+		m.obs.Acquired(g.Kind.label(), resultOf(err), 0)
 		return Lease{}, 0, err
 	}
 	if err := ValidateStrictName(name); err != nil {
-		m.obs.Acquired(resultOf(err), 0)
+		m.obs.Acquired(g.Kind.label(), resultOf(err), 0)
 		return Lease{}, 0, err
 	}
 	if err := m.validateGrant(&g); err != nil {
-		m.obs.Acquired(resultOf(err), 0)
+		m.obs.Acquired(g.Kind.label(), resultOf(err), 0)
 		return Lease{}, 0, err
 	}
 	start := time.Now()
 	l, err := m.acquireWait(ctx, name, g, wait)
 	waited := time.Since(start)
-	m.obs.Acquired(resultOf(err), waited)
+	m.obs.Acquired(g.Kind.label(), resultOf(err), waited)
 	return l, waited, err
 }
 

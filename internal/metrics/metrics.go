@@ -44,6 +44,10 @@ var (
 	fenceResults   = []string{"current", "stale", "unavailable", "invalid", "kind_mismatch"}
 )
 
+// kinds are what a lock request asks for: a lock (the demo's included) or
+// a semaphore's permit.
+var kinds = []string{"lock", "semaphore"}
+
 // httpMethods are the methods kept as labels; anything else (a scanner's
 // invented verb) is "other".
 var httpMethods = []string{
@@ -161,8 +165,8 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // "unsupported" (a shared lock, semaphore, fair queue or lock-delay in
 // quorum mode). waited is observed for every result but "invalid", which
 // is refused before any waiting.
-func (m *Metrics) Acquired(result string, waited time.Duration) {
-	if m.acquisitions.inc(result) != "invalid" {
+func (m *Metrics) Acquired(kind, result string, waited time.Duration) {
+	if m.acquisitions.inc(kind, result) != "invalid" {
 		m.wait.Observe(waited.Seconds())
 	}
 }
@@ -170,8 +174,8 @@ func (m *Metrics) Acquired(result string, waited time.Duration) {
 // Released records a release's result: "released", "not_holder",
 // "unavailable", "invalid" or "kind_mismatch". held is observed when positive; callers that
 // do not know how long the lock was held pass 0.
-func (m *Metrics) Released(result string, held time.Duration) {
-	m.releases.inc(result)
+func (m *Metrics) Released(kind, result string, held time.Duration) {
+	m.releases.inc(kind, result)
 	if held > 0 {
 		m.hold.Observe(held.Seconds())
 	}
@@ -179,11 +183,11 @@ func (m *Metrics) Released(result string, held time.Duration) {
 
 // Extended records an extension's result: "extended", "not_holder",
 // "unavailable", "invalid" or "kind_mismatch".
-func (m *Metrics) Extended(result string) { m.extensions.inc(result) }
+func (m *Metrics) Extended(kind, result string) { m.extensions.inc(kind, result) }
 
 // FenceChecked records a fencing token check's result: "current", "stale",
 // "unavailable", "invalid" or "kind_mismatch".
-func (m *Metrics) FenceChecked(result string) { m.fenceChecks.inc(result) }
+func (m *Metrics) FenceChecked(kind, result string) { m.fenceChecks.inc(kind, result) }
 
 // Waiting adds delta to the number of acquires waiting on this replica: +1
 // when one starts to wait, -1 when it stops.
@@ -233,19 +237,25 @@ type resultCounter struct {
 }
 
 func newResultCounter(reg prometheus.Registerer, name, help string, results []string) resultCounter {
-	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"result"})
-	for _, r := range append(slices.Clone(results), other) {
-		vec.WithLabelValues(r)
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"kind", "result"})
+	for _, k := range kinds {
+		for _, r := range append(slices.Clone(results), other) {
+			vec.WithLabelValues(k, r)
+		}
 	}
 	reg.MustRegister(vec)
 	return resultCounter{vec: vec, results: results}
 }
 
-// inc counts result, or "other" when it is not in the set, and returns the
-// label it used.
-func (c resultCounter) inc(result string) string {
+// inc counts result of a request for kind, result "other" when it is not
+// in the set, and returns the result label it used. A kind other than
+// "semaphore" is a lock's, so no caller's string can make a series.
+func (c resultCounter) inc(kind, result string) string {
 	result = oneOf(c.results, result)
-	c.vec.WithLabelValues(result).Inc()
+	if kind != "semaphore" {
+		kind = "lock"
+	}
+	c.vec.WithLabelValues(kind, result).Inc()
 	return result
 }
 

@@ -91,12 +91,14 @@ func TestResultsStartAtZero(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, want := testutil.CollectAndCount(tt.c.vec), len(tt.results)+1; got != want {
-				t.Errorf("series = %d, want %d (each result and %q)", got, want, other)
+			if got, want := testutil.CollectAndCount(tt.c.vec), len(kinds)*(len(tt.results)+1); got != want {
+				t.Errorf("series = %d, want %d (each kind with each result and %q)", got, want, other)
 			}
-			for _, r := range append(tt.results, other) {
-				if got := testutil.ToFloat64(tt.c.vec.WithLabelValues(r)); got != 0 {
-					t.Errorf("%s = %v, want 0", r, got)
+			for _, k := range kinds {
+				for _, r := range append(tt.results, other) {
+					if got := testutil.ToFloat64(tt.c.vec.WithLabelValues(k, r)); got != 0 {
+						t.Errorf("%s %s = %v, want 0", k, r, got)
+					}
 				}
 			}
 		})
@@ -108,34 +110,40 @@ func TestEvents(t *testing.T) {
 		name   string
 		record func(*Metrics)
 		vec    func(*Metrics) *prometheus.CounterVec
-		result string // the label that must have moved
+		result string // the label that must have moved (with kind, below)
 		wait   uint64 // observations expected in the wait histogram
 		hold   uint64 // and in the hold histogram
 	}{
-		{"acquire granted", func(m *Metrics) { m.Acquired("granted", 3*time.Millisecond) }, acq, "granted", 1, 0},
-		{"acquire locked after a wait", func(m *Metrics) { m.Acquired("locked", 2*time.Second) }, acq, "locked", 1, 0},
-		{"acquire canceled", func(m *Metrics) { m.Acquired("canceled", time.Second) }, acq, "canceled", 1, 0},
-		{"acquire invalid is not timed", func(m *Metrics) { m.Acquired("invalid", time.Second) }, acq, "invalid", 0, 0},
-		{"acquire unknown", func(m *Metrics) { m.Acquired("orders/42", time.Second) }, acq, other, 1, 0},
-		{"release held", func(m *Metrics) { m.Released("released", time.Minute) }, rel, "released", 0, 1},
-		{"release unknown hold", func(m *Metrics) { m.Released("not_holder", 0) }, rel, "not_holder", 0, 0},
-		{"release unknown", func(m *Metrics) { m.Released("tok-5f2a", 0) }, rel, other, 0, 0},
-		{"extend", func(m *Metrics) { m.Extended("extended") }, ext, "extended", 0, 0},
-		{"extend unknown", func(m *Metrics) { m.Extended("Extended") }, ext, other, 0, 0},
-		{"fence stale", func(m *Metrics) { m.FenceChecked("stale") }, fence, "stale", 0, 0},
-		{"fence unknown", func(m *Metrics) { m.FenceChecked("") }, fence, other, 0, 0},
+		{"acquire granted", func(m *Metrics) { m.Acquired("lock", "granted", 3*time.Millisecond) }, acq, "granted", 1, 0},
+		{"acquire locked after a wait", func(m *Metrics) { m.Acquired("lock", "locked", 2*time.Second) }, acq, "locked", 1, 0},
+		{"acquire canceled", func(m *Metrics) { m.Acquired("lock", "canceled", time.Second) }, acq, "canceled", 1, 0},
+		{"acquire invalid is not timed", func(m *Metrics) { m.Acquired("lock", "invalid", time.Second) }, acq, "invalid", 0, 0},
+		{"acquire unknown", func(m *Metrics) { m.Acquired("lock", "orders/42", time.Second) }, acq, other, 1, 0},
+		{"release held", func(m *Metrics) { m.Released("lock", "released", time.Minute) }, rel, "released", 0, 1},
+		{"release unknown hold", func(m *Metrics) { m.Released("lock", "not_holder", 0) }, rel, "not_holder", 0, 0},
+		{"release unknown", func(m *Metrics) { m.Released("lock", "tok-5f2a", 0) }, rel, other, 0, 0},
+		{"extend", func(m *Metrics) { m.Extended("lock", "extended") }, ext, "extended", 0, 0},
+		{"extend unknown", func(m *Metrics) { m.Extended("lock", "Extended") }, ext, other, 0, 0},
+		{"fence stale", func(m *Metrics) { m.FenceChecked("lock", "stale") }, fence, "stale", 0, 0},
+		{"fence unknown", func(m *Metrics) { m.FenceChecked("lock", "") }, fence, other, 0, 0},
+		{"semaphore permit", func(m *Metrics) { m.Acquired("semaphore", "granted", time.Millisecond) }, acq, "granted", 1, 0},
+		{"unknown kind", func(m *Metrics) { m.Released("orders/42", "released", 0) }, rel, "released", 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := New()
 			tt.record(m)
 			vec := tt.vec(m)
-			if got := testutil.ToFloat64(vec.WithLabelValues(tt.result)); got != 1 {
-				t.Errorf("%s = %v, want 1", tt.result, got)
+			kind := "lock"
+			if strings.HasPrefix(tt.name, "semaphore") {
+				kind = "semaphore"
+			}
+			if got := testutil.ToFloat64(vec.WithLabelValues(kind, tt.result)); got != 1 {
+				t.Errorf("%s %s = %v, want 1", kind, tt.result, got)
 			}
 			// Only the pre-initialised series exist: nothing new was made
 			// from the caller's string.
-			if got, want := testutil.CollectAndCount(vec), len(m.resultSet(vec))+1; got != want {
+			if got, want := testutil.CollectAndCount(vec), len(kinds)*(len(m.resultSet(vec))+1); got != want {
 				t.Errorf("series = %d, want %d", got, want)
 			}
 			if got := samples(t, m, "lockd_wait_duration_seconds", nil); got != tt.wait {
@@ -351,7 +359,7 @@ func TestRouteLabelsBounded(t *testing.T) {
 
 func TestHandler(t *testing.T) {
 	m := New()
-	m.Acquired("granted", time.Millisecond)
+	m.Acquired("lock", "granted", time.Millisecond)
 	m.HTTPRequest("/v1/locks/:name/acquire", http.MethodPost, http.StatusOK, time.Millisecond)
 	m.RedisHook("0")
 
@@ -373,8 +381,8 @@ func TestHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		`lockd_acquisitions_total{result="granted"} 1`,
-		`lockd_acquisitions_total{result="other"} 0`,
+		`lockd_acquisitions_total{kind="lock",result="granted"} 1`,
+		`lockd_acquisitions_total{kind="semaphore",result="other"} 0`,
 		`lockd_redis_errors_total{node="0"} 0`,
 		"go_goroutines",
 		"process_start_time_seconds",
