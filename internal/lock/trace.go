@@ -26,7 +26,24 @@ func traceRedis(c redis.UniversalClient, tp trace.TracerProvider) {
 	_ = redisotel.InstrumentTracing(c,
 		redisotel.WithTracerProvider(childSpansOnly{tp}),
 		redisotel.WithDBStatement(false),
-		redisotel.WithCallerEnabled(false))
+		redisotel.WithCallerEnabled(false),
+		redisotel.WithCommandsFilter(connectionSetup))
+}
+
+// connectionSetup tells the pipelines that set a new connection up: go-
+// redis's own (SELECT, CLIENT SETINFO) and onConnect's (SCRIPT LOAD, the
+// restart check's INFO). A request that happens to dial a connection runs
+// them in its context, but they are lockd's bookkeeping, not the request's
+// work, so they stay out of its trace. No request pipeline starts so.
+func connectionSetup(cmds []redis.Cmder) bool {
+	if len(cmds) == 0 {
+		return false
+	}
+	switch cmds[0].Name() {
+	case "hello", "auth", "select", "client", "script", "info":
+		return true
+	}
+	return false
 }
 
 // childSpansOnly is a TracerProvider whose tracers start a span only inside

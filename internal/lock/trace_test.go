@@ -100,3 +100,40 @@ func TestTraceSpans(t *testing.T) {
 		t.Errorf("plain wait span %v, want locked after about %v", plain, wait)
 	}
 }
+
+// TestNewConnectionsStayOutOfTraces: a traced call that has to dial (its
+// replica's connections were all cut) shows only its own command, not the
+// new connection's setup (SELECT, CLIENT SETINFO, SCRIPT LOAD, the restart
+// check's INFO).
+func TestNewConnectionsStayOutOfTraces(t *testing.T) {
+	t.Parallel()
+	_, rdb, srv := setup(t)
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	o := nodeOptions(srv.Addr, "pw")
+	o.DB = 1 // so that go-redis's own setup sends a SELECT too
+	m := New(Config{Nodes: []*redis.Options{o}, TracerProvider: tp})
+	t.Cleanup(func() { _ = m.Close() })
+	ctx := context.Background()
+	if err := m.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Cut every connection but the test's own: the next call dials.
+	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	callCtx, span := tp.Tracer("caller").Start(ctx, "caller")
+	if _, err := m.TryAcquire(callCtx, "dialed", Grant{TTL: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	span.End()
+	var names []string
+	for _, s := range exp.GetSpans() {
+		if s.Name != "caller" {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) != 1 || names[0] != "evalsha" {
+		t.Fatalf("spans under the call: %q, want only its evalsha", names)
+	}
+}
