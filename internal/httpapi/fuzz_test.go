@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -147,4 +149,61 @@ func FuzzRequestID(f *testing.F) {
 			t.Fatalf("sent %q (valid %v), echoed %q", id, valid, got)
 		}
 	})
+}
+
+// FuzzObjectKeys checks the byte walker decodeBody uses against
+// encoding/json's own tokenizer: for any valid JSON in UTF-8, the same keys in the
+// same order, or the same verdict that it is not an object.
+func FuzzObjectKeys(f *testing.F) {
+	for _, seed := range []string{
+		`{}`, ` { "a" : 1 , "b":[1,{"c":"}"}], "d\"e":"x\\", "\u0066":{"g":[]} } `, `[]`, `"s"`, `null`,
+		`true`, `-1.5e3`, `{"a":"\\\""}`, `{"a":{"b":{"c":[[[]]]}},"z":null}`, "{\"a\"\t:\n1}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !json.Valid(b) || !utf8.Valid(b) { // decodeBody refuses the others first
+			return
+		}
+		keys, first, ok := objectKeys(b)
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		if d, isObj := tok.(json.Delim); !isObj || d != '{' {
+			if ok || kindOf(first) != tokenKind(tok) {
+				t.Fatalf("%q: ok %v, kind %q, want not an object, %q", b, ok, kindOf(first), tokenKind(tok))
+			}
+			return
+		}
+		var want []string
+		for dec.More() {
+			tok, _ := dec.Token()
+			want = append(want, tok.(string))
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				t.Fatalf("%q: %v", b, err)
+			}
+		}
+		if !ok || !slices.Equal(keys, want) {
+			t.Fatalf("%q: keys %q (ok %v), want %q", b, keys, ok, want)
+		}
+	})
+}
+
+// tokenKind names a first token as kindOf names a first byte.
+func tokenKind(tok json.Token) string {
+	switch tok.(type) {
+	case nil:
+		return "null"
+	case json.Delim:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "true or false"
+	}
+	return "a number"
 }

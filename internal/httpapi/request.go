@@ -111,25 +111,14 @@ func decodeBody(b []byte, v any) error {
 // object whose keys are among fields, spelled exactly so, each at most
 // once. hint, when not nil, names where an unknown field belongs.
 func checkShape(b []byte, fields map[string]string, hint misplacer) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return badInput("%s", syntaxProblem(b, err))
+	keys, first, ok := objectKeys(b)
+	if !ok {
+		return badInput("the body must be a JSON object with the fields %s, not %s", fieldList(fields), kindOf(first))
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return badInput("the body must be a JSON object with the fields %s, not %s", fieldList(fields), kindOf(tok))
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return badInput("%s", syntaxProblem(b, err))
-		}
-		key, _ := tok.(string) // the decoder allows only strings here
+	for i, key := range keys {
 		shown := strconv.Quote(truncate(key, 32))
 		switch _, known := fields[key]; {
-		case seen[key]:
+		case slices.Contains(keys[:i], key):
 			return badInput("field %s appears more than once; send each field once", shown)
 		case !known:
 			if hint != nil {
@@ -144,56 +133,103 @@ func checkShape(b []byte, fields map[string]string, hint misplacer) error {
 			}
 			return badInput("field %s is not known; the fields are %s", shown, fieldList(fields))
 		}
-		seen[key] = true
-		tok, err = dec.Token()
-		if err != nil {
-			return badInput("%s", syntaxProblem(b, err))
-		}
-		// Skip a nested value; its type is refused in the second pass.
-		for depth := nesting(tok); depth > 0; depth += nesting(tok) {
-			if tok, err = dec.Token(); err != nil {
-				return badInput("%s", syntaxProblem(b, err))
-			}
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return badInput("%s", syntaxProblem(b, err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badInput("the body has more after its JSON object")
 	}
 	return nil
 }
 
-// nesting is +1 for a token that opens an object or array, -1 for one that
-// closes it, else 0.
-func nesting(tok json.Token) int {
-	switch tok {
-	case json.Delim('{'), json.Delim('['):
-		return 1
-	case json.Delim('}'), json.Delim(']'):
-		return -1
+// objectKeys returns the keys of b, valid JSON (json.Valid), in order. It
+// walks the bytes itself, skipping values without decoding them: what
+// json.Decoder.Token did here cost an allocation per token on every
+// request. ok is false when b is not an object; first is then its first
+// byte, which tells what it is.
+func objectKeys(b []byte) (keys []string, first byte, ok bool) {
+	i := skipSpace(b, 0)
+	if b[i] != '{' {
+		return nil, b[i], false
 	}
-	return 0
+	for i = skipSpace(b, i+1); b[i] != '}'; {
+		end := stringEnd(b, i)
+		key := b[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') < 0 {
+			keys = append(keys, string(key))
+		} else {
+			var k string
+			_ = json.Unmarshal(b[i:end], &k) // valid JSON: a string
+			keys = append(keys, k)
+		}
+		i = skipSpace(b, end) // at the colon
+		i = valueEnd(b, skipSpace(b, i+1))
+		if i = skipSpace(b, i); b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return keys, '{', true
 }
 
-// kindOf names a JSON value by its first token, in plain words.
-func kindOf(tok json.Token) string {
-	switch t := tok.(type) {
-	case nil:
-		return "null"
-	case json.Delim:
-		if t == '[' {
-			return "an array"
-		}
-		return "an object"
-	case string:
-		return "a string"
-	case bool:
-		return "true or false"
-	default:
-		return "a number"
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
+	return i
+}
+
+// stringEnd returns the index just after the string that starts at i.
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++ // the escaped byte
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// valueEnd returns the index just after the value that starts at i.
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[i])) {
+		i++ // a number, true, false or null
+	}
+	return i
+}
+
+// kindOf names a JSON value by its first byte, in plain words.
+func kindOf(first byte) string {
+	switch first {
+	case 'n':
+		return "null"
+	case '[':
+		return "an array"
+	case '{':
+		return "an object"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "true or false"
+	}
+	return "a number"
 }
 
 // jsonFields maps the JSON names of v's fields (v points to a struct) to
