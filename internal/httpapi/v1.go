@@ -22,7 +22,7 @@ type leaseJSON struct {
 	Owner     string    `json:"owner"`
 	TTLMS     int64     `json:"ttl_ms"`
 	WaitedMS  int64     `json:"waited_ms"`
-	ExpiresAt time.Time `json:"expires_at"`
+	ExpiresAt string    `json:"expires_at"` // timeMS, as every instant /v1 shows
 	Mode      lock.Mode `json:"mode,omitempty"`
 	Limit     int       `json:"limit,omitempty"`
 	// QueuedMS is set on a lease granted from a fair queue (lock.Lease.Queued).
@@ -34,7 +34,7 @@ func newLeaseJSON(l lock.Lease, waited time.Duration) leaseJSON {
 		Name: l.Name, Kind: l.Kind, Token: l.Token, Fence: l.Fence, Owner: l.Owner,
 		TTLMS:     max(time.Until(l.Until).Milliseconds(), 0),
 		WaitedMS:  waited.Milliseconds(),
-		ExpiresAt: l.Until.UTC().Truncate(time.Millisecond),
+		ExpiresAt: timeMS(l.Until),
 		QueuedMS:  l.Queued.Milliseconds(),
 	}
 	switch out.Kind {

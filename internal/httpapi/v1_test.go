@@ -26,8 +26,11 @@ func TestAcquireExtendReleaseAcrossReplicas(t *testing.T) {
 		l.TTLMS < 29_000 || l.TTLMS > 30_000 || l.WaitedMS > 1000 {
 		t.Fatalf("default lease %+v", l)
 	}
-	if exp := before.Add(30 * time.Second); l.ExpiresAt.After(exp) || l.ExpiresAt.Before(exp.Add(-2*time.Second)) {
-		t.Errorf("expires_at %v, want just before %v", l.ExpiresAt, exp)
+	// Always with milliseconds, as delay_until: "…:05.000Z", never "…:05Z".
+	expires, err := time.Parse(time.RFC3339Nano, l.ExpiresAt)
+	if exp := before.Add(30 * time.Second); err != nil || !timeMSPattern.MatchString(l.ExpiresAt) ||
+		expires.After(exp) || expires.Before(exp.Add(-2*time.Second)) {
+		t.Errorf("expires_at %q (%v), want just before %v with milliseconds", l.ExpiresAt, err, exp)
 	}
 
 	got := b.inspect(t, "job")
