@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/go-distributed-lock/go-distributed-lock/client"
+	"github.com/go-distributed-lock/go-distributed-lock/internal/apitest"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/httpapi"
 	"github.com/go-distributed-lock/go-distributed-lock/internal/redistest"
 )
@@ -39,40 +39,6 @@ func tracing(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporte
 	return tp, exp
 }
 
-// seen is a request as it reached the service.
-type seen struct {
-	method, path            string
-	traceparent, tracestate string
-}
-
-// headerRecorder stands in front of a handler and notes every request's
-// trace headers, as the lockd behind a proxy would see them.
-type headerRecorder struct {
-	mu   sync.Mutex
-	reqs []seen
-}
-
-func (h *headerRecorder) all() []seen {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]seen(nil), h.reqs...)
-}
-
-// recordFront serves next behind a headerRecorder on a free port and
-// returns its URL.
-func recordFront(t *testing.T, next http.Handler) (string, *headerRecorder) {
-	t.Helper()
-	rec := &headerRecorder{}
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec.mu.Lock()
-		rec.reqs = append(rec.reqs, seen{r.Method, r.URL.Path, r.Header.Get("traceparent"), r.Header.Get("tracestate")})
-		rec.mu.Unlock()
-		next.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	return hs.URL, rec
-}
-
 // clientOf is a client of the lockd at rawURL with its own transport.
 func clientOf(t *testing.T, rawURL string, opts client.Options) *client.Client {
 	t.Helper()
@@ -86,11 +52,11 @@ func clientOf(t *testing.T, rawURL string, opts client.Options) *client.Client {
 	return c
 }
 
-// traced is a lockd behind a headerRecorder, and a client of it whose
+// traced is a lockd behind an apitest.Recorder, and a client of it whose
 // spans land in exp.
 type traced struct {
 	url string
-	rec *headerRecorder
+	rec *apitest.Recorder
 	c   *client.Client
 	tp  *sdktrace.TracerProvider
 	exp *tracetest.InMemoryExporter
@@ -100,7 +66,7 @@ func startTraced(t *testing.T) traced {
 	t.Helper()
 	s := startService(t, httpapi.Options{})
 	var tr traced
-	tr.url, tr.rec = recordFront(t, s.handler)
+	tr.url, tr.rec = apitest.RecordFront(t, s.handler)
 	tr.tp, tr.exp = tracing(t)
 	tr.c = clientOf(t, tr.url, client.Options{TracerProvider: tr.tp})
 	return tr
@@ -194,7 +160,7 @@ func TestTraceContextReachesLockd(t *testing.T) {
 	}
 	caller.End()
 
-	spans, reqs := clientSpans(exp), rec.all()
+	spans, reqs := clientSpans(exp), rec.All()
 	want := []struct {
 		name, method string
 		status       int
@@ -220,8 +186,8 @@ func TestTraceContextReachesLockd(t *testing.T) {
 		if sp.Parent.SpanID() != caller.SpanContext().SpanID() || sp.SpanContext.TraceID() != caller.SpanContext().TraceID() {
 			t.Errorf("%s: parent %v, want the caller's span %v", w.name, sp.Parent, caller.SpanContext())
 		}
-		if got, want := req.traceparent, traceparent(sp.SpanContext); got != want {
-			t.Errorf("%s %s reached lockd with traceparent %q, want %q (the client span's)", req.method, req.path, got, want)
+		if got, want := req.Traceparent, traceparent(sp.SpanContext); got != want {
+			t.Errorf("%s %s reached lockd with traceparent %q, want %q (the client span's)", req.Method, req.Path, got, want)
 		}
 		a := attrs(sp)
 		if got := a["http.request.method"].AsString(); got != w.method {
@@ -250,7 +216,7 @@ func TestTraceContextReachesLockd(t *testing.T) {
 func TestTraceContextWithoutProvider(t *testing.T) {
 	t.Parallel()
 	s := startService(t, httpapi.Options{})
-	front, rec := recordFront(t, s.handler)
+	front, rec := apitest.RecordFront(t, s.handler)
 	c := clientOf(t, front, client.Options{}) // otel's global provider, never set here
 
 	// A caller traced by something else (a span from its own SDK, or one
@@ -273,7 +239,7 @@ func TestTraceContextWithoutProvider(t *testing.T) {
 	}
 	l.KeepAlive(ctx, client.KeepAliveOptions{})
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if n := len(rec.all()); n >= 2 {
+		if n := len(rec.All()); n >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -287,27 +253,27 @@ func TestTraceContextWithoutProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reqs := rec.all()
+	reqs := rec.All()
 	const want = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	for i, req := range reqs {
 		switch {
-		case strings.HasSuffix(req.path, "/extend"):
+		case strings.HasSuffix(req.Path, "/extend"):
 			// A renewal is not part of the caller's trace, and with no
 			// provider there is no trace of its own to send.
-			if req.traceparent != "" {
-				t.Errorf("renewal %d reached lockd with traceparent %q, want none", i, req.traceparent)
+			if req.Traceparent != "" {
+				t.Errorf("renewal %d reached lockd with traceparent %q, want none", i, req.Traceparent)
 			}
-		case req.method == http.MethodGet:
-			if req.traceparent != "" {
-				t.Errorf("GET without a caller's trace reached lockd with traceparent %q, want none", req.traceparent)
+		case req.Method == http.MethodGet:
+			if req.Traceparent != "" {
+				t.Errorf("GET without a caller's trace reached lockd with traceparent %q, want none", req.Traceparent)
 			}
 		default:
-			if req.traceparent != want || req.tracestate != "congo=t61rcWkgMzE" {
-				t.Errorf("%s %s reached lockd with traceparent %q tracestate %q, want the caller's %q and its tracestate", req.method, req.path, req.traceparent, req.tracestate, want)
+			if req.Traceparent != want || req.Tracestate != "congo=t61rcWkgMzE" {
+				t.Errorf("%s %s reached lockd with traceparent %q tracestate %q, want the caller's %q and its tracestate", req.Method, req.Path, req.Traceparent, req.Tracestate, want)
 			}
 		}
 	}
-	if p := reqs[len(reqs)-2].path; !strings.HasSuffix(p, "/release") {
+	if p := reqs[len(reqs)-2].Path; !strings.HasSuffix(p, "/release") {
 		t.Errorf("second to last request %s, want the release", p)
 	}
 }
@@ -346,13 +312,13 @@ func TestTraceRenewalsLinkToCaller(t *testing.T) {
 		t.Errorf("renewal's links %+v, want one to the caller's span %v", renewal.Links, caller.SpanContext())
 	}
 	var found bool
-	for _, req := range rec.all() {
-		if strings.HasSuffix(req.path, "/extend") && req.traceparent == traceparent(renewal.SpanContext) {
+	for _, req := range rec.All() {
+		if strings.HasSuffix(req.Path, "/extend") && req.Traceparent == traceparent(renewal.SpanContext) {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("no extend reached lockd with the renewal span's traceparent %q: %+v", traceparent(renewal.SpanContext), rec.all())
+		t.Errorf("no extend reached lockd with the renewal span's traceparent %q: %+v", traceparent(renewal.SpanContext), rec.All())
 	}
 	// The release is the caller's again.
 	spans := clientSpans(exp)

@@ -2,39 +2,19 @@ package main
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/go-distributed-lock/go-distributed-lock/internal/apitest"
 )
 
-// traced is a request as it reached lockd: its path and trace headers.
-type traced struct {
-	path, traceparent, tracestate string
-}
-
-// traceRecorder is a reverse proxy in front of a lockd that notes every
-// request's trace headers.
-type traceRecorder struct {
-	mu   sync.Mutex
-	reqs []traced
-}
-
-func (r *traceRecorder) take() []traced {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	reqs := r.reqs
-	r.reqs = nil
-	return reqs
-}
-
-// recordingProxy serves lockd's API through a traceRecorder and returns
-// the proxy's URL.
-func recordingProxy(t *testing.T, lockdURL string) (string, *traceRecorder) {
+// recordingProxy serves lockd's API through an apitest.Recorder and
+// returns the proxy's URL.
+func recordingProxy(t *testing.T, lockdURL string) (string, *apitest.Recorder) {
 	t.Helper()
 	u, err := url.Parse(lockdURL)
 	if err != nil {
@@ -44,15 +24,7 @@ func recordingProxy(t *testing.T, lockdURL string) (string, *traceRecorder) {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	proxy.Transport = tr
-	rec := &traceRecorder{}
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec.mu.Lock()
-		rec.reqs = append(rec.reqs, traced{r.URL.Path, r.Header.Get("traceparent"), r.Header.Get("tracestate")})
-		rec.mu.Unlock()
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	return hs.URL, rec
+	return apitest.RecordFront(t, proxy)
 }
 
 func TestTraceContextFromEnvironment(t *testing.T) {
@@ -77,7 +49,7 @@ func TestTraceContextFromEnvironment(t *testing.T) {
 	if b, err := os.ReadFile(seenBy); err != nil || string(b) != parent+" "+state {
 		t.Errorf("COMMAND saw %q (%v), want %q", b, err, parent+" "+state)
 	}
-	checkTraced(t, "run", rec.take(), []string{"/v1/locks/traced-run/acquire", "/v1/locks/traced-run/release"}, parent, state)
+	checkTraced(t, "run", rec.Take(), []string{"/v1/locks/traced-run/acquire", "/v1/locks/traced-run/release"}, parent, state)
 
 	// The one-call commands do the same.
 	cmd = lockctl(front, "acquire", "--format", "{{.Token}}", "traced-script")
@@ -91,7 +63,7 @@ func TestTraceContextFromEnvironment(t *testing.T) {
 	if r := execute(t, cmd); r.code != 0 {
 		t.Fatalf("release: exit %d, stderr %s", r.code, r.stderr)
 	}
-	checkTraced(t, "acquire and release", rec.take(), []string{"/v1/locks/traced-script/acquire", "/v1/locks/traced-script/release"}, parent, state)
+	checkTraced(t, "acquire and release", rec.Take(), []string{"/v1/locks/traced-script/acquire", "/v1/locks/traced-script/release"}, parent, state)
 
 	// A malformed TRACEPARENT is ignored, not an error, and starts no
 	// trace: nothing is sent.
@@ -100,19 +72,19 @@ func TestTraceContextFromEnvironment(t *testing.T) {
 	if r := execute(t, cmd); r.code != 0 {
 		t.Fatalf("get with a malformed TRACEPARENT: exit %d, stderr %s", r.code, r.stderr)
 	}
-	checkTraced(t, "get with a malformed TRACEPARENT", rec.take(), []string{"/v1/locks/traced-script"}, "", "")
+	checkTraced(t, "get with a malformed TRACEPARENT", rec.Take(), []string{"/v1/locks/traced-script"}, "", "")
 }
 
 // checkTraced checks that the requests to paths, in order, carried
 // traceparent and tracestate.
-func checkTraced(t *testing.T, what string, reqs []traced, paths []string, traceparent, tracestate string) {
+func checkTraced(t *testing.T, what string, reqs []apitest.Seen, paths []string, traceparent, tracestate string) {
 	t.Helper()
 	if len(reqs) != len(paths) {
 		t.Fatalf("%s: requests %+v, want %d to %v", what, reqs, len(paths), paths)
 	}
 	for i, req := range reqs {
-		if req.path != paths[i] || req.traceparent != traceparent || req.tracestate != tracestate {
-			t.Errorf("%s: %s reached lockd with traceparent %q tracestate %q, want %s with %q %q", what, req.path, req.traceparent, req.tracestate, paths[i], traceparent, tracestate)
+		if req.Path != paths[i] || req.Traceparent != traceparent || req.Tracestate != tracestate {
+			t.Errorf("%s: %s reached lockd with traceparent %q tracestate %q, want %s with %q %q", what, req.Path, req.Traceparent, req.Tracestate, paths[i], traceparent, tracestate)
 		}
 	}
 }

@@ -292,7 +292,7 @@ func (s *server) getLock(c *gin.Context) {
 		return
 	}
 	out := lockJSON{Name: name, Kind: lock.KindLock, Held: held, Mode: st.Mode, Holders: holdersJSON(st.Holders),
-		Queue: st.Queue, Waiters: waitersJSON(st.Waiters), DelayUntil: timeMS(st.DelayUntil)}
+		Queue: len(st.Waiters), Waiters: waitersJSON(st.Waiters), DelayUntil: timeMS(st.DelayUntil)}
 	if n := len(st.Holders); n > 0 {
 		top := st.Holders[n-1]
 		out.Owner, out.Fence, out.TTLMS = top.Owner, top.Fence, top.TTL.Milliseconds()
@@ -309,7 +309,7 @@ func (s *server) getSemaphore(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, semaphoreJSON{Name: name, Kind: lock.KindSemaphore, Held: held, Limit: st.Limit,
-		Holders: holdersJSON(st.Holders), Queue: st.Queue, Waiters: waitersJSON(st.Waiters), DelayUntil: timeMS(st.DelayUntil)})
+		Holders: holdersJSON(st.Holders), Queue: len(st.Waiters), Waiters: waitersJSON(st.Waiters), DelayUntil: timeMS(st.DelayUntil)})
 }
 
 // listLocks is GET /v1/locks?prefix=&limit=&cursor=.
@@ -338,7 +338,7 @@ func (s *server) listLocks(c *gin.Context) {
 func newListEntryJSON(e lock.Entry) listEntryJSON {
 	st := e.State
 	out := listEntryJSON{Name: e.Name, Kind: st.Kind, Owner: e.Holder.Owner, Fence: e.Holder.Fence,
-		TTLMS: e.Holder.TTL.Milliseconds(), Holders: holdersJSON(st.Holders), Queue: st.Queue,
+		TTLMS: e.Holder.TTL.Milliseconds(), Holders: holdersJSON(st.Holders), Queue: len(st.Waiters),
 		DelayUntil: timeMS(st.DelayUntil)}
 	if st.Kind == lock.KindSemaphore {
 		out.Limit = &st.Limit

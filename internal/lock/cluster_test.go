@@ -592,7 +592,7 @@ func TestClusterRicherGrants(t *testing.T) {
 			}
 			got <- l
 		}()
-		waitFor(t, func() bool { st, _, _ := a.InspectState(ctx, KindSemaphore, name); return st.Queue == 1 })
+		waitFor(t, func() bool { st, _, _ := a.InspectState(ctx, KindSemaphore, name); return len(st.Waiters) == 1 })
 		if _, err := a.ReleaseKind(ctx, KindSemaphore, name, p1.Token); err != nil {
 			t.Fatal(name, err)
 		}

@@ -265,7 +265,7 @@ func refusalOf(r scriptReply) (*LockedError, error) {
 		h = st.Holders[n-1]
 	}
 	h.Mode = st.Mode
-	return &LockedError{Holder: h, Holders: st.Holders, Kind: st.Kind, Mode: st.Mode, Limit: st.Limit, Queue: st.Queue}, nil
+	return &LockedError{Holder: h, Holders: st.Holders, Kind: st.Kind, Mode: st.Mode, Limit: st.Limit, Queue: len(st.Waiters)}, nil
 }
 
 // raise, in quorum mode, makes the highest candidate fence of the nodes

@@ -101,9 +101,8 @@ type State struct {
 	Limit int
 	// Holders are the live holders by fence, ascending.
 	Holders []Holder
-	// Queue is how many wait in the name's fair queue.
-	Queue int
-	// Waiters are those in the queue, first to be served first.
+	// Waiters are those in the name's fair queue, first to be served
+	// first.
 	Waiters []Waiter
 	// DelayUntil is the end of a lock-delay in force, else zero.
 	DelayUntil time.Time

@@ -145,7 +145,7 @@ func TestSharedHoldersExcludeExclusive(t *testing.T) {
 		l, _, err := m.AcquireWait(ctx, "rw", Grant{TTL: 10 * time.Second}, 10*time.Second)
 		writer <- res{l, err}
 	}()
-	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "rw"); return st.Queue == 1 })
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "rw"); return len(st.Waiters) == 1 })
 	if _, err := m.TryAcquire(ctx, "rw", shared); !errors.As(err, &le) || le.Queue != 1 {
 		t.Fatalf("shared acquire behind a waiting writer: %v, want refused", err)
 	}
@@ -211,7 +211,7 @@ func TestFairWaitersAcrossReplicasGoInArrivalOrder(t *testing.T) {
 			tokens <- l
 		})
 		// The next waiter starts once this one has its place.
-		waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "fifo"); return st.Queue == i+1 })
+		waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "fifo"); return len(st.Waiters) == i+1 })
 	}
 	if err := m.ReleaseToken(ctx, "fifo", first.Token); err != nil {
 		t.Fatal(err)
@@ -252,11 +252,11 @@ func TestVanishedWaiterIsSkipped(t *testing.T) {
 		_, _, err := m.AcquireWait(ctx, "gone", Grant{TTL: 10 * time.Second, Fair: true}, 20*time.Second)
 		got <- err
 	}()
-	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "gone"); return st.Queue == 2 })
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "gone"); return len(st.Waiters) == 2 })
 	// Its place lapses within queueLiveness. (Were the lock released before
 	// that, the dead waiter would be granted it, and its lease would run
 	// out as that of a client that died holding it.)
-	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "gone"); return st.Queue == 1 })
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "gone"); return len(st.Waiters) == 1 })
 	if err := m.ReleaseToken(ctx, "gone", holder.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestQueuedWaiterLeaves(t *testing.T) {
 		_, _, err := m.AcquireWait(cctx, "leave", Grant{TTL: time.Second, Fair: true}, 10*time.Second)
 		gone <- err
 	}()
-	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "leave"); return st.Queue == 1 })
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "leave"); return len(st.Waiters) == 1 })
 	_, _, err = m.AcquireWait(ctx, "leave", Grant{TTL: time.Second, Fair: true}, 300*time.Millisecond)
 	var le *LockedError
 	if !errors.As(err, &le) || le.Holder.Owner != "holder" || le.Queue != 1 {
@@ -390,7 +390,7 @@ func TestQueuedWaiterLeaves(t *testing.T) {
 		t.Fatalf("cancelled waiter: %v", err)
 	}
 	st, _, err := m.InspectState(ctx, KindLock, "leave")
-	if err != nil || st.Queue != 0 {
+	if err != nil || len(st.Waiters) != 0 {
 		t.Fatalf("queue after both left: %+v %v", st, err)
 	}
 	if err := m.ReleaseToken(ctx, "leave", h.Token); err != nil {

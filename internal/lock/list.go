@@ -133,7 +133,7 @@ func inspectedFrom(r scriptReply) inspected {
 		return inspected{token: r.str(4), h: Holder{Owner: r.str(1), Fence: r.int(2), TTL: ms(r.int(3))}}
 	case 2:
 		st, err := stateOf(r.str(1), r.int(2))
-		if err != nil || (len(st.Holders) == 0 && st.Queue == 0 && st.DelayUntil.IsZero()) {
+		if err != nil || (len(st.Holders) == 0 && len(st.Waiters) == 0 && st.DelayUntil.IsZero()) {
 			return inspected{}
 		}
 		return inspected{token: "record", h: st.top(), st: &st}

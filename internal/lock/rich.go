@@ -104,7 +104,6 @@ func stateOf(raw string, now int64) (State, error) {
 	slices.SortFunc(s.Holders, func(a, b Holder) int { return cmp.Compare(a.Fence, b.Fence) })
 	for _, w := range r.Q {
 		if int64(w.D) > now {
-			s.Queue++
 			s.Waiters = append(s.Waiters, Waiter{Owner: w.O, Mode: waiterMode(s.Kind, w.M)})
 		}
 	}

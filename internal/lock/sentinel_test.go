@@ -146,7 +146,7 @@ func TestSentinelFairGrantWaitsForReplicas(t *testing.T) {
 			got <- l
 		}()
 	}
-	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "f"); return st.Queue == 2 })
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "f"); return len(st.Waiters) == 2 })
 	if err := m.ReleaseToken(ctx, "f", l.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestSentinelFairGrantUnackedIsGivenBack(t *testing.T) {
 		_, _, err := m.AcquireWait(ctx, "u", Grant{TTL: 20 * time.Second, Fair: true}, 10*time.Second)
 		got <- err
 	}()
-	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "u"); return st.Queue == 1 })
+	waitFor(t, func() bool { st, _, _ := m.InspectState(ctx, KindLock, "u"); return len(st.Waiters) == 1 })
 	for _, r := range s.Nodes[1:] {
 		if err := r.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
