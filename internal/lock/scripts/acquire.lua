@@ -8,7 +8,7 @@
 -- lock-delays, and any request meeting their record, go to richAcquire.
 local v = redis.call("GET", KEYS[1])
 if richRequest(v) or (v and isRich(v)) then
-  return richAcquire(v)
+  return rich().acquire(v)
 end
 if v then
   local g = grant(v)

@@ -5,10 +5,11 @@
 -- hands the name on to the queue's head.
 local v = redis.call("GET", KEYS[1])
 if v and isRich(v) then
-  local now, rec = nowMs(), decode(v)
-  settle(rec, now)
-  local h = holderOf(rec, ARGV[1])
-  save(rec, now)
+  local R = rich()
+  local now, rec = nowMs(), R.decode(v)
+  R.settle(rec, now)
+  local h = R.holderOf(rec, ARGV[1])
+  R.save(rec, now)
   if h then return h.d - now end
   return -1
 end

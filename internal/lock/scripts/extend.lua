@@ -6,7 +6,7 @@
 -- semaphore's limit: {1, fence, ttl, owner, mode, limit}.
 local v = redis.call("GET", KEYS[1])
 if v and isRich(v) then
-  return richExtend(v)
+  return rich().extend(v)
 end
 if v and spec.kind == "s" then
   return {-2, "lock"}

@@ -9,6 +9,7 @@
 -- pttl} when it holds the name (granted meanwhile, even when leaving),
 -- {2, position, 0} while it waits, {0, 0, 0} when it is in neither place
 -- (its liveness ran out).
+local R = rich()
 local now = nowMs()
 local want, tokens = {}, {}
 for tk in string.gmatch(ARGV[1], "%S+") do
@@ -18,8 +19,8 @@ end
 local v = redis.call("GET", KEYS[1])
 local rec
 if v and isRich(v) then
-  rec = decode(v)
-  prune(rec, now)
+  rec = R.decode(v)
+  R.prune(rec, now)
   for i = #rec.q, 1, -1 do
     local w = rec.q[i]
     if want[w.t] then
@@ -30,13 +31,13 @@ if v and isRich(v) then
       end
     end
   end
-  promote(rec, now)
-  save(rec, now)
+  R.promote(rec, now)
+  R.save(rec, now)
 end
 local out = {now}
 for _, tk in ipairs(tokens) do
   local code, a, b = 0, 0, 0
-  local h = rec and holderOf(rec, tk)
+  local h = rec and R.holderOf(rec, tk)
   if h then
     code, a, b = 1, tonumber(h.f), h.d - now
   elseif rec then

@@ -4,7 +4,7 @@
 -- Returns {1, fence, at, owner}, {0} or {-1} as extend does.
 local v = redis.call("GET", KEYS[1])
 if v and isRich(v) then
-  return richRelease(v)
+  return rich().release(v)
 end
 if v and spec.kind == "s" then
   return {-2, "lock"}
