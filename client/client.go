@@ -176,33 +176,41 @@ func (c *Client) acquire(ctx context.Context, kind Kind, name string, limit int,
 	}
 }
 
+// tokenJSON is the body of an extend or a release.
+type tokenJSON struct {
+	Token string `json:"token"`
+	TTL   string `json:"ttl,omitempty"`
+}
+
+// acquireJSON is an acquire's body; fields left empty are not sent.
+type acquireJSON struct {
+	Limit     *int   `json:"limit,omitempty"`
+	TTL       string `json:"ttl,omitempty"`
+	Wait      string `json:"wait,omitempty"`
+	Owner     string `json:"owner,omitempty"`
+	Mode      string `json:"mode,omitempty"`
+	Fair      bool   `json:"fair,omitempty"`
+	LockDelay string `json:"lock_delay,omitempty"`
+}
+
 func (c *Client) acquireOnce(ctx context.Context, kind Kind, name string, limit int, opts AcquireOptions, wait time.Duration) (*Lease, error) {
 	// Only what was asked is sent: a lockd from before semaphores accepts
 	// a plain lock's request as it always did.
-	body := map[string]any{}
+	body := acquireJSON{Owner: opts.Owner, Mode: string(opts.Mode), Fair: opts.Fair}
 	if kind == KindSemaphore {
-		body["limit"] = limit
+		body.Limit = &limit
 	}
 	if opts.TTL != 0 {
-		body["ttl"] = opts.TTL.String()
+		body.TTL = opts.TTL.String()
 	}
 	if wait > 0 {
-		body["wait"] = wait.String()
-	}
-	if opts.Owner != "" {
-		body["owner"] = opts.Owner
-	}
-	if opts.Mode != "" {
-		body["mode"] = string(opts.Mode)
-	}
-	if opts.Fair {
-		body["fair"] = true
+		body.Wait = wait.String()
 	}
 	if opts.LockDelay != 0 {
-		body["lock_delay"] = opts.LockDelay.String()
+		body.LockDelay = opts.LockDelay.String()
 	}
 	var lj leaseJSON
-	sent, err := c.do(ctx, "acquire", http.MethodPost, namePath(kind, name, "acquire"), nil, body, &lj)
+	sent, err := c.do(ctx, "acquire", http.MethodPost, namePath(kind, name, "acquire"), nil, &body, &lj)
 	if err != nil {
 		return nil, err
 	}
@@ -253,12 +261,12 @@ func (c *Client) extendLease(ctx context.Context, kind Kind, name, token string,
 }
 
 func (c *Client) extend(ctx context.Context, kind Kind, name, token string, ttl time.Duration) (leaseJSON, time.Time, error) {
-	body := map[string]string{"token": token}
+	body := tokenJSON{Token: token}
 	if ttl != 0 {
-		body["ttl"] = ttl.String()
+		body.TTL = ttl.String()
 	}
 	var lj leaseJSON
-	sent, err := c.do(ctx, "extend", http.MethodPost, namePath(kind, name, "extend"), nil, body, &lj)
+	sent, err := c.do(ctx, "extend", http.MethodPost, namePath(kind, name, "extend"), nil, &body, &lj)
 	return lj, sent, err
 }
 
@@ -272,7 +280,7 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 }
 
 func (c *Client) release(ctx context.Context, kind Kind, name, token string) error {
-	_, err := c.do(ctx, "release", http.MethodPost, namePath(kind, name, "release"), nil, map[string]string{"token": token}, nil)
+	_, err := c.do(ctx, "release", http.MethodPost, namePath(kind, name, "release"), nil, &tokenJSON{Token: token}, nil)
 	return err
 }
 

@@ -23,13 +23,23 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		log.LogAttrs(c.Request.Context(), slog.LevelInfo, logging.AccessMessage,
+		// The record goes to the handler directly: Logger.LogAttrs would
+		// walk the stack for a caller no handler here prints, on every
+		// request.
+		ctx, h := c.Request.Context(), log.Handler()
+		if !h.Enabled(ctx, slog.LevelInfo) {
+			return
+		}
+		now := time.Now()
+		r := slog.NewRecord(now, slog.LevelInfo, logging.AccessMessage, 0)
+		r.AddAttrs(
 			slog.Int(logging.KeyStatus, c.Writer.Status()),
-			slog.Float64(logging.KeySeconds, time.Since(start).Seconds()),
+			slog.Float64(logging.KeySeconds, now.Sub(start).Seconds()),
 			slog.String(logging.KeyClientIP, c.ClientIP()),
 			slog.String(logging.KeyMethod, c.Request.Method),
 			slog.String(logging.KeyPath, c.Request.URL.RequestURI()),
 		)
+		_ = h.Handle(ctx, r)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -77,5 +78,19 @@ func TestJSONCarriesTheTrace(t *testing.T) {
 		if rec[KeyTraceID] != tt.trace || rec[KeySpanID] != tt.span {
 			t.Errorf("%s: trace_id %v span_id %v, want %v %v", tt.name, rec[KeyTraceID], rec[KeySpanID], tt.trace, tt.span)
 		}
+	}
+}
+
+// BenchmarkAccessLine: one access record in the text format, as lockd
+// writes one per request.
+//
+//	go test -run '^$' -bench AccessLine -benchmem ./internal/logging
+func BenchmarkAccessLine(b *testing.B) {
+	log := New(io.Discard, "text")
+	ctx := context.Background()
+	for b.Loop() {
+		log.LogAttrs(ctx, slog.LevelInfo, AccessMessage,
+			slog.Int(KeyStatus, 200), slog.Float64(KeySeconds, 0.000412), slog.String(KeyClientIP, "127.0.0.1"),
+			slog.String(KeyMethod, "POST"), slog.String(KeyPath, "/v1/locks/orders-42/acquire"))
 	}
 }
