@@ -475,3 +475,49 @@ func TestHeaderTooLarge(t *testing.T) {
 		t.Errorf("a 2 KiB header: got %d", resp.StatusCode)
 	}
 }
+
+// TestHeadAnswersAsGet: every GET route that only reads answers HEAD with
+// GET's status and headers and no body, through the OpenAPI-checked
+// client. The demo's GET /lock, which takes a lock, and the /v1/events
+// stream, which never ends, refuse HEAD, and HEAD /lock takes nothing.
+func TestHeadAnswersAsGet(t *testing.T) {
+	c := startCluster(t, 1, Options{})
+	base := c.replicas[0].url
+	c.replicas[0].acquire(t, "head-held", `{"ttl":"30s"}`)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/healthz", http.StatusOK},
+		{"/readyz", http.StatusOK},
+		{"/v1/locks", http.StatusOK},
+		{"/v1/locks?limit=0", http.StatusBadRequest},
+		{"/v1/locks/head-held", http.StatusOK},
+		{"/v1/locks/head-free", http.StatusOK},
+		{"/v1/locks/%00", http.StatusBadRequest},
+		{"/v1/semaphores/head-held", http.StatusConflict},
+	} {
+		g := call(t, ctx, http.MethodGet, base+tc.path, "")
+		h := call(t, ctx, http.MethodHead, base+tc.path, "")
+		if g.status != tc.want || h.status != tc.want {
+			t.Errorf("%s: GET %d, HEAD %d, want %d for both", tc.path, g.status, h.status, tc.want)
+		}
+		if len(h.body) != 0 {
+			t.Errorf("HEAD %s: %d bytes of body", tc.path, len(h.body))
+		}
+		for _, k := range []string{"Content-Type", "Allow"} {
+			if h.header.Get(k) != g.header.Get(k) {
+				t.Errorf("HEAD %s: %s %q, GET has %q", tc.path, k, h.header.Get(k), g.header.Get(k))
+			}
+		}
+	}
+	for _, path := range []string{"/lock?resource_id=head-demo", "/v1/events"} {
+		if h := call(t, ctx, http.MethodHead, base+path, ""); h.status != http.StatusMethodNotAllowed || h.header.Get("Allow") != "GET" {
+			t.Errorf("HEAD %s: %d, Allow %q; want 405, Allow GET", path, h.status, h.header.Get("Allow"))
+		}
+	}
+	if n := c.rdb.Exists(ctx, "lock:head-demo").Val(); n != 0 {
+		t.Errorf("HEAD /lock took the lock")
+	}
+}

@@ -24,14 +24,14 @@ func (s *server) routes(r *gin.Engine) {
 
 	// Probes and metrics, for orchestrators and Prometheus; never behind
 	// the API tokens, except /metrics when METRICS_REQUIRE_AUTH is set.
-	r.GET("/healthz", s.healthz)
-	r.GET("/readyz", s.readyz)
+	getHead(r, "/healthz", s.healthz)
+	getHead(r, "/readyz", s.readyz)
 	if s.opts.Metrics != nil {
 		metrics := []gin.HandlerFunc{gin.WrapH(s.opts.Metrics.Handler())}
 		if s.opts.MetricsRequireAuth && len(s.opts.APITokens) > 0 {
 			metrics = append([]gin.HandlerFunc{requireToken(s.opts.APITokens)}, metrics...)
 		}
-		r.GET("/metrics", metrics...)
+		getHead(r, "/metrics", metrics...)
 	}
 
 	// The lock service (doc/openapi.yaml). It shares the demo's lock
@@ -41,13 +41,13 @@ func (s *server) routes(r *gin.Engine) {
 		v1.Use(requireToken(s.opts.APITokens))
 	}
 	v1.Use(mapErrors(s.log))
-	v1.GET("/locks", s.listLocks) // semaphores too
-	v1.GET("/locks/:name", s.getLock)
+	getHead(v1, "/locks", s.listLocks) // semaphores too
+	getHead(v1, "/locks/:name", s.getLock)
 	v1.POST("/locks/:name/acquire", s.acquire)
 	v1.POST("/locks/:name/extend", s.extend(lock.KindLock))
 	v1.POST("/locks/:name/release", s.release(lock.KindLock))
 	v1.POST("/locks/:name/check", s.check(lock.KindLock))
-	v1.GET("/semaphores/:name", s.getSemaphore)
+	getHead(v1, "/semaphores/:name", s.getSemaphore)
 	v1.POST("/semaphores/:name/acquire", s.acquireSemaphore)
 	v1.POST("/semaphores/:name/extend", s.extend(lock.KindSemaphore))
 	v1.POST("/semaphores/:name/release", s.release(lock.KindSemaphore))
@@ -67,4 +67,14 @@ func (s *server) routes(r *gin.Engine) {
 	r.HandleMethodNotAllowed = true
 	r.NoRoute(notFound)
 	r.NoMethod(methodNotAllowed)
+}
+
+// getHead routes GET and HEAD to h: HTTP asks every server to answer HEAD
+// wherever it answers GET, and probes and monitors (curl -I, uptime
+// checkers) send it. net/http drops the body of a HEAD answer and keeps
+// its headers. The demo's GET /lock (which takes a lock) and the
+// /v1/events stream (which never ends) answer GET only.
+func getHead(r gin.IRoutes, path string, h ...gin.HandlerFunc) {
+	r.GET(path, h...)
+	r.HEAD(path, h...)
 }
