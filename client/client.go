@@ -542,8 +542,16 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 // send is do without the span. status is the answer's HTTP status, 0 when
 // none came.
 func (c *Client) send(ctx context.Context, method, path string, q url.Values, in, out any) (sent time.Time, status int, err error) {
+	// path is escaped (namePath escapes the name): it joins the base's
+	// escaped path as it is, and Path gets its unescaped form, so that
+	// the URL is not escaped twice (a name "a b" went out as a%2520b).
 	u := *c.base
-	u.Path += path
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("client: %w", err)
+	}
+	u.RawPath = u.EscapedPath() + path
+	u.Path += unescaped
 	u.RawQuery = q.Encode()
 	var body io.Reader
 	if in != nil {

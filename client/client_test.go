@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,6 +159,14 @@ func TestTypedErrors(t *testing.T) {
 		_, err := c.Acquire(ctx, "-bad name", client.AcquireOptions{})
 		if !errors.Is(err, client.ErrInvalidArgument) {
 			t.Errorf("bad name: %v, want ErrInvalidArgument", err)
+		}
+		// The name reaches lockd as written, escaped once: its refusal
+		// names the character the caller typed.
+		for name, char := range map[string]string{"a b": "' '", "a/b": "'/'", "a%b": "'%'", "a%20b": "'%'", "a?b": "'?'", "a#b": "'#'"} {
+			_, err := c.Acquire(ctx, name, client.AcquireOptions{})
+			if !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "contains "+char) {
+				t.Errorf("name %q: %v, want ErrInvalidArgument naming %s", name, err, char)
+			}
 		}
 		_, err = c.Acquire(ctx, "fine", client.AcquireOptions{TTL: time.Millisecond})
 		if !errors.Is(err, client.ErrInvalidArgument) {

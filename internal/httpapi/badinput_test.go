@@ -36,7 +36,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"star name", "POST", "/v1/locks/*/acquire", "", 400, "invalid_argument"},
 		{"unicode name", "POST", "/v1/locks/caf%C3%A9/acquire", "", 400, "invalid_argument"},
 		{"space in name", "GET", "/v1/locks/a%20b", "", 400, "invalid_argument"},
-		{"slash in name", "GET", "/v1/locks/a%2Fb", "", 404, "not_found"},
+		{"slash in name", "GET", "/v1/locks/a%2Fb", "", 400, "invalid_argument"},
+		{"slash in name on acquire", "POST", "/v1/locks/a%2Fb/acquire", "", 400, "invalid_argument"},
 		{"bad name on check", "POST", "/v1/locks/-x/check", `{"fence":1}`, 400, "invalid_argument"},
 		{"bad name on release", "POST", "/v1/locks/.x/release", `{"token":"t"}`, 400, "invalid_argument"},
 		// TTL and wait.

@@ -75,6 +75,11 @@ func NewHandler(logger *slog.Logger, locks *lock.Manager, opts Options) (http.Ha
 	}
 	s := &server{log: logger, locks: locks, opts: opts, hub: newEventHub(locks, logger)}
 	r := gin.New()
+	// Route on the path as sent, then unescape each parameter: a name with
+	// an escaped slash (a%2Fb) reaches the name check and gets its 400
+	// saying what is wrong with it, rather than a 404 for the route
+	// /v1/locks/a/b it was decoded into.
+	r.UseRawPath = true
 	// Only the proxies named are believed about the client's address;
 	// with none, the client IP in the logs is the peer's address.
 	if err := r.SetTrustedProxies(opts.TrustedProxies); err != nil {
