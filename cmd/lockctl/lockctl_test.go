@@ -365,3 +365,28 @@ func runTogether(t *testing.T, n int, script, url string, args ...string) []byte
 	}
 	return b
 }
+
+// TestFlagsAfterTheName: flags may follow NAME (and a TOKEN), as people
+// type them; what is not one of lockctl's flags stays an argument: a
+// token that starts with "-", and the command's own flags.
+func TestFlagsAfterTheName(t *testing.T) {
+	l := startLockd(t)
+	r := execute(t, lockctl(l.URL, "acquire", "late", "--ttl", "1m", "--owner", "typist", "--format", "{{.Owner}} {{gt .TTLMS 50000}} {{.Token}}"))
+	fields := strings.Fields(r.stdout)
+	if r.code != 0 || len(fields) != 3 || fields[0] != "typist" || fields[1] != "true" {
+		t.Fatalf("acquire NAME --flags: exit %d, %q, %s", r.code, r.stdout, r.stderr)
+	}
+	if r := execute(t, lockctl(l.URL, "release", "late", "-notatoken")); r.code != 1 || !strings.Contains(r.stderr, "not_holder") {
+		t.Errorf("release NAME -TOKEN: exit %d, want 1 and not_holder: %s", r.code, r.stderr)
+	}
+	if r := execute(t, lockctl(l.URL, "extend", "late", fields[2], "--ttl", "2m", "--format", "{{gt .TTLMS 60000}}")); r.code != 0 || strings.TrimSpace(r.stdout) != "true" {
+		t.Errorf("extend NAME TOKEN --flags: exit %d, %q, %s", r.code, r.stdout, r.stderr)
+	}
+	r = execute(t, lockctl(l.URL, "run", "job", "--ttl", "2s", "--", "sh", "-c", "echo $LOCK_NAME"))
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "job" {
+		t.Errorf("run NAME --flags -- COMMAND: exit %d, %q, %s", r.code, r.stdout, r.stderr)
+	}
+	if r := execute(t, lockctl(l.URL, "run", "job", "sh", "-c", "exit 3")); r.code != 3 {
+		t.Errorf("run NAME COMMAND -flag: exit %d, want 3: %s", r.code, r.stderr)
+	}
+}

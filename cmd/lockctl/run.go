@@ -133,14 +133,44 @@ func (e *env) flags(synopsis string) *flag.FlagSet {
 }
 
 // parse parses args, returning the exit code to stop with, or -1 to go on.
-func (e *env) parse(fs *flag.FlagSet, args []string) int {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+// Flags may also follow the first leading arguments (lockctl acquire NAME
+// --ttl 5s, lockctl run NAME --wait 1m -- make), as people type them.
+// Parsing stops after those, at a "--", or at anything that is not one of
+// fs's flags: run's COMMAND keeps its own flags, and a token that starts
+// with "-" stays a token.
+func (e *env) parse(fs *flag.FlagSet, args []string, leading int) int {
+	var got []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitUsage
 		}
-		return exitUsage
+		args = fs.Args()
+		// A token may start with "-": only fs's flags count as flags.
+		for len(args) > 0 && len(got) < leading && args[0] != "--" && !isFlag(fs, args[0]) {
+			got, args = append(got, args[0]), args[1:]
+		}
+		if len(args) == 0 || !isFlag(fs, args[0]) {
+			break
+		}
 	}
+	// Parse again over what is left, so that fs.Args() returns it all.
+	_ = fs.Parse(append([]string{"--"}, append(got, args...)...))
 	return -1
+}
+
+// isFlag says whether arg is "-name", "--name" or either with "=value",
+// for a flag fs defines.
+func isFlag(fs *flag.FlagSet, arg string) bool {
+	name, ok := strings.CutPrefix(arg, "-")
+	if !ok {
+		return false
+	}
+	name = strings.TrimPrefix(name, "-")
+	name, _, _ = strings.Cut(name, "=")
+	return name == "h" || name == "help" || name != "" && fs.Lookup(name) != nil
 }
 
 func (e *env) usageError(format string, a ...any) int {

@@ -72,7 +72,7 @@ func (e *env) parseRun(args []string) (runArgs, int) {
 	r.wait.register(fs, e.getenv)
 	fs.DurationVar(&r.maxHold, "max-hold", 0, "stop COMMAND (as on loss, exit 70) after holding the lock this `duration` (default: no limit)")
 	fs.DurationVar(&r.grace, "kill-grace", 5*time.Second, "after SIGTERM, wait this `duration` for COMMAND before SIGKILL")
-	if code := e.parse(fs, args); code >= 0 {
+	if code := e.parse(fs, args, 1); code >= 0 {
 		return r, code
 	}
 	var err error

@@ -18,7 +18,7 @@ const leaseFields = ".Name .Token .Fence .Owner .TTL .TTLMS .ExpiresAt .Kind .Mo
 // nil), checks that between min and max arguments are left, and connects.
 // It returns the client, or nil and the exit code.
 func (e *env) start(fs *flag.FlagSet, args []string, p *printer, minArgs, maxArgs int, want string) (*client.Client, int) {
-	if code := e.parse(fs, args); code >= 0 {
+	if code := e.parse(fs, args, maxArgs); code >= 0 {
 		return nil, code
 	}
 	if p != nil {
