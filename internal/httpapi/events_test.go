@@ -391,6 +391,12 @@ func TestEventsNeedToken(t *testing.T) {
 		http.Header{"Last-Event-ID": {"not-an-id"}, "Authorization": {"Bearer " + token}}); resp.status != http.StatusBadRequest {
 		t.Errorf("bad Last-Event-ID: %d %s", resp.status, resp.body)
 	}
+	// An id from the far future was never sent: refused, not a stream
+	// that waits in silence until the clock gets there.
+	if resp := callWith(t, context.Background(), http.MethodGet, r.url+"/v1/events", "",
+		http.Header{"Last-Event-ID": {"99999999999999-0"}, "Authorization": {"Bearer " + token}}); resp.status != http.StatusBadRequest || resp.errorCode() != "invalid_argument" {
+		t.Errorf("Last-Event-ID from the future: %d %s", resp.status, resp.body)
+	}
 	stream := openEvents(t, r, "", http.Header{"Authorization": {"Bearer " + token}})
 	callWith(t, context.Background(), http.MethodPost, r.url+"/v1/locks/with-token/acquire", "", http.Header{"Authorization": {"Bearer " + token}})
 	if ev := stream.next(t, "with-token"); ev.typ != evAcquired {

@@ -169,19 +169,35 @@ func (p Position) String() string {
 // cluster. Any well-formed tag is accepted, also one of a shard that is
 // gone. It returns ErrInvalidArgument.
 func (m *Manager) ParsePosition(s string) (Position, error) {
+	var p Position
 	if m.cluster == nil {
 		id, ok := ParseEventID(s)
 		if !ok {
 			return Position{}, invalid("event id %q is not a stream id such as 1700000000000-0", quoteEnd(s))
 		}
-		return Position{[]shardAt{{"", id}}}, nil
+		p = Position{[]shardAt{{"", id}}}
+	} else {
+		var ok bool
+		if p, ok = parseShards(s); !ok {
+			return Position{}, invalid("event id %q is not a position such as 0.1700000000000-0~5.1700000000000-3", quoteEnd(s))
+		}
 	}
-	p, ok := parseShards(s)
-	if !ok {
-		return Position{}, invalid("event id %q is not a position such as 0.1700000000000-0~5.1700000000000-3", quoteEnd(s))
+	// A stream id is Redis's clock in ms when the event was written. One
+	// far ahead of now was never sent: resuming after it would wait,
+	// silently, until the clock gets there.
+	limit := uint64(time.Now().Add(maxIDAhead).UnixMilli())
+	for _, at := range p.at {
+		if at.id.MS > limit {
+			return Position{}, invalid("event id %q is ahead of every event this service has written; start again without Last-Event-ID", quoteEnd(s))
+		}
 	}
 	return p, nil
 }
+
+// maxIDAhead is how far ahead of lockd's clock a resumed event id may be:
+// Redis's clock, which stamps the ids, may run ahead of lockd's, but not
+// by an hour.
+const maxIDAhead = time.Hour
 
 // parseShards reads "TAG.ms-seq~TAG.ms-seq…", each tag at most once.
 func parseShards(s string) (Position, bool) {

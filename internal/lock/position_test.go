@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // modes are a Manager outside cluster mode and one in it, for parsing:
@@ -17,6 +18,8 @@ func TestParsePosition(t *testing.T) {
 		shards = append(shards, strconv.FormatInt(int64(i), 36)+".1-0")
 	}
 	most, tooMany := strings.Join(shards[:maxPositionShards], "~"), strings.Join(shards, "~")
+	soon := strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10) + "-0"
+	tooLate := strconv.FormatInt(time.Now().Add(2*time.Hour).UnixMilli(), 10) + "-0"
 	for _, tc := range []struct {
 		mode, in string
 		want     string // "": invalid
@@ -27,8 +30,11 @@ func TestParsePosition(t *testing.T) {
 		{"single", "1700000000000", ""},
 		{"single", "", ""},
 		{"cluster", "0.1-2~Zz9.3-4~a.5-6", "0.1-2~Zz9.3-4~a.5-6"},
-		{"cluster", "a.5-6~0.1-2", "0.1-2~a.5-6"}, // in the order of the tags
-		{"cluster", "a.18446744073709551615-18446744073709551615", "a.18446744073709551615-18446744073709551615"},
+		{"cluster", "a.5-6~0.1-2", "0.1-2~a.5-6"},                      // in the order of the tags
+		{"cluster", "a.18446744073709551615-18446744073709551615", ""}, // never written: far ahead of the clock
+		{"single", soon, soon},                                         // Redis's clock may run a little ahead of lockd's
+		{"single", tooLate, ""},                                        // but an id hours ahead was never written
+		{"cluster", "0.1-0~a." + tooLate, ""},
 		{"cluster", "1700000000000-0", ""}, // a plain id names no shard
 		{"cluster", "a.1-0~a.2-0", ""},     // a shard twice
 		{"cluster", "abcd.1-0", ""},
