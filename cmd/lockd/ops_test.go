@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -562,5 +563,31 @@ func TestMetrics(t *testing.T) {
 
 	if r, _ := send(t, "GET", open.url+"/metrics", nil, ""); r.status != http.StatusOK || !strings.Contains(r.body, "lockd_waiters") {
 		t.Errorf("/metrics without METRICS_REQUIRE_AUTH: %d %.200s", r.status, r.body)
+	}
+}
+
+// TestEvenQuorumWarns: two or four quorum nodes tolerate no more failures
+// than one or three; lockd says so at start, and not for three.
+func TestEvenQuorumWarns(t *testing.T) {
+	t.Parallel()
+	addrs := func(n int) string {
+		var a []string
+		for range n {
+			a = append(a, fmt.Sprintf("127.0.0.1:%d", freePort(t))) // nobody listens: the warning comes first
+		}
+		return strings.Join(a, ",")
+	}
+	for _, tc := range []struct {
+		nodes int
+		warn  bool
+	}{{2, true}, {3, false}, {4, true}} {
+		web := startLockd(t, map[string]string{"REDIS_ADDRS": addrs(tc.nodes)})
+		logs := web.logs.String()
+		if got := strings.Contains(logs, "even number of Redis nodes"); got != tc.warn {
+			t.Errorf("%d nodes: warned %v, want %v:\n%s", tc.nodes, got, tc.warn, logs)
+		}
+		if err := web.stop(); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -100,6 +100,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 	defer func() { <-listening }()
 
+	if n := len(cfg.Redis); n > 1 && n%2 == 0 {
+		// A majority of an even number is one more than half: the extra
+		// node adds a point of failure and no tolerance.
+		log.Warn("quorum mode over an even number of Redis nodes: a lock needs a majority, so this tolerates no more failed nodes than one node fewer would; use 3 or 5",
+			"nodes", n, "majority", n/2+1, "tolerated_failures", (n-1)/2)
+	}
 	log.Info("lockd listening", append([]any{"addr", ln.Addr().String(), "redis", cfg.Addrs(), "db", cfg.RedisDB()},
 		redisMode(cfg)...)...)
 	served := make(chan error, 1)
