@@ -301,6 +301,7 @@ func Run(t *testing.T, sc Scenario, lockdBin string, timing Timing) Row {
 	asking.Wait()
 	stopTraffic()
 
+	h.waitReplicated(sc)
 	h.probe()
 	h.checkKeysGone()
 	h.checkConnections()
