@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -287,4 +288,28 @@ func TestValidityCountedFromSend(t *testing.T) {
 			t.Errorf("%v left, want between %v and %v", left, ttl/2, ttl-delay)
 		}
 	})
+}
+
+// TestBehindAPathPrefix: lockd served under a path (a reverse proxy's
+// /lockd/) is reached through a base URL that names it; names are escaped
+// once below it.
+func TestBehindAPathPrefix(t *testing.T) {
+	s := startService(t, httpapi.Options{})
+	hs := httptest.NewServer(http.StripPrefix("/lockd", s.handler))
+	t.Cleanup(hs.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := client.New(hs.URL+"/lockd/", client.Options{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l := acquire(t, c, "behind:proxy", client.AcquireOptions{})
+	if info, err := c.Get(ctx, "behind:proxy"); err != nil || !info.Held || info.Fence != l.Fence() {
+		t.Errorf("get: %+v, %v", info, err)
+	}
+	release(t, l)
+	if _, err := c.Acquire(ctx, "a b", client.AcquireOptions{}); !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "contains ' '") {
+		t.Errorf("name \"a b\": %v, want ErrInvalidArgument naming ' '", err)
+	}
 }
