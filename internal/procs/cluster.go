@@ -111,6 +111,15 @@ func (c *Cluster) start(masters, replicas int, nodeTimeout time.Duration, deadli
 	if err := c.waitHealthy(true, time.Until(deadline)); err != nil {
 		return fmt.Errorf("%w\n%s", err, logTails(c.Nodes, 5))
 	}
+	ms, err := c.Masters()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := waitUntil(time.Until(deadline), func() error { return acked(m) }); err != nil {
+			return fmt.Errorf("%w\n%s", err, logTails(c.Nodes, 5))
+		}
+	}
 	return nil
 }
 

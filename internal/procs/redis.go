@@ -308,6 +308,38 @@ func infoField(info, field string) string {
 	return ""
 }
 
+// acked returns nil once a write to master is acknowledged by all its
+// replicas (Redis's WAIT). A replica's link being up is not enough: after
+// its first sync the master starts streaming to it only on its first
+// REPLCONF ACK, up to a second later, and until then WAIT cannot count
+// it, so a caller that asks for acknowledgements (REDIS_MIN_REPLICAS)
+// right after a start would be refused. The write is a key in a slot
+// master serves that expires in a second.
+func acked(master *Redis) error {
+	_, err := ask(master, redis.NewClient, func(ctx context.Context, c *redis.Client) (int64, error) {
+		replicas, err := strconv.Atoi(infoField(c.Info(ctx, "replication").Val(), "connected_slaves"))
+		if err != nil {
+			return 0, fmt.Errorf("procs: %s: connected_slaves: %w", master.Addr, err)
+		}
+		for i := 0; ; i++ {
+			err := c.Set(ctx, "procs:acked:"+strconv.Itoa(i), "1", time.Second).Err()
+			if err != nil && strings.HasPrefix(err.Error(), "MOVED ") && i < 1000 {
+				continue // a cluster node: that key's slot is another master's
+			}
+			if err != nil {
+				return 0, err
+			}
+			break
+		}
+		n, err := c.Wait(ctx, replicas, 100*time.Millisecond).Result()
+		if err == nil && n < int64(replicas) {
+			err = fmt.Errorf("procs: %d of %d replicas acknowledged a write to %s", n, replicas, master.Addr)
+		}
+		return n, err
+	})
+	return err
+}
+
 // addrs returns the nodes' addresses.
 func addrs(nodes []*Redis) []string {
 	a := make([]string, len(nodes))

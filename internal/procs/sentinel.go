@@ -105,6 +105,9 @@ func (s *SentinelSet) start(o SentinelOptions, deadline time.Time) error {
 	if err := waitUntil(time.Until(deadline), s.replicasLinked); err != nil {
 		return fmt.Errorf("%w\n%s", err, logTails(s.Nodes, 5))
 	}
+	if err := waitUntil(time.Until(deadline), func() error { return acked(master) }); err != nil {
+		return fmt.Errorf("%w\n%s", err, logTails(s.Nodes, 5))
+	}
 	for range 3 {
 		if err := s.startSentinel(o, master); err != nil {
 			return err
