@@ -116,7 +116,7 @@ func (c *Cluster) start(masters, replicas int, nodeTimeout time.Duration, deadli
 		return err
 	}
 	for _, m := range ms {
-		if err := waitUntil(time.Until(deadline), func() error { return acked(m) }); err != nil {
+		if err := waitUntil(time.Until(deadline), func() error { return Acked(m, 0) }); err != nil {
 			return fmt.Errorf("%w\n%s", err, logTails(c.Nodes, 5))
 		}
 	}

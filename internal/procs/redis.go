@@ -308,19 +308,21 @@ func infoField(info, field string) string {
 	return ""
 }
 
-// acked returns nil once a write to master is acknowledged by all its
-// replicas (Redis's WAIT). A replica's link being up is not enough: after
-// its first sync the master starts streaming to it only on its first
-// REPLCONF ACK, up to a second later, and until then WAIT cannot count
-// it, so a caller that asks for acknowledgements (REDIS_MIN_REPLICAS)
-// right after a start would be refused. The write is a key in a slot
-// master serves that expires in a second.
-func acked(master *Redis) error {
+// Acked returns nil once a write to master is acknowledged by all its
+// replicas, and by at least atLeast of them (Redis's WAIT). A replica's
+// link being up is not enough: after its first sync the master streams to
+// it only on its first REPLCONF ACK, up to a second later, and until then
+// WAIT cannot count it, so a caller that asks for acknowledgements
+// (REDIS_MIN_REPLICAS) right after a start or a failover would be refused.
+// The write is a key in a slot master serves that expires in a second; a
+// node that is no master refuses it.
+func Acked(master *Redis, atLeast int) error {
 	_, err := ask(master, redis.NewClient, func(ctx context.Context, c *redis.Client) (int64, error) {
 		replicas, err := strconv.Atoi(infoField(c.Info(ctx, "replication").Val(), "connected_slaves"))
 		if err != nil {
 			return 0, fmt.Errorf("procs: %s: connected_slaves: %w", master.Addr, err)
 		}
+		replicas = max(replicas, atLeast)
 		for i := 0; ; i++ {
 			err := c.Set(ctx, "procs:acked:"+strconv.Itoa(i), "1", time.Second).Err()
 			if err != nil && strings.HasPrefix(err.Error(), "MOVED ") && i < 1000 {

@@ -105,7 +105,7 @@ func (s *SentinelSet) start(o SentinelOptions, deadline time.Time) error {
 	if err := waitUntil(time.Until(deadline), s.replicasLinked); err != nil {
 		return fmt.Errorf("%w\n%s", err, logTails(s.Nodes, 5))
 	}
-	if err := waitUntil(time.Until(deadline), func() error { return acked(master) }); err != nil {
+	if err := waitUntil(time.Until(deadline), func() error { return Acked(master, 0) }); err != nil {
 		return fmt.Errorf("%w\n%s", err, logTails(s.Nodes, 5))
 	}
 	for range 3 {

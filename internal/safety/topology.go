@@ -278,66 +278,50 @@ func otherClients(ctx context.Context, addr string) (int, error) {
 	return n, nil
 }
 
-// waitReplicated returns once the master of every lock has sc.MinReplicas
-// replicas online, or after failoverLimit. With REDIS_MIN_REPLICAS a grant
-// needs their acknowledgement, and a failover can leave a master without
-// them for a while: Sentinel sometimes fails over twice, the second time
-// to the replica it had just pointed at the first new master, which then
-// stays unattached until the sentinels reconfigure it (about ten seconds
-// seen). Refusing grants meanwhile is right, so the probes that follow
-// wait for Redis to have settled: they measure lockd, not Sentinel.
+// waitReplicated returns once the master of every lock has a write
+// acknowledged by sc.MinReplicas replicas, or after failoverLimit. With
+// REDIS_MIN_REPLICAS a grant needs that acknowledgement, and a failover
+// can leave a master without replicas for a while: Sentinel sometimes
+// fails over twice, the second time to the replica it had just pointed at
+// the first new master, which then stays unattached until the sentinels
+// reconfigure it (about ten seconds seen). Refusing grants meanwhile is
+// right, so the probes that follow wait for Redis to have settled: they
+// measure lockd, not Sentinel.
 func (h *Harness) waitReplicated(sc Scenario) {
 	if sc.MinReplicas == 0 {
 		return
 	}
 	deadline := time.Now().Add(failoverLimit)
 	for {
-		short := h.unreplicated(sc.MinReplicas)
-		if short == "" {
+		err := h.replicated(sc.MinReplicas)
+		if err == nil {
 			h.Mark("every master has its replicas")
 			return
 		}
 		if time.Now().After(deadline) {
-			h.Mark("still short of replicas: " + short)
+			h.Mark("still short of replicas: " + err.Error())
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// unreplicated names a master that serves a lock with fewer than n
-// replicas online, or "" when there is none.
-func (h *Harness) unreplicated(n int) string {
+// replicated returns nil when the master of every lock has a write
+// acknowledged by n replicas (procs.Acked), each master asked once.
+func (h *Harness) replicated(n int) error {
+	asked := map[*procs.Redis]bool{}
 	for _, lock := range allLocks() {
 		m, err := h.masterOf(lock)
 		if err != nil {
-			return lock + ": " + err.Error()
+			return fmt.Errorf("%s: %w", lock, err)
 		}
-		if got, err := onlineReplicas(m.Addr); err != nil || got < n {
-			return fmt.Sprintf("%s (%d online, %v)", m.Addr, got, err)
+		if asked[m] {
+			continue
 		}
-	}
-	return ""
-}
-
-// onlineReplicas counts the replicas a master reports online (INFO
-// replication: "slaveN:ip=…,state=online,…"); a node that is no master
-// has none.
-func onlineReplicas(addr string) (int, error) {
-	c := dial(addr)
-	defer c.Close()
-	info, err := c.Info(context.Background(), "replication").Result()
-	if err != nil {
-		return 0, err
-	}
-	if !strings.Contains(info, "role:master") {
-		return 0, nil
-	}
-	n := 0
-	for line := range strings.Lines(info) {
-		if strings.HasPrefix(line, "slave") && strings.Contains(line, "state=online") {
-			n++
+		asked[m] = true
+		if err := procs.Acked(m, n); err != nil {
+			return err
 		}
 	}
-	return n, nil
+	return nil
 }
