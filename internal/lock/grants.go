@@ -114,7 +114,7 @@ func ms(n int64) time.Duration { return time.Duration(max(n, 0)) * time.Millisec
 
 // TryAcquire makes one attempt at name, which must pass ValidateStrictName.
 // On success the lease carries a fence, strictly greater than every fence
-// granted for name before, and a token of 144 random bits in URL-safe
+// granted for name before, and a token of 128 random bits in URL-safe
 // base64. On one Redis node it is one script: take the lock if free, assign
 // the fence, record the grant and its event; a refusal says who holds the
 // lock in the same answer. It returns ErrInvalidName, ErrInvalidArgument (a
@@ -440,20 +440,20 @@ func (m *Manager) ReleaseKind(ctx context.Context, kind Kind, name, token string
 		return Holder{}, err
 	}
 	ok := 0
-	var at int64
+	heldMs := int64(-1) // on Redis's clock, which timed the grant too
 	for _, r := range got {
 		if r.val.int(0) == 1 {
 			ok++
 			if f := r.val.int(1); f >= h.Fence {
-				h.Fence, h.Owner, at = f, r.val.str(3), r.val.int(2)
+				h.Fence, h.Owner, heldMs = f, r.val.str(3), r.val.int(2)
 			}
 		}
 	}
 	switch {
 	case ok >= m.quorum():
 		m.expiries.disarm(name, h.Fence)
-		if at > 0 {
-			held = time.Since(time.UnixMilli(at))
+		if heldMs >= 0 {
+			held = ms(heldMs)
 		}
 		return h, nil
 	case ok+len(m.nodes)-len(got) >= m.quorum():

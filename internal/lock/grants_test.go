@@ -239,12 +239,12 @@ func TestFencedContention(t *testing.T) {
 	}
 }
 
-// tokenOf is the token in a /v1 lock value, "fence|ttl_ms|at_ms|token|owner"
+// tokenOf is the token in a /v1 lock value, "fence:ttl_ms:token:owner"
 // (numbers in hexadecimal).
 func tokenOf(v string) string {
-	parts := strings.SplitN(v, "|", 5)
-	if len(parts) != 5 {
+	parts := strings.SplitN(v, ":", 4)
+	if len(parts) != 4 {
 		return ""
 	}
-	return parts[3]
+	return parts[2]
 }

@@ -272,3 +272,82 @@ func TestSingleNodeRestartedEmpty(t *testing.T) {
 		t.Errorf("%d WARNs about the lost data, want 1:\n%s", n, logs.String())
 	}
 }
+
+// heldObserver keeps the hold durations releases report.
+type heldObserver struct {
+	noObserver
+	mu   sync.Mutex
+	held []time.Duration
+}
+
+func (o *heldObserver) Released(_, result string, held time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.held = append(o.held, held)
+}
+
+func (o *heldObserver) last() time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.held[len(o.held)-1]
+}
+
+// TestGrantValueIsCompact: a lock held with an empty owner and the longest
+// TTL is a value Redis keeps in one allocation with its object (embstr, at
+// most 44 bytes), and its time is read back right (the hold's duration)
+// both where the fence is Redis's clock and where the slot's counter ran
+// ahead of it. A value of the format earlier builds wrote is still
+// extended and released.
+func TestGrantValueIsCompact(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{Password: "pw"})
+	obs := &heldObserver{}
+	m := New(Config{Nodes: []*redis.Options{nodeOptions(srv.Addr, "pw")}, Observer: obs})
+	t.Cleanup(func() { _ = m.Close() })
+	if err := m.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rdb := srv.Client(t, 0)
+	ctx := context.Background()
+	const pause = 30 * time.Millisecond
+	holdFor := func(name string, l Lease) {
+		t.Helper()
+		time.Sleep(pause)
+		if err := m.ReleaseToken(ctx, name, l.Token); err != nil {
+			t.Fatal(err)
+		}
+		if held := obs.last(); held < pause || held > 10*time.Second {
+			t.Fatalf("%s: held %v, want about %v", name, held, pause)
+		}
+	}
+
+	l, err := m.TryAcquire(ctx, "compact", Grant{TTL: MaxTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := rdb.Get(ctx, "lock:compact").Val()
+	if enc := rdb.ObjectEncoding(ctx, "lock:compact").Val(); len(v) > 44 || enc != "embstr" {
+		t.Fatalf("value %q (%d bytes) is %s, want at most 44 bytes, embstr", v, len(v), enc)
+	}
+	holdFor("compact", l)
+
+	// The slot's counter 10 s ahead of Redis's clock: the fence is the
+	// counter's, and the value carries the grant's time apart from it.
+	counter := m.keys("ahead")[1]
+	rdb.Set(ctx, counter, time.Now().Add(10*time.Second).UnixMicro(), 0)
+	if l, err = m.TryAcquire(ctx, "ahead", Grant{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if v := rdb.Get(ctx, "lock:ahead").Val(); !strings.Contains(v, "-") {
+		t.Fatalf("value %q, want the grant's time as a difference from the fence", v)
+	}
+	holdFor("ahead", l)
+
+	// Earlier builds: "fence|ttl_ms|at_ms|token|owner", at_ms on lockd's clock.
+	at := time.Now().Add(-pause).UnixMilli()
+	rdb.Set(ctx, "lock:earlier", fmt.Sprintf("%x|%x|%x|%s|%s", 77, 60000, at, "earlier-token", "o"), time.Minute)
+	if l, err := m.Renew(ctx, "earlier", "earlier-token", 0); err != nil || l.Fence != 77 || l.TTL != time.Minute {
+		t.Fatalf("renew a grant of an earlier build: %+v %v", l, err)
+	}
+	holdFor("earlier", Lease{Token: "earlier-token"})
+}

@@ -103,9 +103,9 @@ func (m *Manager) argv(name, token string, n int64, owner, mode string) []any {
 		mode += modeQuorum
 	}
 	if m.cluster != nil {
-		return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, "", "", m.cluster.homes(name)}
+		return []any{token, n, owner, 0, mode, m.replica, "", "", m.cluster.homes(name)}
 	}
-	return []any{token, n, owner, time.Now().UnixMilli(), mode, m.replica, ReleasedChannel}
+	return []any{token, n, owner, 0, mode, m.replica, ReleasedChannel}
 }
 
 // argvSpec is argv with ARGV[10], the request of a richer grant or a wait

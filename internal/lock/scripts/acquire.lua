@@ -25,9 +25,9 @@ if v then
   return {0, g.fence, pttl, g.owner, g.token}
 end
 
-local fence = nextFence()
+local fence, at = nextFence()
 local ttl = tonumber(ARGV[2])
-local g = {fence = fence, ttl = ttl, at = tonumber(ARGV[4]), token = ARGV[1], owner = ARGV[3], waited = has("q")}
+local g = {fence = fence, ttl = ttl, at = at, token = ARGV[1], owner = ARGV[3], waited = has("q")}
 if has("k") then
   -- Old layout, so that older replicas can extend and release this grant.
   redis.call("SET", KEYS[1], g.token, "PX", ttl)

@@ -8,7 +8,7 @@
 -- Keys 4 and 5 are passed only where data of the old layout may exist.
 --
 -- ARGV[1] token   ARGV[2] ttl in ms (or a fence)   ARGV[3] owner
--- ARGV[4] now in ms   ARGV[5] mode letters   ARGV[6] replica
+-- ARGV[4] unused (0)   ARGV[5] mode letters   ARGV[6] replica
 -- ARGV[7] the released channel   ARGV[8] (raise only) the id of the event
 -- to replace   ARGV[9] (Redis Cluster only; else "") the shards' home tags
 -- ARGV[10] (richer grants and fair waits only, see rich.lua) the request:
@@ -24,12 +24,19 @@
 -- message); s quorum mode: fences are floored at whole seconds; f fair:
 -- if refused, join the name's queue; x (queue.lua) leave the queue.
 --
--- A /v1 grant is the value "fence|ttl_ms|at_ms|token|owner" (the three
--- numbers in hexadecimal), with a "*" in
--- front once someone waits for its release (mode letters w and q): only
--- then, or when another replica granted it, does its release PUBLISH, so
--- an uncontended release costs Redis no message. A value with no "|" is a redsync value (the demo's) or
--- a grant of the old layout.
+-- A /v1 grant is the value "fence:ttl_ms:token:owner", the numbers in
+-- hexadecimal, with a "*" in front once someone waits for its release (mode
+-- letters w and q): only then, or when another replica granted it, does
+-- its release PUBLISH, so an uncontended release costs Redis no message.
+-- The grant's time (Redis's clock, in ms) is the fence's microseconds in
+-- ms, which it usually equals (the fence is Redis's clock unless the
+-- slot's counter is ahead of it); where it differs, ttl_ms is followed by
+-- the difference with its sign, "7530+3e7". Kept so, a value with an
+-- empty owner stays within 44 bytes, which Redis stores in one allocation
+-- with the key's object (16 bytes fewer per lock than a longer value).
+-- Builds before this one wrote "fence|ttl_ms|at_ms|token|owner" (at_ms on
+-- lockd's clock); it is still read. A value with neither is a redsync
+-- value (the demo's) or a grant of the old layout.
 
 local name = string.sub(KEYS[1], 6)
 local mode = ARGV[5]
@@ -46,9 +53,20 @@ end
 -- waited (someone waits for its release) and kind "v1", "old" (a grant of
 -- the old layout) or "bare" (no grant: redsync).
 local function grant(v)
-  local w, f, t, a, tok, o = string.match(v, "^(%*?)(%x+)|(%x+)|(%x+)|([^|]*)|(.*)$")
+  local w, f, t, sign, d, tok, o = string.match(v, "^(%*?)(%x+):(%x+)([+-]?)(%x*):([^:]*):(.*)$")
   if f then
-    return {kind = "v1", waited = w ~= "", fence = tonumber(f, 16), ttl = tonumber(t, 16), at = tonumber(a, 16), token = tok, owner = o}
+    local fence = tonumber(f, 16)
+    local at = math.floor(fence / 1000)
+    if sign == "+" then
+      at = at + tonumber(d, 16)
+    elseif sign == "-" then
+      at = at - tonumber(d, 16)
+    end
+    return {kind = "v1", waited = w ~= "", fence = fence, ttl = tonumber(t, 16), at = at, token = tok, owner = o}
+  end
+  w, f, t, d, tok, o = string.match(v, "^(%*?)(%x+)|(%x+)|(%x+)|([^|]*)|(.*)$")
+  if f then
+    return {kind = "v1", waited = w ~= "", fence = tonumber(f, 16), ttl = tonumber(t, 16), at = tonumber(d, 16), token = tok, owner = o}
   end
   if #KEYS >= 5 then
     local m = redis.call("HMGET", KEYS[5], "token", "owner", "fence", "ttl_ms", "at")
@@ -60,13 +78,19 @@ local function grant(v)
 end
 
 -- hex is n in hexadecimal: the numbers of a grant are stored so, which
--- keeps a typical value within 64 bytes of Redis's memory.
+-- keeps them short.
 local function hex(n)
   return string.format("%x", n)
 end
 
 local function encode(g)
-  return (g.waited and "*" or "") .. hex(g.fence) .. "|" .. hex(g.ttl) .. "|" .. hex(g.at) .. "|" .. g.token .. "|" .. g.owner
+  local d, at = "", g.at - math.floor(g.fence / 1000)
+  if at > 0 then
+    d = "+" .. hex(at)
+  elseif at < 0 then
+    d = "-" .. hex(-at)
+  end
+  return (g.waited and "*" or "") .. hex(g.fence) .. ":" .. hex(g.ttl) .. d .. ":" .. g.token .. ":" .. g.owner
 end
 
 -- onShard runs cmd on this node's own key (stream or channel) prefix..
@@ -121,6 +145,14 @@ local function emit(typ, fence, owner, ttl)
   return redis.call("XADD", KEYS[3], unpack(fields))
 end
 
+-- nowMs is Redis's clock in milliseconds, the clock of every grant's time
+-- and deadline, so that a hold's duration does not depend on which
+-- replica granted it and which released it.
+local function nowMs()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- nextFence takes the next fence of the lock's slot: one above the slot's
 -- counter, and never below Redis's clock, in microseconds since the epoch
 -- (in quorum mode, mode letter s, whole seconds in microseconds, so that
@@ -128,12 +160,14 @@ end
 -- on a replica promoted after a failover, so still restarts above every
 -- fence given before. A name's counter of the old layout (KEYS[4]) is
 -- honoured once, then retired; with mode letter k it is kept rising
--- instead, for older replicas running beside this one.
+-- instead, for older replicas running beside this one. It returns the
+-- fence and the time of the grant (Redis's, in ms).
 local function nextFence()
   local now = redis.call("TIME")
-  local floor = tonumber(now[1]) * 1000000
+  local s, us = tonumber(now[1]), tonumber(now[2])
+  local floor = s * 1000000
   if not has("s") then
-    floor = floor + tonumber(now[2])
+    floor = floor + us
   end
   local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
   local old = #KEYS >= 5 and redis.call("GET", KEYS[4])
@@ -147,7 +181,7 @@ local function nextFence()
   elseif old then
     redis.call("DEL", KEYS[4], KEYS[5])
   end
-  return fence
+  return fence, s * 1000 + math.floor(us / 1000)
 end
 
 -- ours reads the lock value v for the holder of ARGV[1]: the grant, or

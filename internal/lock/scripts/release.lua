@@ -1,7 +1,8 @@
 -- release: delete the lock if ARGV[1] holds it, leaving no key that names
 -- it. When someone waits, or another replica granted the lease and
 -- watches its expiry, tell every replica with "fence name".
--- Returns {1, fence, at, owner}, {0} or {-1} as extend does.
+-- Returns {1, fence, ms held (-1 if not known), owner}, {0} or {-1} as
+-- extend does.
 local v = redis.call("GET", KEYS[1])
 if v and isRich(v) then
   return rich().release(v)
@@ -19,4 +20,6 @@ if g.waited or g.kind == "old" or not has("l") then
   announce(int(g.fence) .. " " .. name)
 end
 emit("released", g.fence, g.owner, 0)
-return {1, g.fence, g.at, g.owner}
+local held = -1
+if g.at > 0 then held = nowMs() - g.at end
+return {1, g.fence, held, g.owner}

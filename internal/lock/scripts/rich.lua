@@ -7,7 +7,7 @@
 --   k  kind: "l" lock, "s" semaphore      n  a semaphore's limit
 --   h  holders: {t token, f fence (a decimal string: JSON numbers here
 --      keep 14 digits), o owner, m mode "x" exclusive or "s" shared,
---      l ttl ms, a granted at (ms), d deadline (Redis ms), y lock-delay ms}
+--      l ttl ms, a granted at (Redis ms), d deadline (Redis ms), y lock-delay ms}
 --   q  the fair queue, oldest first: {t, o, m, l, y as above, i waiter id,
 --      r replica, d liveness deadline (Redis ms)}
 --   z  a lock-delay in force until (Redis ms)
@@ -41,11 +41,6 @@ local function richRequest(v)
     return true
   end
   return v and has("f") and spec.id ~= "-" -- v is false when the key is missing
-end
-
-local function nowMs()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 -- The rest is built only for a call that meets a record or asks for one:
@@ -113,9 +108,9 @@ local function rich()
 
   -- hold makes w a holder with the next fence, and returns the fence and
   -- the "acquired" event's id.
-  local function hold(rec, w, now, at)
+  local function hold(rec, w, now)
     local fence = nextFence()
-    table.insert(rec.h, {t = w.t, f = int(fence), o = w.o, m = w.m, l = w.l, a = at, d = now + w.l, y = w.y})
+    table.insert(rec.h, {t = w.t, f = int(fence), o = w.o, m = w.m, l = w.l, a = now, d = now + w.l, y = w.y})
     return fence, emit("acquired", fence, w.o, w.l)
   end
 
@@ -127,7 +122,7 @@ local function rich()
     local granted = {}
     while #rec.q > 0 and rec.z == 0 and fits(rec, rec.q[1].m) do
       local w = table.remove(rec.q, 1)
-      local fence = hold(rec, w, now, now)
+      local fence = hold(rec, w, now)
       table.insert(granted, w.i .. " " .. int(fence))
     end
     if #granted > 0 then
@@ -231,7 +226,7 @@ local function rich()
     end
     local req = {t = ARGV[1], o = ARGV[3], m = spec.mode, l = tonumber(ARGV[2]), y = spec.delay}
     if rec.z == 0 and #rec.q == 0 and fits(rec, req.m) then
-      local fence, id = hold(rec, req, now, tonumber(ARGV[4]))
+      local fence, id = hold(rec, req, now)
       save(rec, now)
       return {1, fence, req.l, id}
     end
@@ -277,7 +272,7 @@ local function rich()
     announce(h.f .. " " .. name)
     promote(rec, now)
     save(rec, now)
-    return {1, tonumber(h.f), h.a, h.o}
+    return {1, tonumber(h.f), h.a and now - h.a or -1, h.o}
   end
 
   -- richExtend is extend.lua for a record.
