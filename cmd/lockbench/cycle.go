@@ -63,19 +63,6 @@ func redsyncLocker(rdb *redis.Client) locker {
 	}
 }
 
-// lockdPlainLocker drives /v1 with bare requests, as the naive service's
-// and etcd's rows are driven: a JSON body in, the token out.
-func lockdPlainLocker(a *api, base string) locker {
-	body := map[string]any{"ttl": "10s"}
-	return func(ctx context.Context, name string) (func(context.Context) error, error) {
-		l, err := a.acquireV1(ctx, base, "locks", name, body)
-		if err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) error { return a.releaseV1(ctx, l) }, nil
-	}
-}
-
 func lockdLocker(a *api, base string) locker {
 	return func(ctx context.Context, name string) (func(context.Context) error, error) {
 		l, err := a.acquire(ctx, base, name, 10*time.Second, 0)
@@ -233,7 +220,6 @@ const (
 	implRedsync = "redsync Lock+Unlock"
 	implNaive   = "naive Gin + redsync service"
 	implLockd   = "lockd /v1 over HTTP"
-	implPlain   = "lockd /v1, bare requests"
 	implEtcd    = "etcd lock service (JSON gateway)"
 )
 
@@ -253,7 +239,6 @@ func cycleScenario(b *bench) (section, error) {
 		{implRedsync, redsyncLocker(c.rdb[0])},
 		{implNaive, naiveLocker(a, c.naiveURL)},
 		{implLockd, lockdLocker(a, c.urls[0])},
-		{implPlain, lockdPlainLocker(a, c.urls[0])},
 	}
 	etcd, etcdNote := startEtcd(b.ctx, b.dir)
 	if etcd != nil {
