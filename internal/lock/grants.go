@@ -119,9 +119,11 @@ func ms(n int64) time.Duration { return time.Duration(max(n, 0)) * time.Millisec
 // the fence, record the grant and its event; a refusal says who holds the
 // lock in the same answer. It returns ErrInvalidName, ErrInvalidArgument (a
 // TTL outside MinTTL to the configured maximum, an owner too long or
-// unprintable), a *LockedError, or ErrUnavailable.
+// unprintable), a *LockedError, or ErrUnavailable. It is AcquireWait
+// without a wait, so the Observer hears of it as of every acquire.
 func (m *Manager) TryAcquire(ctx context.Context, name string, g Grant) (Lease, error) {
-	return m.tryAcquire(ctx, name, g, modeContended, nil)
+	l, _, err := m.AcquireWait(ctx, name, g, 0)
+	return l, err
 }
 
 // tryAcquire is TryAcquire; mode says whether a refusal is reported as a
