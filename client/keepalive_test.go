@@ -3,6 +3,10 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,6 +103,40 @@ func TestLossWhenLockdStaysDown(t *testing.T) {
 	if time.Now().Before(until) {
 		t.Errorf("ended before its validity ran out (%v early)", time.Until(until))
 	}
+	if err := l.Err(); !errors.Is(err, client.ErrLost) || !errors.Is(err, client.ErrExpired) || !errors.Is(err, client.ErrUnavailable) {
+		t.Errorf("Err %v, want ErrLost, ErrExpired and the last ErrUnavailable", err)
+	}
+}
+
+// TestLossWhenLockdHangs: renewals that get no answer before the lease's
+// validity runs out end it as unavailable, as a lockd that is down does
+// (an attempt cut off by the validity used to end it with a bare
+// "context deadline exceeded").
+func TestLossWhenLockdHangs(t *testing.T) {
+	const ttl = 600 * time.Millisecond
+	s := startService(t, httpapi.Options{})
+	var hang atomic.Bool
+	stop := make(chan struct{})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() && strings.HasSuffix(r.URL.Path, "/extend") {
+			select {
+			case <-r.Context().Done():
+			case <-stop:
+			}
+			return
+		}
+		s.handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	t.Cleanup(func() { close(stop) }) // before front.Close, which waits for the handlers
+	c := newClient(t, &service{URL: front.URL}, client.Options{})
+	l := acquire(t, c, "hung", client.AcquireOptions{TTL: ttl})
+	hang.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	l.KeepAlive(ctx, client.KeepAliveOptions{})
+
+	waitDone(t, l, time.Now(), 2*ttl)
 	if err := l.Err(); !errors.Is(err, client.ErrLost) || !errors.Is(err, client.ErrExpired) || !errors.Is(err, client.ErrUnavailable) {
 		t.Errorf("Err %v, want ErrLost, ErrExpired and the last ErrUnavailable", err)
 	}

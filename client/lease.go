@@ -38,6 +38,10 @@ type Lease struct {
 	expiry  *time.Timer // closes done at until, unless a renewal moves it
 	err     error
 	lastErr error // the last failed renewal, for the reason of a loss
+	// renewSent is when KeepAlive's renewal now on its way was sent (zero
+	// when none is): a validity that runs out while it waits for an
+	// answer is a loss to an unavailable service, not one without cause.
+	renewSent time.Time
 	// Set while KeepAlive's goroutine runs: stopRenew ends it and
 	// renewDone is closed when it has returned.
 	stopRenew context.CancelFunc
@@ -131,6 +135,11 @@ func (l *Lease) expired() {
 	if wait := time.Until(l.until); wait > 0 {
 		// A renewal moved until while the timer was firing.
 		l.expiry.Reset(wait)
+		return
+	}
+	if !l.renewSent.IsZero() {
+		l.finish(fmt.Errorf("%w: %w; last renewal: %w: sent %v before, no answer yet", ErrLost, ErrExpired,
+			ErrUnavailable, time.Since(l.renewSent).Round(time.Millisecond)))
 		return
 	}
 	if l.lastErr != nil {
@@ -281,19 +290,31 @@ func (l *Lease) renew(ctx context.Context, opts KeepAliveOptions, stopped chan s
 func (l *Lease) renewOnce(ctx context.Context, interval time.Duration, maxHold <-chan time.Time) bool {
 	backoff := min(25*time.Millisecond, interval/4)
 	for {
-		until := l.Until()
+		l.mu.Lock()
+		until := l.until
+		l.renewSent = time.Now()
+		l.mu.Unlock()
 		// An attempt that outlives the validity proves nothing.
 		actx, cancel := context.WithDeadline(ctx, until)
 		err := l.Extend(actx)
 		cancel()
+		l.mu.Lock()
+		l.renewSent = time.Time{}
+		l.mu.Unlock()
 		if err == nil {
 			return true
 		}
 		if ctx.Err() != nil || l.Err() != nil {
 			return false
 		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Cut off by the validity, not by ctx: the service did not
+			// answer in time, which is what its being unavailable means
+			// to this lease.
+			err = fmt.Errorf("%w: no answer before the lease's validity ran out: %w", ErrUnavailable, err)
+		}
 		l.mu.Lock()
-		if !transient(err) && !errors.Is(err, context.DeadlineExceeded) {
+		if !transient(err) {
 			l.finish(fmt.Errorf("%w: %w", ErrLost, err))
 			l.mu.Unlock()
 			return false
