@@ -298,23 +298,24 @@ func (l *Lease) renewOnce(ctx context.Context, interval time.Duration, maxHold <
 		actx, cancel := context.WithDeadline(ctx, until)
 		err := l.Extend(actx)
 		cancel()
-		l.mu.Lock()
-		l.renewSent = time.Time{}
-		l.mu.Unlock()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil || l.Err() != nil {
-			return false
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			// Cut off by the validity, not by ctx: the service did not
 			// answer in time, which is what its being unavailable means
 			// to this lease.
 			err = fmt.Errorf("%w: no answer before the lease's validity ran out: %w", ErrUnavailable, err)
 		}
+		// The renewal's outcome replaces renewSent in one step, so that
+		// an expiry in between still finds why.
 		l.mu.Lock()
-		if !transient(err) {
+		l.renewSent = time.Time{}
+		switch {
+		case err == nil:
+			l.mu.Unlock()
+			return true
+		case ctx.Err() != nil || l.err != nil:
+			l.mu.Unlock()
+			return false
+		case !transient(err):
 			l.finish(fmt.Errorf("%w: %w", ErrLost, err))
 			l.mu.Unlock()
 			return false
