@@ -442,20 +442,20 @@ func (m *Manager) ReleaseKind(ctx context.Context, kind Kind, name, token string
 		return Holder{}, err
 	}
 	ok := 0
-	heldMs := int64(-1) // on Redis's clock, which timed the grant too
+	heldUs := int64(-1) // on Redis's clock, which timed the grant too
 	for _, r := range got {
 		if r.val.int(0) == 1 {
 			ok++
 			if f := r.val.int(1); f >= h.Fence {
-				h.Fence, h.Owner, heldMs = f, r.val.str(3), r.val.int(2)
+				h.Fence, h.Owner, heldUs = f, r.val.str(3), r.val.int(2)
 			}
 		}
 	}
 	switch {
 	case ok >= m.quorum():
 		m.expiries.disarm(name, h.Fence)
-		if heldMs >= 0 {
-			held = ms(heldMs)
+		if heldUs >= 0 {
+			held = time.Duration(heldUs) * time.Microsecond
 		}
 		return h, nil
 	case ok+len(m.nodes)-len(got) >= m.quorum():

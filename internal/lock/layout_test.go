@@ -294,9 +294,9 @@ func (o *heldObserver) last() time.Duration {
 
 // TestGrantValueIsCompact: a lock held with an empty owner and the longest
 // TTL is a value Redis keeps in one allocation with its object (embstr, at
-// most 44 bytes), and its time is read back right (the hold's duration)
-// both where the fence is Redis's clock and where the slot's counter ran
-// ahead of it. A value of the format earlier builds wrote is still
+// most 44 bytes), and its time is read back right (the hold's duration,
+// to the microsecond) both where the fence is Redis's clock and where the
+// slot's counter ran ahead of it. A value of the format earlier builds wrote is still
 // extended and released.
 func TestGrantValueIsCompact(t *testing.T) {
 	t.Parallel()
@@ -330,6 +330,18 @@ func TestGrantValueIsCompact(t *testing.T) {
 		t.Fatalf("value %q (%d bytes) is %s, want at most 44 bytes, embstr", v, len(v), enc)
 	}
 	holdFor("compact", l)
+
+	// A hold shorter than a millisecond is still timed, so the hold-time
+	// histogram counts it.
+	if l, err = m.TryAcquire(ctx, "brief", Grant{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ReleaseToken(ctx, "brief", l.Token); err != nil {
+		t.Fatal(err)
+	}
+	if held := obs.last(); held <= 0 || held > 10*time.Second {
+		t.Fatalf("brief: held %v, want a positive duration", held)
+	}
 
 	// The slot's counter 10 s ahead of Redis's clock: the fence is the
 	// counter's, and the value carries the grant's time apart from it.

@@ -102,6 +102,8 @@ func (m *Manager) argv(name, token string, n int64, owner, mode string) []any {
 	if len(m.nodes) > 1 {
 		mode += modeQuorum
 	}
+	// ARGV[4] is read no more (grants take Redis's clock); its 0 keeps
+	// the later arguments in their places.
 	if m.cluster != nil {
 		return []any{token, n, owner, 0, mode, m.replica, "", "", m.cluster.homes(name)}
 	}

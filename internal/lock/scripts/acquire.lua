@@ -31,7 +31,7 @@ local g = {fence = fence, ttl = ttl, at = at, token = ARGV[1], owner = ARGV[3], 
 if has("k") then
   -- Old layout, so that older replicas can extend and release this grant.
   redis.call("SET", KEYS[1], g.token, "PX", ttl)
-  redis.call("HSET", KEYS[5], "token", g.token, "owner", g.owner, "fence", int(fence), "ttl_ms", int(ttl), "at", int(g.at))
+  redis.call("HSET", KEYS[5], "token", g.token, "owner", g.owner, "fence", int(fence), "ttl_ms", int(ttl), "at", int(math.floor(g.at / 1000)))
   redis.call("PEXPIRE", KEYS[5], 7200000)
 else
   redis.call("SET", KEYS[1], encode(g), "PX", ttl)

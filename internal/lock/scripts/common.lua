@@ -28,10 +28,10 @@
 -- hexadecimal, with a "*" in front once someone waits for its release (mode
 -- letters w and q): only then, or when another replica granted it, does
 -- its release PUBLISH, so an uncontended release costs Redis no message.
--- The grant's time (Redis's clock, in ms) is the fence's microseconds in
--- ms, which it usually equals (the fence is Redis's clock unless the
--- slot's counter is ahead of it); where it differs, ttl_ms is followed by
--- the difference with its sign, "7530+3e7". Kept so, a value with an
+-- The grant's time (Redis's clock) is the fence's microseconds, which it
+-- usually equals (the fence is Redis's clock unless the slot's counter is
+-- ahead of it); where the two differ in milliseconds, ttl_ms is followed
+-- by the difference in ms with its sign, "7530+3e7". Kept so, a value with an
 -- empty owner stays within 44 bytes, which Redis stores in one allocation
 -- with the key's object (16 bytes fewer per lock than a longer value).
 -- Builds before this one wrote "fence|ttl_ms|at_ms|token|owner" (at_ms on
@@ -49,29 +49,29 @@ local function int(n)
   return string.format("%d", n)
 end
 
--- grant reads a lock value: a table with fence, ttl, at, token, owner,
--- waited (someone waits for its release) and kind "v1", "old" (a grant of
+-- grant reads a lock value: a table with fence, ttl, at (the grant's
+-- time in µs, 0 when not known), token, owner, waited (someone waits for its release) and kind "v1", "old" (a grant of
 -- the old layout) or "bare" (no grant: redsync).
 local function grant(v)
   local w, f, t, sign, d, tok, o = string.match(v, "^(%*?)(%x+):(%x+)([+-]?)(%x*):([^:]*):(.*)$")
   if f then
     local fence = tonumber(f, 16)
-    local at = math.floor(fence / 1000)
+    local at = fence
     if sign == "+" then
-      at = at + tonumber(d, 16)
+      at = at + tonumber(d, 16) * 1000
     elseif sign == "-" then
-      at = at - tonumber(d, 16)
+      at = at - tonumber(d, 16) * 1000
     end
     return {kind = "v1", waited = w ~= "", fence = fence, ttl = tonumber(t, 16), at = at, token = tok, owner = o}
   end
   w, f, t, d, tok, o = string.match(v, "^(%*?)(%x+)|(%x+)|(%x+)|([^|]*)|(.*)$")
   if f then
-    return {kind = "v1", waited = w ~= "", fence = tonumber(f, 16), ttl = tonumber(t, 16), at = tonumber(d, 16), token = tok, owner = o}
+    return {kind = "v1", waited = w ~= "", fence = tonumber(f, 16), ttl = tonumber(t, 16), at = tonumber(d, 16) * 1000, token = tok, owner = o}
   end
   if #KEYS >= 5 then
     local m = redis.call("HMGET", KEYS[5], "token", "owner", "fence", "ttl_ms", "at")
     if m[1] == v and tonumber(m[4] or "") then
-      return {kind = "old", fence = tonumber(m[3]) or 0, ttl = tonumber(m[4]), at = tonumber(m[5]) or 0, token = v, owner = m[2] or ""}
+      return {kind = "old", fence = tonumber(m[3]) or 0, ttl = tonumber(m[4]), at = (tonumber(m[5]) or 0) * 1000, token = v, owner = m[2] or ""}
     end
   end
   return {kind = "bare", fence = 0, ttl = 0, at = 0, token = v, owner = ""}
@@ -84,7 +84,7 @@ local function hex(n)
 end
 
 local function encode(g)
-  local d, at = "", g.at - math.floor(g.fence / 1000)
+  local d, at = "", math.floor(g.at / 1000) - math.floor(g.fence / 1000)
   if at > 0 then
     d = "+" .. hex(at)
   elseif at < 0 then
@@ -145,12 +145,16 @@ local function emit(typ, fence, owner, ttl)
   return redis.call("XADD", KEYS[3], unpack(fields))
 end
 
--- nowMs is Redis's clock in milliseconds, the clock of every grant's time
+-- nowUs is Redis's clock in microseconds, the clock of every grant's time
 -- and deadline, so that a hold's duration does not depend on which
 -- replica granted it and which released it.
-local function nowMs()
+local function nowUs()
   local t = redis.call("TIME")
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function nowMs()
+  return math.floor(nowUs() / 1000)
 end
 
 -- nextFence takes the next fence of the lock's slot: one above the slot's
@@ -161,13 +165,12 @@ end
 -- fence given before. A name's counter of the old layout (KEYS[4]) is
 -- honoured once, then retired; with mode letter k it is kept rising
 -- instead, for older replicas running beside this one. It returns the
--- fence and the time of the grant (Redis's, in ms).
+-- fence and the time of the grant (Redis's, in µs).
 local function nextFence()
-  local now = redis.call("TIME")
-  local s, us = tonumber(now[1]), tonumber(now[2])
-  local floor = s * 1000000
-  if not has("s") then
-    floor = floor + us
+  local now = nowUs()
+  local floor = now
+  if has("s") then
+    floor = now - now % 1000000
   end
   local fence = tonumber(redis.call("GET", KEYS[2]) or "0")
   local old = #KEYS >= 5 and redis.call("GET", KEYS[4])
@@ -181,7 +184,7 @@ local function nextFence()
   elseif old then
     redis.call("DEL", KEYS[4], KEYS[5])
   end
-  return fence, s * 1000 + math.floor(us / 1000)
+  return fence, now
 end
 
 -- ours reads the lock value v for the holder of ARGV[1]: the grant, or

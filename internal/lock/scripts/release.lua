@@ -1,7 +1,7 @@
 -- release: delete the lock if ARGV[1] holds it, leaving no key that names
 -- it. When someone waits, or another replica granted the lease and
 -- watches its expiry, tell every replica with "fence name".
--- Returns {1, fence, ms held (-1 if not known), owner}, {0} or {-1} as
+-- Returns {1, fence, µs held (-1 if not known), owner}, {0} or {-1} as
 -- extend does.
 local v = redis.call("GET", KEYS[1])
 if v and isRich(v) then
@@ -21,5 +21,5 @@ if g.waited or g.kind == "old" or not has("l") then
 end
 emit("released", g.fence, g.owner, 0)
 local held = -1
-if g.at > 0 then held = nowMs() - g.at end
+if g.at > 0 then held = nowUs() - g.at end
 return {1, g.fence, held, g.owner}

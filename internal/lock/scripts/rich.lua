@@ -198,7 +198,7 @@ local function rich()
         return {0, g.fence, pttl, g.owner, g.token}
       end
       rec = {k = "l", n = 0, z = 0, q = {},
-        h = {{t = g.token, f = int(g.fence), o = g.owner, m = "x", l = g.ttl, a = g.at, d = now + pttl, y = 0}}}
+        h = {{t = g.token, f = int(g.fence), o = g.owner, m = "x", l = g.ttl, a = math.floor(g.at / 1000), d = now + pttl, y = 0}}}
     else
       rec = {k = spec.kind, n = spec.limit, h = {}, q = {}, z = 0}
     end
@@ -252,7 +252,8 @@ local function rich()
   -- (without any lock-delay: it released), and the queue's head may follow
   -- it at once. Always announced: waiters of every kind listen.
   local function richRelease(v)
-    local now, rec = nowMs(), decode(v)
+    local us = nowUs()
+    local now, rec = math.floor(us / 1000), decode(v)
     if rec.k ~= spec.kind then return {-2, kindName(rec.k)} end
     prune(rec, now)
     local h
@@ -272,7 +273,8 @@ local function rich()
     announce(h.f .. " " .. name)
     promote(rec, now)
     save(rec, now)
-    return {1, tonumber(h.f), h.a and now - h.a or -1, h.o}
+    -- µs held: a is in ms, so the hold may read up to 1 ms long.
+    return {1, tonumber(h.f), h.a and us - h.a * 1000 or -1, h.o}
   end
 
   -- richExtend is extend.lua for a record.
